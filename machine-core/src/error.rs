@@ -1,0 +1,255 @@
+//! Every way a command can fail, as typed values: the user's own error, the
+//! declared table, concurrency, the store, and stored data.
+
+use std::fmt;
+
+/// Two writers raced for the same record and this one lost.
+///
+/// `attempted` is the version the loser tried to write (the version it loaded
+/// plus one); `current` is the version the store held when it refused. For a
+/// read-only check in a multi-record commit, `attempted` is likewise the checked
+/// version plus one, so [`gap`](VersionConflict::gap) means the same everywhere.
+///
+/// ```
+/// use machine_core::VersionConflict;
+///
+/// let conflict = VersionConflict::new("Order", "order-42", 4, 6);
+/// assert_eq!(conflict.gap(), 3); // three writes overtook us
+/// assert_eq!(
+///     conflict.to_string(),
+///     "version conflict on Order \"order-42\": attempted version 4, current version 6",
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VersionConflict {
+    /// The machine (record namespace) the record belongs to.
+    pub machine: String,
+    /// The record's id.
+    pub id: String,
+    /// The version this writer tried to write.
+    pub attempted: u64,
+    /// The version the store held instead (0: the record does not exist).
+    pub current: u64,
+}
+
+impl VersionConflict {
+    /// A conflict on record `(machine, id)`.
+    #[must_use]
+    pub fn new(machine: impl Into<String>, id: impl Into<String>, attempted: u64, current: u64) -> Self {
+        Self { machine: machine.into(), id: id.into(), attempted, current }
+    }
+
+    /// How many writes overtook this writer: `current - attempted + 1`,
+    /// saturating (never overflows, never below zero).
+    #[must_use]
+    pub fn gap(&self) -> u64 {
+        self.current.saturating_sub(self.attempted).saturating_add(1)
+    }
+}
+
+impl fmt::Display for VersionConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `{:?}` on the id quotes and escapes it, so quotes, newlines and
+        // control characters in ids cannot forge or break a log line.
+        write!(
+            f,
+            "version conflict on {} {:?}: attempted version {}, current version {}",
+            self.machine, self.id, self.attempted, self.current
+        )
+    }
+}
+
+impl std::error::Error for VersionConflict {}
+
+/// Why a store refused or failed an operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A write or read check found another version than expected; the whole
+    /// commit was refused and nothing was written.
+    #[error("{0}")]
+    Conflict(#[from] VersionConflict),
+    /// An id or machine name the store does not accept.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidKey {
+        /// `"id"` or `"machine name"`.
+        what: &'static str,
+        /// The offending value (truncated to 64 characters).
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The record is at the highest version the store can hold.
+    #[error("version overflow on {machine} {id:?}: version {version} is the store's maximum")]
+    VersionOverflow {
+        /// The record's machine.
+        machine: String,
+        /// The record's id.
+        id: String,
+        /// The version that cannot be incremented.
+        version: u64,
+    },
+    /// The backend failed (I/O, connection, driver); `retryable` says whether
+    /// the same operation may succeed if tried again.
+    #[error("store backend error: {source}")]
+    Backend {
+        /// The backend's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Whether trying again may succeed (a lost connection, a timeout).
+        retryable: bool,
+    },
+}
+
+impl StoreError {
+    /// The version conflict, when this is one.
+    #[must_use]
+    pub fn conflict(&self) -> Option<&VersionConflict> {
+        match self {
+            Self::Conflict(conflict) => Some(conflict),
+            _ => None,
+        }
+    }
+
+    /// Whether the operation may succeed when tried again: conflicts and
+    /// retryable backend errors.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Conflict(_) => true,
+            Self::Backend { retryable, .. } => *retryable,
+            Self::InvalidKey { .. } | Self::VersionOverflow { .. } => false,
+        }
+    }
+}
+
+/// Everything [`Instance::handle`](crate::Instance::handle) and the
+/// [`Runner`](crate::Runner) can fail with; `E` is the machine's own error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// The transition returned the machine's own error; nothing was written.
+    #[error("transition rejected: {0}")]
+    Rejected(#[source] E),
+
+    /// The transition failed and, because the runner records failures, the
+    /// failure state was saved at `version`. [`Runner::recover`](crate::Runner::recover)
+    /// replays the command.
+    #[error("transition failed and was recorded at version {version}: {source}")]
+    FailureRecorded {
+        /// The machine's error.
+        source: E,
+        /// The version of the saved failure state.
+        version: u64,
+    },
+
+    /// The declared table does not allow this command in the current state;
+    /// the transition did not run.
+    #[error("command {command} is not allowed in state {state} of {machine}")]
+    NotAllowed {
+        /// The machine's name.
+        machine: &'static str,
+        /// The command's kind.
+        command: &'static str,
+        /// The current state's kind.
+        state: &'static str,
+    },
+
+    /// The transition produced a state its command does not declare in
+    /// `to(..)`: a bug in the transition. Nothing was written.
+    #[error("command {command} moved {machine} from {from} to undeclared state {to}")]
+    Undeclared {
+        /// The machine's name.
+        machine: &'static str,
+        /// The command's kind.
+        command: &'static str,
+        /// The kind of the state the command ran in.
+        from: &'static str,
+        /// The kind of the state it produced.
+        to: &'static str,
+    },
+
+    /// Every attempt lost a race with another writer and the retry policy
+    /// gave up. `conflict` is the last one.
+    #[error("gave up after {attempts} attempts: {conflict}")]
+    RetriesExhausted {
+        /// The last conflict.
+        #[source]
+        conflict: VersionConflict,
+        /// How many times the command was tried.
+        attempts: u32,
+    },
+
+    /// [`Runner::recover`](crate::Runner::recover) found the record in a
+    /// state that is not a failure.
+    #[error("nothing to recover: {machine} {id:?} is in state {state}, not a failure")]
+    NotFailed {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// The kind of the current state.
+        state: &'static str,
+    },
+
+    /// A stored state could not be decoded into the machine's state type
+    /// (corrupt JSON, an unknown variant, a changed schema). Nothing was written.
+    #[error("cannot decode {machine} {id:?} at version {version}: {source}")]
+    Decode {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// The stored version that failed to decode.
+        version: u64,
+        /// serde's error.
+        source: serde_json::Error,
+    },
+
+    /// A state or command could not be encoded as JSON. Nothing was written.
+    #[error("cannot encode {what} for {machine} {id:?}: {source}")]
+    Encode {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// `"state"` or `"command"`.
+        what: &'static str,
+        /// serde's error.
+        source: serde_json::Error,
+    },
+
+    /// The store failed.
+    #[error("store error: {0}")]
+    Store(#[source] StoreError),
+}
+
+impl<E> Error<E> {
+    /// The version conflict behind this error, if any: the last one of
+    /// exhausted retries, or one the store reported.
+    ///
+    /// The same value is reachable through [`std::error::Error::source`], so
+    /// `anyhow` or `Box<dyn Error>` users can `downcast_ref::<VersionConflict>()`.
+    #[must_use]
+    pub fn conflict(&self) -> Option<&VersionConflict> {
+        match self {
+            Self::RetriesExhausted { conflict, .. } => Some(conflict),
+            Self::Store(store) => store.conflict(),
+            _ => None,
+        }
+    }
+
+    /// The machine's own error, when the transition returned one (recorded or not).
+    #[must_use]
+    pub fn rejection(&self) -> Option<&E> {
+        match self {
+            Self::Rejected(error) | Self::FailureRecorded { source: error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl<E> From<StoreError> for Error<E> {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
