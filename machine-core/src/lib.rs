@@ -1,4 +1,12 @@
 //! Business state machines that live in a database.
+//!
+//! Declare states and commands as enums, write one pure transition function,
+//! and let a [`Runner`] persist every change: it loads a record, runs the
+//! transition, and saves the result only if no other writer got there first,
+//! retrying by a [`retry::Policy`] when one did.
+//!
+//! Start with the [guide](https://example.invalid/machine/docs/guide.md) in
+//! `docs/guide.md`, or `cargo run --example quickstart`.
 #![forbid(unsafe_code)]
 
 pub use machine_derive::{Command, State};
@@ -8,19 +16,24 @@ mod error;
 mod failure;
 mod kind;
 mod machine;
+pub mod retry;
+mod runner;
 mod state;
+pub mod store;
 
 pub use command::{Command, Edge, Transitions};
 pub use error::{Error, StoreError, VersionConflict};
 pub use failure::Failure;
 pub use kind::Kind;
 pub use machine::{Instance, Machine};
+pub use retry::{Jitter, Retry};
+pub use runner::{HistoryEntry, Outcome, Runner, Versioned};
 pub use state::{FailureState, State};
 
 /// The names most programs need: `use machine_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Command, Error, Failure, FailureState, Instance, Kind, Machine, State, Transitions,
-        VersionConflict,
+        Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, Outcome, Retry, Runner, State,
+        Transitions, VersionConflict, Versioned,
     };
 }

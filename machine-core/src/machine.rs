@@ -28,11 +28,7 @@ pub trait Machine {
     const NAME: &'static str = <Self::State as State>::NAME;
 
     /// Computes the next state, or refuses with the machine's error.
-    fn transition(
-        deps: &Self::Deps,
-        command: &Self::Command,
-        state: &Self::State,
-    ) -> Result<Self::State, Self::Error>;
+    fn transition(deps: &Self::Deps, command: &Self::Command, state: &Self::State) -> Result<Self::State, Self::Error>;
 }
 
 /// Runs `command` on `state` between the declared-table checks: refused before
@@ -138,9 +134,6 @@ where
     M::State: std::fmt::Debug,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instance")
-            .field("machine", &M::NAME)
-            .field("state", &self.state)
-            .finish_non_exhaustive()
+        f.debug_struct("Instance").field("machine", &M::NAME).field("state", &self.state).finish_non_exhaustive()
     }
 }

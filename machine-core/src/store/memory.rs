@@ -1,0 +1,218 @@
+//! The in-process store: the default, and the reference the durable stores
+//! are tested against. Same version semantics as a database, never
+//! last-writer-wins.
+
+use super::Store;
+use super::key::{validate_id, validate_machine};
+use super::record::{Change, Check, Commit, Record, Write};
+use crate::error::{StoreError, VersionConflict};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Enough shards that writers on different records rarely share a lock on a
+/// two-core machine, few enough to lock all of a commit's shards cheaply.
+const SHARDS: usize = 64;
+
+/// An in-memory [`Store`]: records and their full history, in this process.
+///
+/// Cloning is cheap and clones share the same records. Records are spread
+/// over independently locked shards, so unrelated ids do not serialise, and no
+/// lock is ever held across an `.await`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use machine_core::store::{Commit, Memory, Store, Write};
+///
+/// let store = Memory::new();
+/// let write = |expected| Write {
+///     machine: "Order", id: "order-1", expected, kind: "Draft",
+///     state: "\"Draft\"".into(), command: "\"Create\"",
+/// };
+/// store.commit(Commit::write(write(0))).await.unwrap();
+/// // A second writer that also loaded version 0 loses:
+/// let lost = store.commit(Commit::write(write(0))).await.unwrap_err();
+/// assert_eq!(lost.conflict().map(|c| (c.attempted, c.current)), Some((1, 1)));
+/// assert_eq!(store.load("Order", "order-1").await.unwrap().unwrap().version, 1);
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Memory {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hasher: RandomState,
+    shards: [Mutex<Shard>; SHARDS],
+    seq: AtomicU64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self { hasher: RandomState::new(), shards: std::array::from_fn(|_| Mutex::default()), seq: AtomicU64::new(0) }
+    }
+}
+
+/// machine → id → entry; two levels so lookups borrow `&str` keys.
+type Shard = HashMap<Arc<str>, HashMap<Arc<str>, Entry>>;
+
+struct Entry {
+    id: Arc<str>,
+    record: Record,
+    history: Vec<Change>,
+}
+
+impl Memory {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn shard_of(&self, machine: &str, id: &str) -> usize {
+        let hash = self.inner.hasher.hash_one((machine, id));
+        // The modulo keeps the value below SHARDS, so the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let shard = (hash % SHARDS as u64) as usize;
+        shard
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        // A panic elsewhere cannot leave a shard half-written (every commit
+        // validates before it mutates), so a poisoned lock is still consistent.
+        self.inner.shards[shard].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn commit_now(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
+        for (machine, id) in keys(commit) {
+            validate_machine(machine)?;
+            validate_id(id)?;
+        }
+        let mut shards: Vec<usize> = keys(commit).map(|(m, id)| self.shard_of(m, id)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        // Locks are taken in ascending shard order, so two commits can never
+        // wait on each other.
+        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> =
+            shards.iter().map(|&shard| (shard, self.lock(shard))).collect();
+        let shard = |machine: &str, id: &str| -> usize {
+            let shard = self.shard_of(machine, id);
+            // Every key's shard was locked above, so the search always finds it.
+            guards.binary_search_by_key(&shard, |(s, _)| *s).unwrap_or_default()
+        };
+        let check_at: Vec<usize> = commit.checks.iter().map(|c| shard(c.machine, c.id)).collect();
+        let write_at: Vec<usize> = commit.writes.iter().map(|w| shard(w.machine, w.id)).collect();
+
+        // Validate everything before touching anything: all or nothing.
+        // Checks see the records as they were before this commit's writes.
+        for (check, &at) in commit.checks.iter().zip(&check_at) {
+            let current = current_version(&guards[at].1, check.machine, check.id);
+            if current != check.expected {
+                return Err(conflict(check.machine, check.id, check.expected, current));
+            }
+        }
+        let mut pending: Vec<(&str, &str, u64)> = Vec::with_capacity(commit.writes.len());
+        for (write, &at) in commit.writes.iter().zip(&write_at) {
+            let earlier = pending.iter().rev().find(|(m, id, _)| *m == write.machine && *id == write.id);
+            let current = match earlier {
+                Some(&(_, _, version)) => version,
+                None => current_version(&guards[at].1, write.machine, write.id),
+            };
+            if current != write.expected {
+                return Err(conflict(write.machine, write.id, write.expected, current));
+            }
+            let next = write.expected.checked_add(1).ok_or_else(|| StoreError::VersionOverflow {
+                machine: write.machine.to_owned(),
+                id: write.id.to_owned(),
+                version: write.expected,
+            })?;
+            pending.push((write.machine, write.id, next));
+        }
+
+        let now = now_millis();
+        for (write, &at) in commit.writes.iter().zip(&write_at) {
+            let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            apply(&mut guards[at].1, write, seq, now);
+        }
+        Ok(())
+    }
+}
+
+fn keys<'c>(commit: &'c Commit<'_>) -> impl Iterator<Item = (&'c str, &'c str)> {
+    let writes = commit.writes.iter().map(|w| (w.machine, w.id));
+    writes.chain(commit.checks.iter().map(|c: &Check<'_>| (c.machine, c.id)))
+}
+
+fn current_version(shard: &Shard, machine: &str, id: &str) -> u64 {
+    shard.get(machine).and_then(|ids| ids.get(id)).map_or(0, |entry| entry.record.version)
+}
+
+fn conflict(machine: &str, id: &str, expected: u64, current: u64) -> StoreError {
+    StoreError::Conflict(VersionConflict::new(machine, id, expected.saturating_add(1), current))
+}
+
+fn apply(shard: &mut Shard, write: &Write<'_>, seq: u64, at: u64) {
+    let machine = match shard.get_key_value(write.machine) {
+        Some((machine, _)) => machine.clone(),
+        None => Arc::from(write.machine),
+    };
+    let ids = shard.entry(machine.clone()).or_default();
+    let kind: Arc<str> = Arc::from(write.kind);
+    let state: Arc<str> = Arc::from(write.state.as_str());
+    let record =
+        Record { version: write.expected.saturating_add(1), kind: kind.clone(), state: state.clone(), updated_at: at };
+    let change = |id: Arc<str>, before: Option<&Record>| Change {
+        seq,
+        machine,
+        id,
+        version: record.version,
+        command: Arc::from(write.command),
+        kind_before: before.map(|r| r.kind.clone()),
+        before: before.map(|r| r.state.clone()),
+        kind,
+        after: state,
+        at,
+    };
+    if let Some(entry) = ids.get_mut(write.id) {
+        let change = change(entry.id.clone(), Some(&entry.record));
+        entry.history.push(change);
+        entry.record = record;
+    } else {
+        let id: Arc<str> = Arc::from(write.id);
+        let history = vec![change(id.clone(), None)];
+        ids.insert(id.clone(), Entry { id, record, history });
+    }
+}
+
+fn now_millis() -> u64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Store for Memory {
+    async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let shard = self.lock(self.shard_of(machine, id));
+        Ok(shard.get(machine).and_then(|ids| ids.get(id)).map(|entry| entry.record.clone()))
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        self.commit_now(&commit)
+    }
+
+    async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let shard = self.lock(self.shard_of(machine, id));
+        Ok(shard.get(machine).and_then(|ids| ids.get(id)).map(|entry| entry.history.clone()).unwrap_or_default())
+    }
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory").field("changes", &self.inner.seq.load(Ordering::Relaxed)).finish_non_exhaustive()
+    }
+}
