@@ -216,3 +216,99 @@ impl std::fmt::Debug for Memory {
         f.debug_struct("Memory").field("changes", &self.inner.seq.load(Ordering::Relaxed)).finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(id: &'static str, expected: u64, state: &str) -> Write<'static> {
+        Write { machine: "M", id, expected, kind: "K", state: state.to_owned(), command: "\"cmd\"" }
+    }
+
+    fn check(id: &'static str, expected: u64) -> Check<'static> {
+        Check { machine: "M", id, expected }
+    }
+
+    async fn version(store: &Memory, id: &str) -> u64 {
+        store.load("M", id).await.unwrap().map_or(0, |r| r.version)
+    }
+
+    #[tokio::test]
+    async fn creates_updates_and_refuses_stale_writes() {
+        let store = Memory::new();
+        store.commit(Commit::write(write("a", 0, "1"))).await.unwrap();
+        store.commit(Commit::write(write("a", 1, "2"))).await.unwrap();
+        let stale = store.commit(Commit::write(write("a", 1, "3"))).await.unwrap_err();
+        assert_eq!(stale.conflict(), Some(&VersionConflict::new("M", "a", 2, 2)));
+        let duplicate_create = store.commit(Commit::write(write("a", 0, "3"))).await.unwrap_err();
+        assert_eq!(duplicate_create.conflict(), Some(&VersionConflict::new("M", "a", 1, 2)));
+        let record = store.load("M", "a").await.unwrap().unwrap();
+        assert_eq!((record.version, &*record.state, &*record.kind), (2, "2", "K"));
+    }
+
+    #[tokio::test]
+    async fn a_multi_record_commit_with_one_stale_record_writes_nothing() {
+        let store = Memory::new();
+        for id in ["a", "b", "c"] {
+            store.commit(Commit::write(write(id, 0, "0"))).await.unwrap();
+        }
+        let commit = Commit { writes: vec![write("a", 1, "1"), write("b", 0, "1")], checks: vec![check("c", 1)] };
+        let error = store.commit(commit).await.unwrap_err();
+        assert_eq!(error.conflict().map(|c| c.id.as_str()), Some("b"));
+        assert_eq!((version(&store, "a").await, version(&store, "b").await), (1, 1), "nothing applied");
+        assert_eq!(store.history("M", "a").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn read_checks_fail_the_commit_when_the_read_record_moved() {
+        let store = Memory::new();
+        store.commit(Commit::write(write("read", 0, "0"))).await.unwrap();
+        let ok = Commit { writes: vec![write("w", 0, "1")], checks: vec![check("read", 1)] };
+        store.commit(ok).await.unwrap();
+        store.commit(Commit::write(write("read", 1, "1"))).await.unwrap();
+        let stale = Commit { writes: vec![write("w", 1, "2")], checks: vec![check("read", 1)] };
+        let error = store.commit(stale).await.unwrap_err();
+        assert_eq!(error.conflict(), Some(&VersionConflict::new("M", "read", 2, 2)));
+        assert_eq!(version(&store, "w").await, 1);
+        // A check of a record that must not exist yet.
+        let absent = Commit { writes: vec![write("w", 1, "2")], checks: vec![check("never", 0)] };
+        store.commit(absent).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn writes_to_one_record_in_a_commit_apply_in_order() {
+        let store = Memory::new();
+        let group = Commit { writes: vec![write("a", 0, "1"), write("a", 1, "2"), write("a", 2, "3")], checks: vec![] };
+        store.commit(group).await.unwrap();
+        let history = store.history("M", "a").await.unwrap();
+        assert_eq!(history.iter().map(|c| (c.version, &*c.after)).collect::<Vec<_>>(), [(1, "1"), (2, "2"), (3, "3")]);
+        assert_eq!(history[1].before.as_deref(), Some("1"));
+        assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
+        let skipping = Commit { writes: vec![write("a", 3, "4"), write("a", 3, "5")], checks: vec![] };
+        assert!(store.commit(skipping).await.is_err());
+        assert_eq!(version(&store, "a").await, 3);
+    }
+
+    #[tokio::test]
+    async fn ids_are_validated_and_stored_verbatim() {
+        let store = Memory::new();
+        let hostile = "'; drop table records --\n\"ключ\"";
+        store.commit(Commit::write(write(hostile, 0, "1"))).await.unwrap();
+        assert_eq!(store.history("M", hostile).await.unwrap()[0].id.as_ref(), hostile);
+        for bad in ["", "a\0"] {
+            assert!(matches!(store.load("M", bad).await, Err(StoreError::InvalidKey { .. })));
+            assert!(matches!(store.commit(Commit::write(write(bad, 0, "1"))).await, Err(StoreError::InvalidKey { .. })));
+        }
+        assert!(matches!(store.load("", "a").await, Err(StoreError::InvalidKey { what: "machine name", .. })));
+    }
+
+    #[tokio::test]
+    async fn machines_are_separate_namespaces() {
+        let store = Memory::new();
+        store.commit(Commit::write(write("same", 0, "1"))).await.unwrap();
+        let other = Write { machine: "N", ..write("same", 0, "x") };
+        store.commit(Commit::write(other)).await.unwrap();
+        assert_eq!(&*store.load("N", "same").await.unwrap().unwrap().state, "x");
+        assert_eq!(&*store.load("M", "same").await.unwrap().unwrap().state, "1");
+    }
+}
