@@ -55,8 +55,35 @@ impl Default for Inner {
     }
 }
 
-/// machine → id → entry; two levels so lookups borrow `&str` keys.
-type Shard = HashMap<Arc<str>, HashMap<Arc<str>, Entry>>;
+/// Records by machine, then id. A store holds few machines, so the outer
+/// level is a short list compared by string (cheaper than a second hash);
+/// ids are hashed, with a per-store random key as they come from users.
+#[derive(Default)]
+struct Shard {
+    machines: Vec<(Arc<str>, Ids)>,
+}
+
+type Ids = HashMap<Arc<str>, Entry>;
+
+impl Shard {
+    fn ids(&self, machine: &str) -> Option<&Ids> {
+        self.machines.iter().find(|(name, _)| **name == *machine).map(|(_, ids)| ids)
+    }
+
+    /// The machine's name as stored and its records, created if new.
+    fn ids_mut(&mut self, machine: &str) -> (Arc<str>, &mut Ids) {
+        let at = self.machines.iter().position(|(name, _)| **name == *machine).unwrap_or_else(|| {
+            self.machines.push((Arc::from(machine), HashMap::new()));
+            self.machines.len() - 1
+        });
+        let (name, ids) = &mut self.machines[at];
+        (name.clone(), ids)
+    }
+
+    fn entry(&self, machine: &str, id: &str) -> Option<&Entry> {
+        self.ids(machine).and_then(|ids| ids.get(id))
+    }
+}
 
 struct Entry {
     id: Arc<str>,
@@ -86,6 +113,9 @@ impl Memory {
     }
 
     fn commit_now(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
+        if let ([write], []) = (commit.writes.as_slice(), commit.checks.as_slice()) {
+            return self.commit_one(write);
+        }
         for (machine, id) in keys(commit) {
             validate_machine(machine)?;
             validate_id(id)?;
@@ -140,49 +170,84 @@ impl Memory {
     }
 }
 
+impl Memory {
+    /// The common case, a single write: one hash, one lock, no allocation
+    /// beyond the stored strings.
+    fn commit_one(&self, write: &Write<'_>) -> Result<(), StoreError> {
+        validate_machine(write.machine)?;
+        validate_id(write.id)?;
+        let mut shard = self.lock(self.shard_of(write.machine, write.id));
+        let current = current_version(&shard, write.machine, write.id);
+        if current != write.expected {
+            return Err(conflict(write.machine, write.id, write.expected, current));
+        }
+        if write.expected == u64::MAX {
+            return Err(StoreError::VersionOverflow {
+                machine: write.machine.to_owned(),
+                id: write.id.to_owned(),
+                version: write.expected,
+            });
+        }
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        apply(&mut shard, write, seq, now_millis());
+        Ok(())
+    }
+}
+
 fn keys<'c>(commit: &'c Commit<'_>) -> impl Iterator<Item = (&'c str, &'c str)> {
     let writes = commit.writes.iter().map(|w| (w.machine, w.id));
     writes.chain(commit.checks.iter().map(|c: &Check<'_>| (c.machine, c.id)))
 }
 
 fn current_version(shard: &Shard, machine: &str, id: &str) -> u64 {
-    shard.get(machine).and_then(|ids| ids.get(id)).map_or(0, |entry| entry.record.version)
+    shard.entry(machine, id).map_or(0, |entry| entry.record.version)
 }
 
 fn conflict(machine: &str, id: &str, expected: u64, current: u64) -> StoreError {
     StoreError::Conflict(VersionConflict::new(machine, id, expected.saturating_add(1), current))
 }
 
+/// Appends `write` to its record (validated by the caller: the version holds
+/// and does not overflow).
 fn apply(shard: &mut Shard, write: &Write<'_>, seq: u64, at: u64) {
-    let machine = match shard.get_key_value(write.machine) {
-        Some((machine, _)) => machine.clone(),
-        None => Arc::from(write.machine),
-    };
-    let ids = shard.entry(machine.clone()).or_default();
-    let kind: Arc<str> = Arc::from(write.kind);
+    let (machine, ids) = shard.ids_mut(write.machine);
+    let version = write.expected.saturating_add(1);
     let state: Arc<str> = Arc::from(write.state.as_str());
-    let record =
-        Record { version: write.expected.saturating_add(1), kind: kind.clone(), state: state.clone(), updated_at: at };
-    let change = |id: Arc<str>, before: Option<&Record>| Change {
-        seq,
-        machine,
-        id,
-        version: record.version,
-        command: Arc::from(write.command),
-        kind_before: before.map(|r| r.kind.clone()),
-        before: before.map(|r| r.state.clone()),
-        kind,
-        after: state,
-        at,
-    };
+    let command: Arc<str> = Arc::from(write.command);
     if let Some(entry) = ids.get_mut(write.id) {
-        let change = change(entry.id.clone(), Some(&entry.record));
-        entry.history.push(change);
-        entry.record = record;
+        let previous = &entry.record;
+        // Kinds repeat from version to version: share the stored string.
+        let kind = if &*previous.kind == write.kind { previous.kind.clone() } else { Arc::from(write.kind) };
+        entry.history.push(Change {
+            seq,
+            machine,
+            id: entry.id.clone(),
+            version,
+            command,
+            kind_before: Some(previous.kind.clone()),
+            before: Some(previous.state.clone()),
+            kind: kind.clone(),
+            after: state.clone(),
+            at,
+        });
+        entry.record = Record { version, kind, state, updated_at: at };
     } else {
         let id: Arc<str> = Arc::from(write.id);
-        let history = vec![change(id.clone(), None)];
-        ids.insert(id.clone(), Entry { id, record, history });
+        let kind: Arc<str> = Arc::from(write.kind);
+        let change = Change {
+            seq,
+            machine,
+            id: id.clone(),
+            version,
+            command,
+            kind_before: None,
+            before: None,
+            kind: kind.clone(),
+            after: state.clone(),
+            at,
+        };
+        let record = Record { version, kind, state, updated_at: at };
+        ids.insert(id.clone(), Entry { id, record, history: vec![change] });
     }
 }
 
@@ -196,7 +261,7 @@ impl Store for Memory {
         validate_machine(machine)?;
         validate_id(id)?;
         let shard = self.lock(self.shard_of(machine, id));
-        Ok(shard.get(machine).and_then(|ids| ids.get(id)).map(|entry| entry.record.clone()))
+        Ok(shard.entry(machine, id).map(|entry| entry.record.clone()))
     }
 
     async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
@@ -207,7 +272,7 @@ impl Store for Memory {
         validate_machine(machine)?;
         validate_id(id)?;
         let shard = self.lock(self.shard_of(machine, id));
-        Ok(shard.get(machine).and_then(|ids| ids.get(id)).map(|entry| entry.history.clone()).unwrap_or_default())
+        Ok(shard.entry(machine, id).map(|entry| entry.history.clone()).unwrap_or_default())
     }
 }
 
@@ -297,7 +362,10 @@ mod tests {
         assert_eq!(store.history("M", hostile).await.unwrap()[0].id.as_ref(), hostile);
         for bad in ["", "a\0"] {
             assert!(matches!(store.load("M", bad).await, Err(StoreError::InvalidKey { .. })));
-            assert!(matches!(store.commit(Commit::write(write(bad, 0, "1"))).await, Err(StoreError::InvalidKey { .. })));
+            assert!(matches!(
+                store.commit(Commit::write(write(bad, 0, "1"))).await,
+                Err(StoreError::InvalidKey { .. })
+            ));
         }
         assert!(matches!(store.load("", "a").await, Err(StoreError::InvalidKey { what: "machine name", .. })));
     }
