@@ -1,1 +1,100 @@
-fn main() {}
+//! Side-by-side figures in one run: the runner on `store::Memory` against the
+//! hand-written `Mutex<HashMap>` compare-and-set loop, as commands per second
+//! and the time ratio (target: at most 1.5×). `cargo bench --bench compare`.
+
+mod common;
+
+use common::{Accounts, Baseline, DEPOSIT};
+use machine_core::Runner;
+use machine_core::store::Memory;
+use std::sync::Arc;
+use std::time::Instant;
+
+const ROUNDS: usize = 5;
+const SINGLE_OPS: u64 = 200_000;
+const TASKS: u64 = 8;
+const OPS_PER_TASK: u64 = 50_000;
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
+    let single = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let multi = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+
+    println!("{:<34} {:>16} {:>16} {:>8}", "workload (median of 5 rounds)", "baseline cmd/s", "runner cmd/s", "ratio");
+    let (base, framework) = median_pair(|| {
+        let baseline = Baseline::default();
+        let start = Instant::now();
+        single.block_on(async {
+            for _ in 0..SINGLE_OPS {
+                std::hint::black_box(baseline.handle("acct-1", &DEPOSIT));
+            }
+        });
+        let baseline_rate = SINGLE_OPS as f64 / start.elapsed().as_secs_f64();
+
+        let runner = Runner::<Accounts, _>::new(Memory::new(), ());
+        let start = Instant::now();
+        single.block_on(async {
+            for _ in 0..SINGLE_OPS {
+                std::hint::black_box(runner.handle("acct-1", &DEPOSIT).await.expect("no conflicts"));
+            }
+        });
+        (baseline_rate, SINGLE_OPS as f64 / start.elapsed().as_secs_f64())
+    });
+    report("1 task, one id", base, framework);
+
+    let (base, framework) = median_pair(|| {
+        let baseline = Arc::new(Baseline::default());
+        let start = Instant::now();
+        multi.block_on(async {
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|task| {
+                    let baseline = baseline.clone();
+                    tokio::spawn(async move {
+                        let id = format!("acct-{task}");
+                        for _ in 0..OPS_PER_TASK {
+                            std::hint::black_box(baseline.handle(&id, &DEPOSIT));
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.expect("task");
+            }
+        });
+        let baseline_rate = (TASKS * OPS_PER_TASK) as f64 / start.elapsed().as_secs_f64();
+
+        let runner = Runner::<Accounts, _>::new(Memory::new(), ());
+        let start = Instant::now();
+        multi.block_on(async {
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|task| {
+                    let runner = runner.clone();
+                    tokio::spawn(async move {
+                        let id = format!("acct-{task}");
+                        for _ in 0..OPS_PER_TASK {
+                            std::hint::black_box(runner.handle(&id, &DEPOSIT).await.expect("distinct ids"));
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.expect("task");
+            }
+        });
+        (baseline_rate, (TASKS * OPS_PER_TASK) as f64 / start.elapsed().as_secs_f64())
+    });
+    report("8 tasks, distinct ids, 2 workers", base, framework);
+}
+
+/// Runs `round` ROUNDS times and returns the median of each of its two rates.
+fn median_pair(mut round: impl FnMut() -> (f64, f64)) -> (f64, f64) {
+    let (mut a, mut b): (Vec<f64>, Vec<f64>) = (0..ROUNDS).map(|_| round()).unzip();
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    (a[ROUNDS / 2], b[ROUNDS / 2])
+}
+
+fn report(workload: &str, baseline: f64, runner: f64) {
+    // The time ratio: how many times longer a command takes through the runner.
+    println!("{workload:<34} {baseline:>16.0} {runner:>16.0} {:>7.2}x", baseline / runner);
+}

@@ -49,7 +49,7 @@ fn source_chain_reaches_the_conflict_for_dyn_error_users() {
     let conflict = VersionConflict::new("Order", "o-1", 3, 5);
     for error in [exhausted(conflict.clone()), Error::Store(StoreError::Conflict(conflict.clone()))] {
         let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(error);
-        let found = std::iter::successors(Some(&*boxed as &(dyn std::error::Error + 'static)), |e| e.source())
+        let found = std::iter::successors(Some(&*boxed as &(dyn std::error::Error + 'static)), |e| (*e).source())
             .find_map(|e| e.downcast_ref::<VersionConflict>());
         assert_eq!(found, Some(&conflict));
     }

@@ -1,0 +1,68 @@
+//! The machine both benchmarks run, and the hand-written baseline the runner
+//! is measured against: a `Mutex<HashMap>` compare-and-set loop doing the
+//! same transition on the same typed state.
+
+use machine_core::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+#[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Account {
+    #[state(initial)]
+    New,
+    Open { owner: String, balance: i64, deposits: u32 },
+}
+
+#[derive(Command, Clone, Debug, Serialize, Deserialize)]
+#[command(state = Account)]
+pub enum AccountCommand {
+    #[command(from(New, Open), to(Open))]
+    Deposit { cents: i64 },
+}
+
+pub struct Accounts;
+
+impl Machine for Accounts {
+    type State = Account;
+    type Command = AccountCommand;
+    type Deps = ();
+    type Error = std::convert::Infallible;
+
+    fn transition(_: &(), command: &AccountCommand, state: &Account) -> Result<Account, Self::Error> {
+        let AccountCommand::Deposit { cents } = command;
+        Ok(match state {
+            Account::New => Account::Open { owner: "Ada Lovelace".into(), balance: *cents, deposits: 1 },
+            Account::Open { owner, balance, deposits } => {
+                Account::Open { owner: owner.clone(), balance: balance + cents, deposits: deposits + 1 }
+            }
+        })
+    }
+}
+
+pub const DEPOSIT: AccountCommand = AccountCommand::Deposit { cents: 100 };
+
+/// What a careful engineer writes without the framework: load a copy under
+/// the lock, run the transition outside it, store only if the version held.
+#[derive(Default)]
+pub struct Baseline {
+    records: Mutex<HashMap<String, (u64, Account)>>,
+}
+
+impl Baseline {
+    pub fn handle(&self, id: &str, command: &AccountCommand) -> (Account, u64) {
+        loop {
+            let (version, state) = {
+                let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+                records.get(id).cloned().unwrap_or((0, Account::initial()))
+            };
+            let Ok(next) = Accounts::transition(&(), command, &state);
+            let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+            let current = records.get(id).map_or(0, |(v, _)| *v);
+            if current == version {
+                records.insert(id.to_owned(), (version + 1, next.clone()));
+                return (next, version + 1);
+            }
+        }
+    }
+}

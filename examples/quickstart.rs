@@ -1,0 +1,201 @@
+//! Quickstart: an order machine persisted in the in-memory store, with several
+//! shoppers editing the same order at once.
+//!
+//! Run it with `cargo run --example quickstart`. Every command goes through the
+//! runner's load → transition → save loop; when two shoppers save the same
+//! version, one of them loses, reloads the fresh order and tries again, which
+//! shows up below as more than one attempt.
+
+use machine_core::prelude::*;
+use machine_core::store::Memory;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+// 1. The states an order can be in. `#[state(initial)]` is where every new
+//    record starts; `#[state(failure)]` keeps a failed command for recovery.
+#[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Order {
+    #[state(initial)]
+    Draft,
+    Open { lines: Vec<Line>, total_cents: u64 },
+    Placed { lines: Vec<Line>, total_cents: u64 },
+    #[state(terminal)]
+    Shipped { tracking: String },
+    #[state(terminal)]
+    Cancelled { reason: String },
+    #[state(failure)]
+    Failed(Failure<OrderCommand, Order>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Line {
+    sku: String,
+    cents: u64,
+}
+
+// 2. The commands, each declaring the states it may run in and may produce.
+//    The runner refuses anything else before (or after) the transition runs.
+#[derive(Command, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[command(state = Order)]
+enum OrderCommand {
+    #[command(from(Draft, Open), to(Open))]
+    AddItem { sku: String },
+    #[command(from(Open), to(Placed))]
+    Place,
+    #[command(from(Placed), to(Shipped))]
+    Ship { tracking: String },
+    #[command(from(Draft, Open, Placed), to(Cancelled))]
+    Cancel { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum OrderError {
+    #[error("unknown item {0:?}")]
+    UnknownItem(String),
+}
+
+// 3. What the transition may ask of the outside world. Tests pass a mock.
+trait Catalog: Send + Sync {
+    fn price_cents(&self, sku: &str) -> Option<u64>;
+}
+
+/// The shop's price list; the catalog team can add items while orders run.
+struct PriceList(RwLock<HashMap<String, u64>>);
+
+impl PriceList {
+    fn add(&self, sku: &str, cents: u64) {
+        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(sku.to_owned(), cents);
+    }
+}
+
+impl Catalog for PriceList {
+    fn price_cents(&self, sku: &str) -> Option<u64> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).get(sku).copied()
+    }
+}
+
+// 4. The machine: one pure function from (deps, command, state) to the next state.
+struct OrderMachine;
+
+impl Machine for OrderMachine {
+    type State = Order;
+    type Command = OrderCommand;
+    type Deps = dyn Catalog;
+    type Error = OrderError;
+
+    fn transition(catalog: &dyn Catalog, command: &OrderCommand, state: &Order) -> Result<Order, OrderError> {
+        use {Order as S, OrderCommand as C};
+        Ok(match (command, state) {
+            (C::AddItem { sku }, S::Draft | S::Open { .. }) => {
+                let cents = catalog.price_cents(sku).ok_or_else(|| OrderError::UnknownItem(sku.clone()))?;
+                let (mut lines, total) = match state {
+                    S::Open { lines, total_cents } => (lines.clone(), *total_cents),
+                    _ => (Vec::new(), 0),
+                };
+                lines.push(Line { sku: sku.clone(), cents });
+                S::Open { lines, total_cents: total + cents }
+            }
+            (C::Place, S::Open { lines, total_cents }) => S::Placed { lines: lines.clone(), total_cents: *total_cents },
+            (C::Ship { tracking }, S::Placed { .. }) => S::Shipped { tracking: tracking.clone() },
+            (C::Cancel { reason }, _) => S::Cancelled { reason: reason.clone() },
+            // The declared table already refused every other combination.
+            (_, other) => other.clone(),
+        })
+    }
+}
+
+fn describe(state: &Order) -> String {
+    match state {
+        Order::Open { lines, total_cents } | Order::Placed { lines, total_cents } => {
+            let items = if lines.len() == 1 { "item" } else { "items" };
+            format!("{} ({} {items}, {}.{:02} EUR)", state.kind(), lines.len(), total_cents / 100, total_cents % 100)
+        }
+        other => other.kind().to_string(),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let prices = Arc::new(PriceList(RwLock::default()));
+    for (sku, cents) in [("mug", 1200), ("tea", 650), ("spoon", 300), ("pot", 3400)] {
+        prices.add(sku, cents);
+    }
+    let catalog: Arc<dyn Catalog> = prices.clone();
+
+    // 5. A runner ties the machine to a store. It is cheap to clone and shared
+    //    by every task; the default retry policy handles conflicts.
+    let runner = Runner::<OrderMachine, _>::new(Memory::new(), catalog).record_failures();
+    let id = "order-1001";
+
+    // Six shoppers add items to the same order at the same moment.
+    println!("six shoppers edit {id} concurrently:");
+    let start = Arc::new(tokio::sync::Barrier::new(6));
+    let shoppers: Vec<_> = ["mug", "tea", "spoon", "pot", "tea", "mug"]
+        .into_iter()
+        .enumerate()
+        .map(|(shopper, sku)| {
+            let (runner, start) = (runner.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut steps = Vec::new();
+                for _ in 0..3 {
+                    let out = runner.handle(id, &OrderCommand::AddItem { sku: sku.into() }).await?;
+                    steps.push((out.version, out.attempts, format!("shopper {shopper}: AddItem {sku:<5}"), out.state));
+                }
+                Ok::<_, Error<OrderError>>(steps)
+            })
+        })
+        .collect();
+    let mut steps = Vec::new();
+    for shopper in shoppers {
+        steps.extend(shopper.await??);
+    }
+    // Versions are the order in which saves won; print the story in that order.
+    steps.sort_by_key(|(version, ..)| *version);
+    for (version, attempts, who, state) in &steps {
+        let retried = if *attempts > 1 { format!("  <- lost {} race(s), retried", attempts - 1) } else { String::new() };
+        println!("  v{version:<2} {who} -> {}{retried}", describe(state));
+    }
+    let retried = steps.iter().filter(|(_, attempts, ..)| *attempts > 1).count();
+    println!("{retried} of {} commands lost a race and were retried on fresh state\n", steps.len());
+
+    // A command the catalog rejects is recorded as a failure state that keeps
+    // the command and the order as it was, so nothing is lost.
+    match runner.handle(id, &OrderCommand::AddItem { sku: "teapot".into() }).await {
+        Err(Error::FailureRecorded { source, version }) => println!("recorded failure at v{version}: {source}"),
+        other => return Err(format!("expected a recorded failure, got {other:?}").into()),
+    }
+    // The table declares no command from `Failed`, so the order waits for recovery.
+    let refused = runner.handle(id, &OrderCommand::Place).await.expect_err("Place is not declared from Failed");
+    println!("refused: {refused}");
+    // Once the catalog knows the item, recover() replays the stored command on
+    // the stored previous state.
+    prices.add("teapot", 5900);
+    let recovered = runner.recover(id).await?;
+    println!("recovered: v{} {}", recovered.version, describe(&recovered.state));
+    let placed = runner.handle(id, &OrderCommand::Place).await?;
+    println!("placed: v{} {}\n", placed.version, describe(&placed.state));
+
+    // A fresh order goes through the happy path.
+    let id = "order-1002";
+    for command in [
+        OrderCommand::AddItem { sku: "pot".into() },
+        OrderCommand::Place,
+        OrderCommand::Ship { tracking: "TRACK-77".into() },
+    ] {
+        let out = runner.handle(id, &command).await?;
+        println!("{id}: {command:?} -> v{} {}", out.version, describe(&out.state));
+    }
+    let shipped = runner.handle(id, &OrderCommand::Cancel { reason: "too late".into() }).await;
+    println!("{id}: cancel after shipping -> {}\n", shipped.expect_err("Shipped is terminal"));
+
+    // Every saved version is in the record's history, with its command.
+    let order = runner.get("order-1001").await?.ok_or("order-1001 exists")?;
+    println!("order-1001 is {} at version {}; its history:", order.state.kind(), order.version);
+    for entry in runner.history("order-1001").await? {
+        let command = serde_json::to_string(&entry.command)?;
+        println!("  v{:<2} {:<40} -> {}", entry.version, command, describe(&entry.state));
+    }
+    Ok(())
+}
