@@ -1,10 +1,11 @@
-//! Side-by-side figures in one run: the runner on `store::Memory` against the
-//! hand-written `Mutex<HashMap>` compare-and-set loop, as commands per second
-//! and the time ratio (target: at most 1.5×). `cargo bench --bench compare`.
+//! Side-by-side figures in one run: the runner on `store::Memory` against two
+//! hand-written `Mutex<HashMap>` compare-and-set loops doing the same
+//! transition, one keeping typed states and one keeping JSON, as commands per
+//! second and time ratios. `cargo bench --bench compare`.
 
 mod common;
 
-use common::{Accounts, Baseline, DEPOSIT};
+use common::{Accounts, Baseline, DEPOSIT, JsonBaseline};
 use machine_core::Runner;
 use machine_core::store::Memory;
 use std::sync::Arc;
@@ -20,8 +21,11 @@ fn main() {
     let single = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let multi = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
 
-    println!("{:<34} {:>16} {:>16} {:>8}", "workload (median of 5 rounds)", "baseline cmd/s", "runner cmd/s", "ratio");
-    let (base, framework) = median_pair(|| {
+    println!(
+        "{:<34} {:>14} {:>14} {:>14} {:>8} {:>8}",
+        "workload (median of 5 rounds)", "typed cmd/s", "json cmd/s", "runner cmd/s", "vs typed", "vs json"
+    );
+    let (base, json, framework) = median_three(|| {
         let baseline = Baseline::default();
         let start = Instant::now();
         single.block_on(async {
@@ -31,6 +35,15 @@ fn main() {
         });
         let baseline_rate = SINGLE_OPS as f64 / start.elapsed().as_secs_f64();
 
+        let json = JsonBaseline::default();
+        let start = Instant::now();
+        single.block_on(async {
+            for _ in 0..SINGLE_OPS {
+                std::hint::black_box(json.handle("acct-1", &DEPOSIT));
+            }
+        });
+        let json_rate = SINGLE_OPS as f64 / start.elapsed().as_secs_f64();
+
         let runner = Runner::<Accounts, _>::new(Memory::new(), ());
         let start = Instant::now();
         single.block_on(async {
@@ -38,11 +51,11 @@ fn main() {
                 std::hint::black_box(runner.handle("acct-1", &DEPOSIT).await.expect("no conflicts"));
             }
         });
-        (baseline_rate, SINGLE_OPS as f64 / start.elapsed().as_secs_f64())
+        (baseline_rate, json_rate, SINGLE_OPS as f64 / start.elapsed().as_secs_f64())
     });
-    report("1 task, one id", base, framework);
+    report("1 task, one id", base, json, framework);
 
-    let (base, framework) = median_pair(|| {
+    let (base, json, framework) = median_three(|| {
         let baseline = Arc::new(Baseline::default());
         let start = Instant::now();
         multi.block_on(async {
@@ -63,6 +76,26 @@ fn main() {
         });
         let baseline_rate = (TASKS * OPS_PER_TASK) as f64 / start.elapsed().as_secs_f64();
 
+        let json = Arc::new(JsonBaseline::default());
+        let start = Instant::now();
+        multi.block_on(async {
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|task| {
+                    let json = json.clone();
+                    tokio::spawn(async move {
+                        let id = format!("acct-{task}");
+                        for _ in 0..OPS_PER_TASK {
+                            std::hint::black_box(json.handle(&id, &DEPOSIT));
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.expect("task");
+            }
+        });
+        let json_rate = (TASKS * OPS_PER_TASK) as f64 / start.elapsed().as_secs_f64();
+
         let runner = Runner::<Accounts, _>::new(Memory::new(), ());
         let start = Instant::now();
         multi.block_on(async {
@@ -81,20 +114,23 @@ fn main() {
                 task.await.expect("task");
             }
         });
-        (baseline_rate, (TASKS * OPS_PER_TASK) as f64 / start.elapsed().as_secs_f64())
+        (baseline_rate, json_rate, (TASKS * OPS_PER_TASK) as f64 / start.elapsed().as_secs_f64())
     });
-    report("8 tasks, distinct ids, 2 workers", base, framework);
+    report("8 tasks, distinct ids, 2 workers", base, json, framework);
 }
 
-/// Runs `round` ROUNDS times and returns the median of each of its two rates.
-fn median_pair(mut round: impl FnMut() -> (f64, f64)) -> (f64, f64) {
-    let (mut a, mut b): (Vec<f64>, Vec<f64>) = (0..ROUNDS).map(|_| round()).unzip();
-    a.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
-    (a[ROUNDS / 2], b[ROUNDS / 2])
+/// Runs `round` ROUNDS times and returns the median of each of its three rates.
+fn median_three(mut round: impl FnMut() -> (f64, f64, f64)) -> (f64, f64, f64) {
+    let rounds: Vec<(f64, f64, f64)> = (0..ROUNDS).map(|_| round()).collect();
+    let median = |pick: fn(&(f64, f64, f64)) -> f64| {
+        let mut rates: Vec<f64> = rounds.iter().map(pick).collect();
+        rates.sort_by(f64::total_cmp);
+        rates[ROUNDS / 2]
+    };
+    (median(|r| r.0), median(|r| r.1), median(|r| r.2))
 }
 
-fn report(workload: &str, baseline: f64, runner: f64) {
-    // The time ratio: how many times longer a command takes through the runner.
-    println!("{workload:<34} {baseline:>16.0} {runner:>16.0} {:>7.2}x", baseline / runner);
+fn report(workload: &str, typed: f64, json: f64, runner: f64) {
+    // Time ratios: how many times longer a command takes through the runner.
+    println!("{workload:<34} {typed:>14.0} {json:>14.0} {runner:>14.0} {:>7.2}x {:>7.2}x", typed / runner, json / runner);
 }

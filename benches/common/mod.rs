@@ -66,3 +66,31 @@ impl Baseline {
         }
     }
 }
+
+/// The same loop when records are kept as JSON, as any durable store keeps
+/// them: decode after load, encode before save. The difference between this
+/// and [`Baseline`] is the price of serialisation alone.
+#[derive(Default)]
+pub struct JsonBaseline {
+    records: Mutex<HashMap<String, (u64, String)>>,
+}
+
+impl JsonBaseline {
+    pub fn handle(&self, id: &str, command: &AccountCommand) -> (Account, u64) {
+        loop {
+            let (version, json) = {
+                let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+                records.get(id).cloned().unwrap_or((0, String::new()))
+            };
+            let state = if json.is_empty() { Account::initial() } else { serde_json::from_str(&json).expect("valid") };
+            let Ok(next) = Accounts::transition(&(), command, &state);
+            let encoded = serde_json::to_string(&next).expect("encodes");
+            let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+            let current = records.get(id).map_or(0, |(v, _)| *v);
+            if current == version {
+                records.insert(id.to_owned(), (version + 1, encoded));
+                return (next, version + 1);
+            }
+        }
+    }
+}
