@@ -1,0 +1,189 @@
+//! `#[derive(State)]`: the kind enum, `machine_core::State`, and
+//! `machine_core::FailureState` when the enum has a failure variant.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt as _;
+use syn::spanned::Spanned as _;
+use syn::{DeriveInput, Fields, LitStr};
+
+use crate::ast::{self, StateEnum, Variant};
+use crate::attr::StateVariant;
+use crate::ctxt::Ctxt;
+use crate::valid;
+
+use super::{kind, mentions_type_param, pattern, where_clause};
+
+/// Expands `#[derive(State)]` on `input`.
+///
+/// On errors, the compile errors come with a best-effort expansion (the kind
+/// enum and a `State` impl) so that code using `OrderKind` or `Order::kind()`
+/// does not add a cascade of unrelated errors.
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    let mut cx = Ctxt::new();
+    let Some(parsed) = StateEnum::from_syn(&mut cx, input) else {
+        return cx.check().err().map_or_else(TokenStream::new, syn::Error::into_compile_error);
+    };
+    valid::state(&mut cx, &parsed);
+    match cx.check() {
+        Ok(()) => expand(&parsed, true),
+        Err(errors) => {
+            let mut out = errors.into_compile_error();
+            if !parsed.variants.is_empty() {
+                out.extend(expand(&parsed, false));
+            }
+            out
+        }
+    }
+}
+
+/// The generated code; `checked` is false for the fallback after errors,
+/// which leaves out what the errors make impossible to build.
+fn expand(input: &StateEnum<'_>, checked: bool) -> TokenStream {
+    let ident = input.ident;
+    let kind = kind::ident(ident);
+    let variant_idents: Vec<_> = input.variants.iter().map(|v| v.ident).collect();
+    let kind_enum = kind::expand(input.vis, ident, &variant_idents);
+
+    let initial = input.variants.iter().find(|v| v.attrs.initial.is_some());
+    let failure = input.variants.iter().find(|v| v.attrs.failure.is_some());
+
+    let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
+    let default_bounds: Vec<TokenStream> = match initial {
+        Some(variant) if checked => variant
+            .fields
+            .iter()
+            .map(|field| &field.ty)
+            .filter(|ty| mentions_type_param(input.generics, quote!(#ty)))
+            .map(|ty| quote!(#ty: ::core::default::Default))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let where_clause = where_clause(input.generics, &default_bounds);
+
+    let name = input.attrs.name.clone().unwrap_or_else(|| LitStr::new(&ident.unraw().to_string(), ident.span()));
+
+    let kind_arms = input.variants.iter().map(|variant| {
+        let pattern = pattern(variant.ident, variant.fields);
+        let variant = variant.ident;
+        quote!(#pattern => #kind::#variant)
+    });
+
+    let initial_body = match initial {
+        Some(variant) if checked => construct_with_defaults(variant),
+        // Only reached after a compile error, so never at run time.
+        _ => quote!(::core::unreachable!()),
+    };
+
+    let terminal: Vec<TokenStream> =
+        input.variants.iter().filter(|v| v.attrs.terminal.is_some()).map(|v| pattern(v.ident, v.fields)).collect();
+    let is_terminal = if terminal.is_empty() { quote!(false) } else { quote!(::core::matches!(self, #(#terminal)|*)) };
+
+    let is_failure = failure.map(|variant| {
+        let pattern = pattern(variant.ident, variant.fields);
+        quote! {
+            fn is_failure(&self) -> bool {
+                ::core::matches!(self, #pattern)
+            }
+        }
+    });
+
+    let failure_state = match failure {
+        Some(variant) if checked => failure_state(input, variant, &where_clause),
+        _ => None,
+    };
+
+    quote! {
+        #kind_enum
+
+        #[automatically_derived]
+        impl #impl_generics ::machine_core::State for #ident #ty_generics #where_clause {
+            type Kind = #kind;
+
+            const NAME: &'static str = #name;
+
+            fn kind(&self) -> #kind {
+                match self {
+                    #(#kind_arms,)*
+                }
+            }
+
+            fn initial() -> Self {
+                #initial_body
+            }
+
+            fn is_terminal(&self) -> bool {
+                #is_terminal
+            }
+
+            #is_failure
+        }
+
+        #failure_state
+    }
+}
+
+/// Builds `variant` with every field `Default::default()`.
+fn construct_with_defaults(variant: &Variant<'_, StateVariant>) -> TokenStream {
+    let ident = variant.ident;
+    let default = quote!(::core::default::Default::default());
+    match variant.fields {
+        Fields::Unit => quote!(Self::#ident),
+        Fields::Unnamed(fields) => {
+            let values = fields.unnamed.iter().map(|_| &default);
+            quote!(Self::#ident(#(#values),*))
+        }
+        Fields::Named(fields) => {
+            let names = fields.named.iter().map(|field| &field.ident);
+            quote!(Self::#ident { #(#names: #default),* })
+        }
+    }
+}
+
+/// `impl FailureState` for the failure variant `variant`, or `None` when
+/// its field is not a `Failure<C, S>` (already reported).
+fn failure_state(
+    input: &StateEnum<'_>,
+    variant: &Variant<'_, StateVariant>,
+    where_clause: &TokenStream,
+) -> Option<TokenStream> {
+    let field = ast::single_field(variant.fields)?;
+    let (command, _) = ast::failure_args(&field.ty)?;
+    let ident = input.ident;
+    let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
+    let name = variant.ident;
+
+    // Spanned at the field's type: when its `S` is not this enum, rustc's
+    // "mismatched types" points at the user's `Failure<C, S>`.
+    let span = Span::call_site().located_at(field.ty.span());
+    let (build, bind) = match &field.ident {
+        Some(member) => {
+            (quote_spanned!(span=> Self::#name { #member: failure }), quote!(Self::#name { #member: failure }))
+        }
+        None => (quote_spanned!(span=> Self::#name(failure)), quote!(Self::#name(failure))),
+    };
+    let some = quote_spanned!(span=> ::core::option::Option::Some(failure));
+    let others: Vec<TokenStream> =
+        input.variants.iter().filter(|v| v.ident != variant.ident).map(|v| pattern(v.ident, v.fields)).collect();
+    let none_arm = if others.is_empty() { None } else { Some(quote!(#(#others)|* => ::core::option::Option::None,)) };
+
+    Some(quote! {
+        #[automatically_derived]
+        impl #impl_generics ::machine_core::FailureState for #ident #ty_generics #where_clause {
+            type Command = #command;
+
+            fn from_failure(failure: ::machine_core::Failure<Self::Command, Self>) -> Self {
+                #build
+            }
+
+            fn failure(
+                &self,
+            ) -> ::core::option::Option<&::machine_core::Failure<Self::Command, Self>> {
+                match self {
+                    #bind => #some,
+                    #none_arm
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,11 @@
+use machine_core::State;
+
+#[derive(State)]
+enum Order {
+    #[state(initial)]
+    Draft,
+    #[state(failure)]
+    Failed { reason: String },
+}
+
+fn main() {}

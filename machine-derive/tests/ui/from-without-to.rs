@@ -1,0 +1,19 @@
+use machine_core::{Command, State};
+
+#[derive(State)]
+enum Order {
+    #[state(initial)]
+    Draft,
+    Pending,
+}
+
+#[derive(Command)]
+#[command(state = Order)]
+enum OrderCommand {
+    #[command(from(Draft))]
+    Place,
+    #[command(to(Draft))]
+    Reset,
+}
+
+fn main() {}

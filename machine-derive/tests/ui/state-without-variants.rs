@@ -1,0 +1,6 @@
+use machine_core::State;
+
+#[derive(State)]
+enum Order {}
+
+fn main() {}
