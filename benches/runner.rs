@@ -40,7 +40,8 @@ fn eight_tasks(c: &mut Criterion) {
     let baseline = Arc::new(Baseline::default());
     group.bench_function(BenchmarkId::new("baseline Mutex<HashMap> CAS", TASKS), |b| {
         b.iter_custom(|iters| {
-            runtime.block_on(spawn_all(iters, |id: Arc<str>| {
+            let baseline = baseline.clone();
+            runtime.block_on(spawn_all(iters, move |id: Arc<str>| {
                 let baseline = baseline.clone();
                 async move {
                     baseline.handle(&id, &DEPOSIT);
@@ -51,7 +52,8 @@ fn eight_tasks(c: &mut Criterion) {
     let runner = Runner::<Accounts, _>::new(Memory::new(), ());
     group.bench_function(BenchmarkId::new("Runner + store::Memory", TASKS), |b| {
         b.iter_custom(|iters| {
-            runtime.block_on(spawn_all(iters, |id: Arc<str>| {
+            let runner = runner.clone();
+            runtime.block_on(spawn_all(iters, move |id: Arc<str>| {
                 let runner = runner.clone();
                 async move {
                     runner.handle(&id, &DEPOSIT).await.unwrap();
