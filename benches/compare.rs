@@ -132,5 +132,9 @@ fn median_three(mut round: impl FnMut() -> (f64, f64, f64)) -> (f64, f64, f64) {
 
 fn report(workload: &str, typed: f64, json: f64, runner: f64) {
     // Time ratios: how many times longer a command takes through the runner.
-    println!("{workload:<34} {typed:>14.0} {json:>14.0} {runner:>14.0} {:>7.2}x {:>7.2}x", typed / runner, json / runner);
+    println!(
+        "{workload:<34} {typed:>14.0} {json:>14.0} {runner:>14.0} {:>7.2}x {:>7.2}x",
+        typed / runner,
+        json / runner
+    );
 }

@@ -21,10 +21,18 @@ struct Item {
 enum Order {
     #[state(initial)]
     Draft,
-    Pending { items: Vec<Item>, placed_at: u64 },
-    Confirmed { items: Vec<Item>, placed_at: u64 },
+    Pending {
+        items: Vec<Item>,
+        placed_at: u64,
+    },
+    Confirmed {
+        items: Vec<Item>,
+        placed_at: u64,
+    },
     #[state(terminal)]
-    Cancelled { reason: String },
+    Cancelled {
+        reason: String,
+    },
     #[state(failure)]
     Failed(Failure<OrderCommand, Order>),
 }

@@ -18,12 +18,22 @@ use std::sync::{Arc, PoisonError, RwLock};
 enum Order {
     #[state(initial)]
     Draft,
-    Open { lines: Vec<Line>, total_cents: u64 },
-    Placed { lines: Vec<Line>, total_cents: u64 },
+    Open {
+        lines: Vec<Line>,
+        total_cents: u64,
+    },
+    Placed {
+        lines: Vec<Line>,
+        total_cents: u64,
+    },
     #[state(terminal)]
-    Shipped { tracking: String },
+    Shipped {
+        tracking: String,
+    },
     #[state(terminal)]
-    Cancelled { reason: String },
+    Cancelled {
+        reason: String,
+    },
     #[state(failure)]
     Failed(Failure<OrderCommand, Order>),
 }
@@ -154,7 +164,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Versions are the order in which saves won; print the story in that order.
     steps.sort_by_key(|(version, ..)| *version);
     for (version, attempts, who, state) in &steps {
-        let retried = if *attempts > 1 { format!("  <- lost {} race(s), retried", attempts - 1) } else { String::new() };
+        let retried =
+            if *attempts > 1 { format!("  <- lost {} race(s), retried", attempts - 1) } else { String::new() };
         println!("  v{version:<2} {who} -> {}{retried}", describe(state));
     }
     let retried = steps.iter().filter(|(_, attempts, ..)| *attempts > 1).count();

@@ -53,7 +53,10 @@ async fn thirty_two_writers_lose_no_update_on_the_memory_store() {
                 barrier.wait().await;
                 let mut retries = 0;
                 for _ in 0..INCREMENTS {
-                    let out = runner.handle("hits", &CounterCommand::Increment).await.expect("default policy never gives up here");
+                    let out = runner
+                        .handle("hits", &CounterCommand::Increment)
+                        .await
+                        .expect("default policy never gives up here");
                     retries += out.attempts - 1;
                 }
                 retries

@@ -10,9 +10,14 @@ use serde::{Deserialize, Serialize};
 enum Cart {
     #[state(initial)]
     Empty,
-    Filled { items: Vec<u8>, total: u32 },
+    Filled {
+        items: Vec<u8>,
+        total: u32,
+    },
     #[state(terminal)]
-    CheckedOut { total: u32 },
+    CheckedOut {
+        total: u32,
+    },
 }
 
 #[derive(Command, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,7 +45,9 @@ impl Machine for Carts {
 
     fn transition(limit: &u32, command: &CartCommand, state: &Cart) -> Result<Cart, OverLimit> {
         match (command, state) {
-            (CartCommand::Add(price), Cart::Empty) => Ok(Cart::Filled { items: vec![*price], total: u32::from(*price) }),
+            (CartCommand::Add(price), Cart::Empty) => {
+                Ok(Cart::Filled { items: vec![*price], total: u32::from(*price) })
+            }
             (CartCommand::Add(price), Cart::Filled { items, total }) => {
                 let total = total + u32::from(*price);
                 if total > *limit {

@@ -11,7 +11,11 @@ use std::sync::{Mutex, PoisonError};
 pub enum Account {
     #[state(initial)]
     New,
-    Open { owner: String, balance: i64, deposits: u32 },
+    Open {
+        owner: String,
+        balance: i64,
+        deposits: u32,
+    },
 }
 
 #[derive(Command, Clone, Debug, Serialize, Deserialize)]
