@@ -3,6 +3,9 @@
 //! transition, one keeping typed states and one keeping JSON, as commands per
 //! second and time ratios. `cargo bench --bench compare`.
 
+// Command counts stay far below 2^52, so converting them to f64 for rates is exact.
+#![allow(clippy::cast_precision_loss)]
+
 mod common;
 
 use common::{Accounts, Baseline, DEPOSIT, JsonBaseline};

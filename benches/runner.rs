@@ -2,9 +2,12 @@
 //! `Mutex<HashMap>` compare-and-set loop, one task and eight concurrent tasks
 //! on distinct ids. `cargo bench --bench runner`.
 
+// `criterion_group!` generates a public function we cannot document.
+#![allow(missing_docs)]
+
 mod common;
 
-use common::{Accounts, Baseline, DEPOSIT};
+use common::{Accounts, Baseline, DEPOSIT, JsonBaseline};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use machine_core::Runner;
 use machine_core::store::Memory;
@@ -19,6 +22,10 @@ fn single_task(c: &mut Criterion) {
     let baseline = Baseline::default();
     group.bench_function("baseline Mutex<HashMap> CAS", |b| {
         b.to_async(&runtime).iter(|| async { baseline.handle("acct-1", &DEPOSIT) });
+    });
+    let json = JsonBaseline::default();
+    group.bench_function("baseline Mutex<HashMap> CAS keeping JSON", |b| {
+        b.to_async(&runtime).iter(|| async { json.handle("acct-1", &DEPOSIT) });
     });
     let runner = Runner::<Accounts, _>::new(Memory::new(), ());
     group.bench_function("Runner + store::Memory", |b| {

@@ -29,7 +29,7 @@ impl Machine for Counters {
     type Deps = ();
     type Error = std::convert::Infallible;
 
-    fn transition(_: &(), command: &CounterCommand, state: &Counter) -> Result<Counter, Self::Error> {
+    fn transition((): &(), command: &CounterCommand, state: &Counter) -> Result<Counter, Self::Error> {
         Ok(match (command, state) {
             (CounterCommand::Increment, Counter::Open(n)) => Counter::Open(n + 1),
             _ => Counter::Open(0),

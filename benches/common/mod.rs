@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 #[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Account {
+pub(crate) enum Account {
     #[state(initial)]
     New,
     Open {
@@ -20,12 +20,12 @@ pub enum Account {
 
 #[derive(Command, Clone, Debug, Serialize, Deserialize)]
 #[command(state = Account)]
-pub enum AccountCommand {
+pub(crate) enum AccountCommand {
     #[command(from(New, Open), to(Open))]
     Deposit { cents: i64 },
 }
 
-pub struct Accounts;
+pub(crate) struct Accounts;
 
 impl Machine for Accounts {
     type State = Account;
@@ -33,7 +33,7 @@ impl Machine for Accounts {
     type Deps = ();
     type Error = std::convert::Infallible;
 
-    fn transition(_: &(), command: &AccountCommand, state: &Account) -> Result<Account, Self::Error> {
+    fn transition((): &(), command: &AccountCommand, state: &Account) -> Result<Account, Self::Error> {
         let AccountCommand::Deposit { cents } = command;
         Ok(match state {
             Account::New => Account::Open { owner: "Ada Lovelace".into(), balance: *cents, deposits: 1 },
@@ -44,17 +44,17 @@ impl Machine for Accounts {
     }
 }
 
-pub const DEPOSIT: AccountCommand = AccountCommand::Deposit { cents: 100 };
+pub(crate) const DEPOSIT: AccountCommand = AccountCommand::Deposit { cents: 100 };
 
 /// What a careful engineer writes without the framework: load a copy under
 /// the lock, run the transition outside it, store only if the version held.
 #[derive(Default)]
-pub struct Baseline {
+pub(crate) struct Baseline {
     records: Mutex<HashMap<String, (u64, Account)>>,
 }
 
 impl Baseline {
-    pub fn handle(&self, id: &str, command: &AccountCommand) -> (Account, u64) {
+    pub(crate) fn handle(&self, id: &str, command: &AccountCommand) -> (Account, u64) {
         loop {
             let (version, state) = {
                 let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
@@ -75,12 +75,12 @@ impl Baseline {
 /// them: decode after load, encode before save. The difference between this
 /// and [`Baseline`] is the price of serialisation alone.
 #[derive(Default)]
-pub struct JsonBaseline {
+pub(crate) struct JsonBaseline {
     records: Mutex<HashMap<String, (u64, String)>>,
 }
 
 impl JsonBaseline {
-    pub fn handle(&self, id: &str, command: &AccountCommand) -> (Account, u64) {
+    pub(crate) fn handle(&self, id: &str, command: &AccountCommand) -> (Account, u64) {
         loop {
             let (version, json) = {
                 let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);

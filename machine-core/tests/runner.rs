@@ -117,7 +117,7 @@ async fn not_allowed_is_refused_before_the_transition_and_writes_nothing() {
     let error = runner.handle("o-1", &OrderCommand::Pay).await.unwrap_err();
     match &error {
         Error::NotAllowed { machine, command, state } => {
-            assert_eq!((*machine, *command, *state), ("Order", "Pay", "Cancelled"))
+            assert_eq!((*machine, *command, *state), ("Order", "Pay", "Cancelled"));
         }
         other => panic!("expected NotAllowed, got {other:?}"),
     }
