@@ -41,9 +41,11 @@ enum Backoff {
 /// zero. `max_attempts` counts every try, the first included.
 ///
 /// The runner's default, [`Retry::default()`], is
-/// `Retry::exponential(1 ms).max_delay(100 ms).jitter(Jitter::Full).max_attempts(25)`:
+/// `Retry::exponential(1 ms).max_delay(100 ms).jitter(Jitter::Full).max_attempts(100)`:
 /// immediate-ish retries while contention is light, spread out when it is not,
-/// and enough attempts that 32 writers on one record do not give up.
+/// and enough attempts that 32 writers on one record do not give up (measured:
+/// at most 34 attempts on PostgreSQL and 39 on SQLite for one increment of
+/// 3,200, see `tests/stores.rs`).
 ///
 /// ```
 /// use machine_core::{Jitter, Retry};
@@ -162,7 +164,7 @@ impl Default for Retry {
         Self::exponential(Duration::from_millis(1))
             .max_delay(Duration::from_millis(100))
             .jitter(Jitter::Full)
-            .max_attempts(25)
+            .max_attempts(100)
     }
 }
 

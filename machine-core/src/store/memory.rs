@@ -2,13 +2,12 @@
 //! are tested against. Same version semantics as a database, never
 //! last-writer-wins.
 
-use super::Store;
+use super::{Feed, Query, Store};
 use super::key::{validate_id, validate_machine};
-use super::record::{Change, Check, Commit, Record, Write};
+use super::record::{Change, Check, Commit, Cursor, Listed, Record, Write};
 use crate::error::{StoreError, VersionConflict};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,12 +45,13 @@ pub struct Memory {
 struct Inner {
     hasher: RandomState,
     shards: [Mutex<Shard>; SHARDS],
-    seq: AtomicU64,
+    /// The store-wide change feed, in commit order.
+    log: Mutex<Vec<Change>>,
 }
 
 impl Default for Inner {
     fn default() -> Self {
-        Self { hasher: RandomState::new(), shards: std::array::from_fn(|_| Mutex::default()), seq: AtomicU64::new(0) }
+        Self { hasher: RandomState::new(), shards: std::array::from_fn(|_| Mutex::default()), log: Mutex::default() }
     }
 }
 
@@ -104,6 +104,13 @@ impl Memory {
         #[allow(clippy::cast_possible_truncation)]
         let shard = (hash % SHARDS as u64) as usize;
         shard
+    }
+
+    /// The feed. Taken after the shard locks, by writers only while they hold
+    /// them, so a sequence number is handed out and appended in one step and
+    /// the feed never shows a later change before an earlier one.
+    fn log(&self) -> MutexGuard<'_, Vec<Change>> {
+        self.inner.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
@@ -162,9 +169,10 @@ impl Memory {
         }
 
         let now = now_millis();
+        let mut log = self.log();
         for (write, &at) in commit.writes.iter().zip(&write_at) {
-            let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
-            apply(&mut guards[at].1, write, seq, now);
+            let change = apply(&mut guards[at].1, write, next_seq(&log), now);
+            log.push(change);
         }
         Ok(())
     }
@@ -188,8 +196,9 @@ impl Memory {
                 version: write.expected,
             });
         }
-        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        apply(&mut shard, write, seq, now_millis());
+        let mut log = self.log();
+        let change = apply(&mut shard, write, next_seq(&log), now_millis());
+        log.push(change);
         Ok(())
     }
 }
@@ -207,9 +216,13 @@ fn conflict(machine: &str, id: &str, expected: u64, current: u64) -> StoreError 
     StoreError::Conflict(VersionConflict::new(machine, id, expected.saturating_add(1), current))
 }
 
+fn next_seq(log: &[Change]) -> Cursor {
+    Cursor { tx: 0, seq: log.last().map_or(1, |change| change.cursor.seq + 1) }
+}
+
 /// Appends `write` to its record (validated by the caller: the version holds
-/// and does not overflow).
-fn apply(shard: &mut Shard, write: &Write<'_>, seq: u64, at: u64) {
+/// and does not overflow) and returns the change for the feed.
+fn apply(shard: &mut Shard, write: &Write<'_>, cursor: Cursor, at: u64) -> Change {
     let (machine, ids) = shard.ids_mut(write.machine);
     let version = write.expected.saturating_add(1);
     let state: Arc<str> = Arc::from(write.state.as_str());
@@ -218,8 +231,8 @@ fn apply(shard: &mut Shard, write: &Write<'_>, seq: u64, at: u64) {
         let previous = &entry.record;
         // Kinds repeat from version to version: share the stored string.
         let kind = if &*previous.kind == write.kind { previous.kind.clone() } else { Arc::from(write.kind) };
-        entry.history.push(Change {
-            seq,
+        let change = Change {
+            cursor,
             machine,
             id: entry.id.clone(),
             version,
@@ -229,13 +242,15 @@ fn apply(shard: &mut Shard, write: &Write<'_>, seq: u64, at: u64) {
             kind: kind.clone(),
             after: state.clone(),
             at,
-        });
+        };
+        entry.history.push(change.clone());
         entry.record = Record { version, kind, state, updated_at: at };
+        change
     } else {
         let id: Arc<str> = Arc::from(write.id);
         let kind: Arc<str> = Arc::from(write.kind);
         let change = Change {
-            seq,
+            cursor,
             machine,
             id: id.clone(),
             version,
@@ -247,7 +262,8 @@ fn apply(shard: &mut Shard, write: &Write<'_>, seq: u64, at: u64) {
             at,
         };
         let record = Record { version, kind, state, updated_at: at };
-        ids.insert(id.clone(), Entry { id, record, history: vec![change] });
+        ids.insert(id.clone(), Entry { id, record, history: vec![change.clone()] });
+        change
     }
 }
 
@@ -276,9 +292,47 @@ impl Store for Memory {
     }
 }
 
+/// The feed is the store-wide log, appended under one short lock in commit
+/// order, so a reader never sees a change before an earlier one.
+impl Feed for Memory {
+    async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
+        let log = self.log();
+        // Sequence numbers are the log's positions plus one.
+        let start = usize::try_from(after.seq).unwrap_or(usize::MAX).min(log.len());
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(log[start..].iter().take(limit).cloned().collect())
+    }
+}
+
+/// Scans every shard: the memory store keeps no secondary index.
+impl Query for Memory {
+    async fn by_kind(
+        &self,
+        machine: &str,
+        kind: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Listed>, StoreError> {
+        validate_machine(machine)?;
+        let mut found = Vec::new();
+        for shard in 0..SHARDS {
+            let shard = self.lock(shard);
+            let Some(ids) = shard.ids(machine) else { continue };
+            found.extend(
+                ids.iter()
+                    .filter(|(id, entry)| &*entry.record.kind == kind && after_id.is_none_or(|after| &***id > after))
+                    .map(|(id, entry)| Listed { id: id.to_string(), record: entry.record.clone() }),
+            );
+        }
+        found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(found)
+    }
+}
+
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memory").field("changes", &self.inner.seq.load(Ordering::Relaxed)).finish_non_exhaustive()
+        f.debug_struct("Memory").field("changes", &self.log().len()).finish_non_exhaustive()
     }
 }
 
@@ -348,7 +402,7 @@ mod tests {
         let history = store.history("M", "a").await.unwrap();
         assert_eq!(history.iter().map(|c| (c.version, &*c.after)).collect::<Vec<_>>(), [(1, "1"), (2, "2"), (3, "3")]);
         assert_eq!(history[1].before.as_deref(), Some("1"));
-        assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert!(history.windows(2).all(|w| w[0].cursor < w[1].cursor));
         let skipping = Commit { writes: vec![write("a", 3, "4"), write("a", 3, "5")], checks: vec![] };
         assert!(store.commit(skipping).await.is_err());
         assert_eq!(version(&store, "a").await, 3);

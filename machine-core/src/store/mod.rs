@@ -8,10 +8,20 @@
 mod key;
 mod memory;
 mod record;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use key::{MAX_KEY_LEN, validate_id, validate_machine};
 pub use memory::Memory;
-pub use record::{Change, Check, Commit, Record, Write};
+#[cfg(feature = "postgres")]
+pub use postgres::{Postgres, PostgresOptions};
+#[cfg(feature = "sqlite")]
+pub use sqlite::Sqlite;
+pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Record, Write};
 
 use crate::error::StoreError;
 use std::future::Future;
@@ -37,4 +47,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// The changes of record `(machine, id)`, oldest first.
     fn history(&self, machine: &str, id: &str) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
+}
+
+/// A store-wide, ordered change feed: every write of every record, for
+/// projections, outboxes and audits that must not miss one.
+///
+/// A consumer keeps the [`Cursor`] of the last change it processed and asks
+/// for the changes after it. Each store guarantees that a change can never
+/// appear *behind* a cursor already handed out, so resuming from a saved
+/// cursor after a restart misses nothing and repeats nothing. How each store
+/// guarantees that is in its own docs.
+pub trait Feed: Store {
+    /// Up to `limit` changes after `after`, in cursor order.
+    fn changes(&self, after: Cursor, limit: u32) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
+}
+
+/// Listing records by their state's kind ("all `Pending` orders"), paged by id.
+pub trait Query: Store {
+    /// Up to `limit` records of `machine` whose state is of `kind`, with ids
+    /// greater than `after_id` (all when `None`), ordered by id. Pass the last
+    /// id of a page to get the next one.
+    fn by_kind(
+        &self,
+        machine: &str,
+        kind: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send;
 }

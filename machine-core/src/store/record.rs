@@ -62,11 +62,60 @@ impl<'a> Commit<'a> {
     }
 }
 
+/// A position in a store's change feed: what a consumer persists to resume.
+///
+/// Cursors are totally ordered; [`Feed::changes`](super::Feed::changes)
+/// returns the changes after one, in cursor order. `seq` is the store-wide
+/// write number; `tx` orders concurrent transactions on stores that run them
+/// in parallel (PostgreSQL's transaction id) and is 0 on stores that commit
+/// one writer at a time. A cursor prints and parses as `tx:seq`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor {
+    /// The committing transaction's order (0 where commits are serial).
+    pub tx: u64,
+    /// The write's store-wide sequence number.
+    pub seq: u64,
+}
+
+impl Cursor {
+    /// Before every change: a new consumer starts here.
+    pub const START: Self = Self { tx: 0, seq: 0 };
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.tx, self.seq)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = CursorParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (tx, seq) = text.split_once(':').ok_or(CursorParseError)?;
+        Ok(Self { tx: tx.parse().map_err(|_| CursorParseError)?, seq: seq.parse().map_err(|_| CursorParseError)? })
+    }
+}
+
+/// A string that is not a [`Cursor`] (`tx:seq`, two unsigned integers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a feed cursor: expected `tx:seq`")]
+pub struct CursorParseError;
+
+/// One record of a kind query: its id and record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The record's id.
+    pub id: String,
+    /// The record.
+    pub record: Record,
+}
+
 /// One entry of a record's history: a write, with what produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// Position in the store-wide change log: increases with every write.
-    pub seq: u64,
+    /// Position in the store-wide change feed.
+    pub cursor: Cursor,
     /// The record's machine.
     pub machine: Arc<str>,
     /// The record's id.

@@ -1,0 +1,338 @@
+//! The embedded, durable store: one SQLite file (or memory), safe for several
+//! processes at once.
+
+use super::key::{validate_id, validate_machine};
+use super::record::{Change, Commit, Cursor, Listed, Record};
+use super::sql::{backend, corrupt, next_version, now_millis, unsigned, version_from_db, version_to_db};
+use super::{Feed, Query, Store};
+use crate::error::{StoreError, VersionConflict};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Schema versions, applied in order, each once; recorded in `machine_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE IF NOT EXISTS machine_records (
+        machine TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (machine, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS machine_records_kind ON machine_records (machine, kind, id);
+    CREATE TABLE IF NOT EXISTS machine_history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        machine TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        command TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS machine_history_record ON machine_history (machine, id, version);",
+)];
+
+/// How long a writer waits for another process's write lock before the
+/// commit fails with a retryable [`StoreError::Backend`].
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`Store`] in a SQLite database (feature `sqlite`).
+///
+/// The file is opened in WAL mode, so readers never block the writer, with a
+/// busy timeout, so writers from several processes queue for the lock instead
+/// of failing. Every commit runs in a `BEGIN IMMEDIATE` transaction: it takes
+/// the write lock before reading the versions it checks, so no other writer,
+/// in this process or another, can slip in between the check and the write.
+/// The schema is created or migrated on open.
+///
+/// The change feed needs no extra care: SQLite commits one writer at a time
+/// and sequence numbers are assigned inside that writer's transaction, so
+/// they become visible in order.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), machine_core::StoreError> {
+/// use machine_core::store::{Sqlite, Store};
+///
+/// let dir = std::env::temp_dir().join(format!("machine-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let store = Sqlite::open(dir.join("orders.db")).await?;
+/// assert_eq!(store.load("Order", "order-1").await?, None);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Sqlite {
+    pool: SqlitePool,
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the database file at `path`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(sqlite_error)?;
+        Self::from_pool(pool).await
+    }
+
+    /// A private in-memory database, gone when the store is dropped: for tests
+    /// that want SQL semantics without a file. One connection, shared in turn.
+    pub async fn memory() -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new().in_memory(true).busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(sqlite_error)?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool (your own options), creating or migrating the
+    /// schema. Enable WAL and a busy timeout on it for multi-process use.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The pool, for your own queries next to the machine tables.
+    #[must_use]
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Applies the migrations not yet recorded, under the write lock, so
+    /// processes opening the same file at once apply each exactly once.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sqlite_error)?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS machine_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlite_error)?;
+        for &(version, script) in MIGRATIONS {
+            let applied = sqlx::query("SELECT 1 FROM machine_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sqlite_error)?;
+            if applied.is_none() {
+                sqlx::raw_sql(script).execute(&mut *tx).await.map_err(sqlite_error)?;
+                sqlx::query("INSERT INTO machine_migrations (version, applied_at) VALUES (?, ?)")
+                    .bind(version)
+                    .bind(now_millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sqlite_error)?;
+            }
+        }
+        tx.commit().await.map_err(sqlite_error)
+    }
+}
+
+/// Busy and locked databases (any extended code of `SQLITE_BUSY` or
+/// `SQLITE_LOCKED`) are worth another try.
+fn retryable_code(code: &str) -> bool {
+    code.parse::<i64>().is_ok_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
+fn sqlite_error(error: sqlx::Error) -> StoreError {
+    backend(error, retryable_code)
+}
+
+fn record(row: &SqliteRow) -> Result<Record, StoreError> {
+    Ok(Record {
+        version: version_from_db(row.try_get("version").map_err(sqlite_error)?)?,
+        kind: Arc::from(row.try_get::<&str, _>("kind").map_err(sqlite_error)?),
+        state: Arc::from(row.try_get::<&str, _>("state").map_err(sqlite_error)?),
+        updated_at: unsigned(row.try_get("updated_at").map_err(sqlite_error)?),
+    })
+}
+
+fn change(row: &SqliteRow) -> Result<Change, StoreError> {
+    let text = |column: &str| row.try_get::<&str, _>(column).map(Arc::from).map_err(sqlite_error);
+    let optional = |column: &str| row.try_get::<Option<&str>, _>(column).map(|v| v.map(Arc::from)).map_err(sqlite_error);
+    Ok(Change {
+        cursor: Cursor { tx: 0, seq: unsigned(row.try_get("seq").map_err(sqlite_error)?) },
+        machine: text("machine")?,
+        id: text("id")?,
+        version: version_from_db(row.try_get("version").map_err(sqlite_error)?)?,
+        command: text("command")?,
+        kind_before: optional("kind_before")?,
+        before: optional("state_before")?,
+        kind: text("kind")?,
+        after: text("state")?,
+        at: unsigned(row.try_get("at").map_err(sqlite_error)?),
+    })
+}
+
+async fn current_version(conn: &mut SqliteConnection, machine: &str, id: &str) -> Result<u64, StoreError> {
+    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM machine_records WHERE machine = ? AND id = ?")
+        .bind(machine)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(sqlite_error)?;
+    version.map_or(Ok(0), version_from_db)
+}
+
+/// Applies `commit` on `conn`, which must be inside a write transaction.
+async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), StoreError> {
+    for check in &commit.checks {
+        validate_machine(check.machine)?;
+        validate_id(check.id)?;
+        let current = current_version(conn, check.machine, check.id).await?;
+        if current != check.expected {
+            return Err(VersionConflict::new(check.machine, check.id, check.expected.saturating_add(1), current).into());
+        }
+    }
+    let now = now_millis();
+    for write in &commit.writes {
+        validate_machine(write.machine)?;
+        validate_id(write.id)?;
+        let next = next_version(write.machine, write.id, write.expected)?;
+        let written = if write.expected == 0 {
+            sqlx::query(
+                "INSERT INTO machine_records (machine, id, version, kind, state, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(write.machine)
+            .bind(write.id)
+            .bind(next)
+            .bind(write.kind)
+            .bind(&write.state)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+        } else {
+            sqlx::query(
+                "UPDATE machine_records SET version = ?, kind = ?, state = ?, updated_at = ?
+                 WHERE machine = ? AND id = ? AND version = ?",
+            )
+            .bind(next)
+            .bind(write.kind)
+            .bind(&write.state)
+            .bind(now)
+            .bind(write.machine)
+            .bind(write.id)
+            .bind(version_to_db(write.machine, write.id, write.expected)?)
+            .execute(&mut *conn)
+            .await
+        }
+        .map_err(sqlite_error)?;
+        if written.rows_affected() == 0 {
+            let current = current_version(conn, write.machine, write.id).await?;
+            return Err(VersionConflict::new(write.machine, write.id, write.expected.saturating_add(1), current).into());
+        }
+        sqlx::query(
+            "INSERT INTO machine_history (machine, id, version, command, kind, state, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(write.machine)
+        .bind(write.id)
+        .bind(next)
+        .bind(write.command)
+        .bind(write.kind)
+        .bind(&write.state)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlite_error)?;
+    }
+    Ok(())
+}
+
+impl Store for Sqlite {
+    async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let row = sqlx::query("SELECT version, kind, state, updated_at FROM machine_records WHERE machine = ? AND id = ?")
+            .bind(machine)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sqlite_error)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        // Dropping the transaction unfinished (an error, a cancelled future)
+        // rolls it back: nothing of a failed commit is ever written.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sqlite_error)?;
+        apply(&mut tx, &commit).await?;
+        tx.commit().await.map_err(sqlite_error)
+    }
+
+    async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let rows = sqlx::query(
+            "SELECT seq, machine, id, version, command, kind, state, at,
+                    LAG(kind) OVER record AS kind_before, LAG(state) OVER record AS state_before
+             FROM machine_history WHERE machine = ? AND id = ?
+             WINDOW record AS (ORDER BY version) ORDER BY version",
+        )
+        .bind(machine)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        rows.iter().map(change).collect()
+    }
+}
+
+impl Feed for Sqlite {
+    async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
+        let after = i64::try_from(after.seq).map_err(|_| corrupt(format!("cursor {after} is out of range")))?;
+        let rows = sqlx::query(
+            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.kind, h.state, h.at,
+                    p.kind AS kind_before, p.state AS state_before
+             FROM machine_history h
+             LEFT JOIN machine_history p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
+             WHERE h.seq > ? ORDER BY h.seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        rows.iter().map(change).collect()
+    }
+}
+
+impl Query for Sqlite {
+    async fn by_kind(
+        &self,
+        machine: &str,
+        kind: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Listed>, StoreError> {
+        validate_machine(machine)?;
+        // Ids are never empty, so "" sorts before every id.
+        let rows = sqlx::query(
+            "SELECT id, version, kind, state, updated_at FROM machine_records
+             WHERE machine = ? AND kind = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(machine)
+        .bind(kind)
+        .bind(after_id.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        rows.iter()
+            .map(|row| Ok(Listed { id: row.try_get("id").map_err(sqlite_error)?, record: record(row)? }))
+            .collect()
+    }
+}

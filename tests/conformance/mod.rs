@@ -1,0 +1,253 @@
+//! The store conformance suite, written once: every function takes a fresh
+//! store through a [`Harness`] and checks one guarantee of the `Store`,
+//! `Feed` and `Query` traits. `tests/stores.rs` runs it against each store.
+
+#![allow(dead_code)] // each test binary uses the part it needs
+
+use machine_core::prelude::*;
+use machine_core::store::{Check, Commit, Cursor, Feed, Query, Store, Write};
+use machine_core::{StoreError, VersionConflict};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// What a test needs from a store beyond the traits: writing raw rows, as a
+/// bug, an operator or an old version of the program might have left them.
+pub(crate) trait Harness: Store + Feed + Query + Clone {
+    /// Writes record `(machine, id)` directly, bypassing the store's checks;
+    /// `false` when the store cannot hold such a row (e.g. invalid JSON in a
+    /// `jsonb` column, versions it does not support).
+    fn raw_record(&self, machine: &str, id: &str, version: u64, state: &str) -> impl Future<Output = bool> + Send;
+}
+
+pub(crate) const M: &str = "Conformance";
+
+pub(crate) fn write<'a>(id: &'a str, expected: u64, state: &str) -> Write<'a> {
+    Write { machine: M, id, expected, kind: "Open", state: state.to_owned(), command: "{\"cmd\":1}" }
+}
+
+async fn version(store: &impl Store, id: &str) -> u64 {
+    store.load(M, id).await.unwrap().map_or(0, |r| r.version)
+}
+
+pub(crate) async fn create_and_update(store: impl Harness) {
+    assert_eq!(store.load(M, "a").await.unwrap(), None);
+    store.commit(Commit::write(write("a", 0, "{\"n\":1}"))).await.unwrap();
+    store.commit(Commit::write(write("a", 1, "{\"n\":2}"))).await.unwrap();
+    let record = store.load(M, "a").await.unwrap().unwrap();
+    assert_eq!(record.version, 2);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&record.state).unwrap(), serde_json::json!({"n": 2}));
+    assert_eq!(&*record.kind, "Open");
+    assert!(record.updated_at > 1_600_000_000_000, "milliseconds since the epoch: {}", record.updated_at);
+}
+
+pub(crate) async fn stale_and_duplicate_writes_conflict(store: impl Harness) {
+    store.commit(Commit::write(write("a", 0, "1"))).await.unwrap();
+    store.commit(Commit::write(write("a", 1, "2"))).await.unwrap();
+    let stale = store.commit(Commit::write(write("a", 1, "3"))).await.unwrap_err();
+    assert_eq!(stale.conflict(), Some(&VersionConflict::new(M, "a", 2, 2)), "{stale:?}");
+    let duplicate = store.commit(Commit::write(write("a", 0, "3"))).await.unwrap_err();
+    assert_eq!(duplicate.conflict(), Some(&VersionConflict::new(M, "a", 1, 2)), "{duplicate:?}");
+    let ahead = store.commit(Commit::write(write("b", 5, "1"))).await.unwrap_err();
+    assert_eq!(ahead.conflict(), Some(&VersionConflict::new(M, "b", 6, 0)), "{ahead:?}");
+    assert_eq!(version(&store, "a").await, 2);
+    assert_eq!(store.history(M, "a").await.unwrap().len(), 2, "losers write no history");
+}
+
+pub(crate) async fn multi_record_commits_are_all_or_nothing(store: impl Harness) {
+    for id in ["a", "b", "c"] {
+        store.commit(Commit::write(write(id, 0, "0"))).await.unwrap();
+    }
+    let stale = Commit { writes: vec![write("a", 1, "1"), write("b", 7, "1")], checks: vec![] };
+    assert!(store.commit(stale).await.unwrap_err().conflict().is_some());
+    assert_eq!((version(&store, "a").await, version(&store, "b").await), (1, 1), "nothing applied");
+    assert_eq!(store.history(M, "a").await.unwrap().len(), 1);
+
+    let both = Commit { writes: vec![write("a", 1, "1"), write("b", 1, "1"), write("a", 2, "2")], checks: vec![] };
+    store.commit(both).await.unwrap();
+    assert_eq!((version(&store, "a").await, version(&store, "b").await), (3, 2));
+}
+
+pub(crate) async fn read_checks_guard_the_commit(store: impl Harness) {
+    store.commit(Commit::write(write("read", 0, "0"))).await.unwrap();
+    let checked = |expected| Check { machine: M, id: "read", expected };
+    store.commit(Commit { writes: vec![write("w", 0, "1")], checks: vec![checked(1)] }).await.unwrap();
+    store.commit(Commit::write(write("read", 1, "1"))).await.unwrap();
+    let error = store.commit(Commit { writes: vec![write("w", 1, "2")], checks: vec![checked(1)] }).await.unwrap_err();
+    assert_eq!(error.conflict(), Some(&VersionConflict::new(M, "read", 2, 2)));
+    assert_eq!(version(&store, "w").await, 1);
+    let absent = Check { machine: M, id: "never", expected: 0 };
+    store.commit(Commit { writes: vec![write("w", 1, "2")], checks: vec![absent] }).await.unwrap();
+    assert_eq!(version(&store, "read").await, 2, "a check writes nothing");
+}
+
+pub(crate) async fn history_is_ordered_with_states_before_and_after(store: impl Harness) {
+    for (expected, state) in [(0, "\"a\""), (1, "\"b\""), (2, "\"c\"")] {
+        store.commit(Commit::write(write("h", expected, state))).await.unwrap();
+    }
+    let history = store.history(M, "h").await.unwrap();
+    // Stores may normalise JSON text (PostgreSQL's jsonb does): compare values.
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    let summary: Vec<_> = history.iter().map(|c| (c.version, c.before.as_deref().map(json), json(&c.after), json(&c.command))).collect();
+    let (a, b, c, cmd) = (json("\"a\""), json("\"b\""), json("\"c\""), json("{\"cmd\":1}"));
+    assert_eq!(
+        summary,
+        [(1, None, a.clone(), cmd.clone()), (2, Some(a), b.clone(), cmd.clone()), (3, Some(b), c, cmd)]
+    );
+    assert!(history.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    assert!(store.history(M, "nobody").await.unwrap().is_empty());
+}
+
+pub(crate) async fn the_feed_is_ordered_and_resumable(store: impl Harness) {
+    let mut expected = Vec::new();
+    for round in 0..5_u64 {
+        for id in ["x", "y", "z"] {
+            store.commit(Commit::write(write(id, round, &round.to_string()))).await.unwrap();
+            expected.push((id.to_owned(), round + 1));
+        }
+    }
+    // Read in pages of 4, resuming from the last cursor each time, as a
+    // consumer restarting after every page would.
+    let mut cursor = Cursor::START;
+    let mut seen = Vec::new();
+    loop {
+        let page = store.changes(cursor, 4).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 4);
+        assert!(page.windows(2).all(|w| w[0].cursor < w[1].cursor));
+        assert!(page[0].cursor > cursor);
+        cursor = page.last().unwrap().cursor;
+        let resumed: Cursor = cursor.to_string().parse().unwrap();
+        assert_eq!(resumed, cursor, "cursors survive a round trip through text");
+        seen.extend(page.into_iter().map(|c| (c.id.to_string(), c.version)));
+    }
+    assert_eq!(seen, expected);
+    let last = store.changes(Cursor::START, 100).await.unwrap().pop().unwrap();
+    assert_eq!(last.before.as_deref().map(str::trim), Some("3"), "feed entries carry the state before");
+}
+
+pub(crate) async fn records_are_listed_by_kind_in_pages(store: impl Harness) {
+    for (id, kind) in [("o-3", "Pending"), ("o-1", "Pending"), ("o-2", "Draft"), ("o-4", "Pending"), ("o-5", "Pending")] {
+        store.commit(Commit::write(Write { kind, ..write(id, 0, "{}") })).await.unwrap();
+    }
+    let first = store.by_kind(M, "Pending", None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["o-1", "o-3"]);
+    let next = store.by_kind(M, "Pending", Some("o-3"), 2).await.unwrap();
+    assert_eq!(next.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["o-4", "o-5"]);
+    assert!(store.by_kind(M, "Pending", Some("o-5"), 2).await.unwrap().is_empty());
+    assert_eq!(store.by_kind(M, "Draft", None, 10).await.unwrap()[0].record.version, 1);
+    assert!(store.by_kind("Other", "Pending", None, 10).await.unwrap().is_empty());
+}
+
+pub(crate) async fn ids_are_validated_and_stored_verbatim(store: impl Harness) {
+    let longest = "é".repeat(256); // 512 bytes
+    let hostile = ["'; drop table machine_records --", "quote\"d", "new\nline", "ключ-🔑", "\\back\\slash", "%_like_", &longest];
+    for id in hostile {
+        store.commit(Commit::write(write(id, 0, "1"))).await.unwrap();
+        assert_eq!(version(&store, id).await, 1, "{id:?}");
+        assert_eq!(&*store.history(M, id).await.unwrap()[0].id, id);
+    }
+    let listed: Vec<String> = store.by_kind(M, "Open", None, 100).await.unwrap().into_iter().map(|l| l.id).collect();
+    let mut sorted: Vec<String> = hostile.iter().map(|s| (*s).to_owned()).collect();
+    sorted.sort();
+    assert_eq!(listed, sorted, "ids sort by bytes in every store");
+    let too_long = "x".repeat(513);
+    for bad in ["", "nul\0byte", too_long.as_str()] {
+        assert!(matches!(store.load(M, bad).await, Err(StoreError::InvalidKey { what: "id", .. })), "{bad:?}");
+        let refused = store.commit(Commit::write(write(bad, 0, "1"))).await;
+        assert!(matches!(refused, Err(StoreError::InvalidKey { .. })), "{bad:?}: {refused:?}");
+    }
+    assert!(matches!(store.load("", "a").await, Err(StoreError::InvalidKey { what: "machine name", .. })));
+}
+
+pub(crate) async fn versions_at_the_limit_are_typed_errors(store: impl Harness) {
+    let near_max = u64::try_from(i64::MAX).unwrap();
+    if store.raw_record(M, "max", near_max, "\"x\"").await {
+        let error = store.commit(Commit::write(write("max", near_max, "\"y\""))).await.unwrap_err();
+        assert!(matches!(error, StoreError::VersionOverflow { version, .. } if version == near_max), "{error:?}");
+        assert_eq!(version(&store, "max").await, near_max);
+    }
+    let beyond = store.commit(Commit::write(write("absent", u64::MAX, "\"y\""))).await.unwrap_err();
+    assert!(matches!(beyond, StoreError::VersionOverflow { .. } | StoreError::Conflict(_)), "{beyond:?}");
+    assert_eq!(version(&store, "absent").await, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Through the runner: decoding stored data, and concurrent writers.
+
+#[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Counter {
+    #[state(initial)]
+    Missing,
+    Open(u64),
+}
+
+#[derive(Command, Clone, Debug, Serialize, Deserialize)]
+#[command(state = Counter)]
+pub(crate) enum CounterCommand {
+    #[command(from(Missing, Open), to(Open))]
+    Increment,
+}
+
+pub(crate) struct Counters;
+
+impl Machine for Counters {
+    type State = Counter;
+    type Command = CounterCommand;
+    type Deps = ();
+    type Error = std::convert::Infallible;
+    const NAME: &'static str = M;
+
+    fn transition((): &(), _: &CounterCommand, state: &Counter) -> Result<Counter, Self::Error> {
+        Ok(Counter::Open(match state {
+            Counter::Missing => 1,
+            Counter::Open(n) => n + 1,
+        }))
+    }
+}
+
+pub(crate) async fn corrupt_rows_are_decode_errors_and_harm_no_other_record(store: impl Harness) {
+    let runner = Runner::<Counters, _>::new(store.clone(), ());
+    runner.handle("fine", &CounterCommand::Increment).await.unwrap();
+    for (id, json) in [("bad-json", "{not json"), ("unknown-variant", "{\"Teleported\":3}")] {
+        if !store.raw_record(M, id, 1, json).await {
+            continue;
+        }
+        let error = runner.handle(id, &CounterCommand::Increment).await.unwrap_err();
+        assert!(matches!(&error, Error::Decode { id: got, version: 1, .. } if got == id), "{error:?}");
+        assert!(error.to_string().contains(&format!("{id:?} at version 1")), "{error}");
+        assert_eq!(version(&store, id).await, 1, "nothing written over it");
+    }
+    assert_eq!(runner.handle("fine", &CounterCommand::Increment).await.unwrap().version, 2);
+}
+
+/// `writers` tasks each increment one record `increments` times.
+pub(crate) async fn increment_concurrently<St: Store + Clone>(store: St, id: &str, writers: usize, increments: usize) {
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let most = attempts.clone();
+    let runner = Runner::<Counters, _>::new(store, ());
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (runner, id, most) = (runner.clone(), id.to_owned(), most.clone());
+            tokio::spawn(async move {
+                for _ in 0..increments {
+                    let out = runner.handle(&id, &CounterCommand::Increment).await.expect("no lost or exhausted write");
+                    most.fetch_max(out.attempts, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    eprintln!("most attempts for one increment: {}", attempts.load(std::sync::atomic::Ordering::Relaxed));
+}
+
+pub(crate) async fn no_lost_updates_with_32_writers(store: impl Harness) {
+    increment_concurrently(store.clone(), "hot", 32, 100).await;
+    let record = store.load(M, "hot").await.unwrap().unwrap();
+    assert_eq!(record.version, 3200);
+    assert_eq!(serde_json::from_str::<Counter>(&record.state).unwrap(), Counter::Open(3200));
+    assert_eq!(store.history(M, "hot").await.unwrap().len(), 3200);
+}
