@@ -1,13 +1,15 @@
 //! Quickstart: an order machine persisted in the in-memory store, with several
 //! shoppers editing the same order at once.
 //!
-//! Run it with `cargo run --example quickstart`. Every command goes through the
+//! Run it with `cargo run --example quickstart` (in memory), or against a
+//! durable store: `cargo run --example quickstart -- --store sqlite:orders.db`
+//! or `-- --store postgres://postgres@127.0.0.1/test`. Every command goes through the
 //! runner's load → transition → save loop; when two shoppers save the same
 //! version, one of them loses, reloads the fresh order and tries again, which
 //! shows up below as more than one attempt.
 
 use machine_core::prelude::*;
-use machine_core::store::Memory;
+use machine_core::store::{Memory, Postgres, Sqlite, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -127,6 +129,29 @@ fn describe(state: &Order) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `--store memory` (the default), `--store sqlite:PATH` or `--store postgres://…`.
+    let args: Vec<String> = std::env::args().collect();
+    let target = match args.iter().position(|arg| arg == "--store") {
+        Some(at) => args.get(at + 1).ok_or("--store needs a value: memory, sqlite:PATH or postgres://…")?.clone(),
+        None => "memory".to_owned(),
+    };
+    // Durable stores keep orders from earlier runs: give this run's orders fresh ids.
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    if target == "memory" {
+        demo(Memory::new(), "").await
+    } else if let Some(path) = target.strip_prefix("sqlite:") {
+        println!("store: SQLite file {path}");
+        demo(Sqlite::open(path).await?, &format!("-{run}")).await
+    } else if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+        println!("store: PostgreSQL");
+        demo(Postgres::connect(&target).await?, &format!("-{run}")).await
+    } else {
+        Err(format!("unknown store {target:?}: use memory, sqlite:PATH or postgres://…").into())
+    }
+}
+
+/// The demo itself, the same for every store.
+async fn demo<St: Store>(store: St, suffix: &str) -> Result<(), Box<dyn std::error::Error>> {
     let prices = Arc::new(PriceList(RwLock::default()));
     for (sku, cents) in [("mug", 1200), ("tea", 650), ("spoon", 300), ("pot", 3400)] {
         prices.add(sku, cents);
@@ -135,8 +160,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 5. A runner ties the machine to a store. It is cheap to clone and shared
     //    by every task; the default retry policy handles conflicts.
-    let runner = Runner::<OrderMachine, _>::new(Memory::new(), catalog).record_failures();
-    let id = "order-1001";
+    let runner = Runner::<OrderMachine, _>::new(store, catalog).record_failures();
+    let first = format!("order-1001{suffix}");
+    let id = first.as_str();
 
     // Six shoppers add items to the same order at the same moment.
     println!("six shoppers edit {id} concurrently:");
@@ -145,12 +171,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .enumerate()
         .map(|(shopper, sku)| {
-            let (runner, start) = (runner.clone(), start.clone());
+            let (runner, start, id) = (runner.clone(), start.clone(), first.clone());
             tokio::spawn(async move {
                 start.wait().await;
                 let mut steps = Vec::new();
                 for _ in 0..3 {
-                    let out = runner.handle(id, &OrderCommand::AddItem { sku: sku.into() }).await?;
+                    let out = runner.handle(&id, &OrderCommand::AddItem { sku: sku.into() }).await?;
                     steps.push((out.version, out.attempts, format!("shopper {shopper}: AddItem {sku:<5}"), out.state));
                 }
                 Ok::<_, Error<OrderError>>(steps)
@@ -189,7 +215,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("placed: v{} {}\n", placed.version, describe(&placed.state));
 
     // A fresh order goes through the happy path.
-    let id = "order-1002";
+    let second = format!("order-1002{suffix}");
+    let id = second.as_str();
     for command in [
         OrderCommand::AddItem { sku: "pot".into() },
         OrderCommand::Place,
@@ -202,9 +229,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{id}: cancel after shipping -> {}\n", shipped.expect_err("Shipped is terminal"));
 
     // Every saved version is in the record's history, with its command.
-    let order = runner.get("order-1001").await?.ok_or("order-1001 exists")?;
-    println!("order-1001 is {} at version {}; its history:", order.state.kind(), order.version);
-    for entry in runner.history("order-1001").await? {
+    let order = runner.get(&first).await?.ok_or("the first order exists")?;
+    println!("{first} is {} at version {}; its history:", order.state.kind(), order.version);
+    for entry in runner.history(&first).await? {
         let command = serde_json::to_string(&entry.command)?;
         println!("  v{:<2} {:<40} -> {}", entry.version, command, describe(&entry.state));
     }

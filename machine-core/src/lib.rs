@@ -14,6 +14,8 @@ pub use machine_derive::{Command, State};
 mod command;
 mod error;
 mod failure;
+#[cfg(feature = "postgres")]
+mod join;
 mod kind;
 mod machine;
 pub mod retry;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -109,8 +110,25 @@ pub struct Runner<M: Machine, St> {
     machine: PhantomData<fn() -> M>,
 }
 
+/// Where the loop loads and saves: the runner's store, or a transaction the
+/// caller already holds (see `join`).
+pub(crate) trait Session: Send {
+    fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+    fn commit(&mut self, commit: Commit<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<St: Store> Session for &St {
+    fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
+        Store::load(*self, machine, id)
+    }
+
+    fn commit(&mut self, commit: Commit<'_>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Store::commit(*self, commit)
+    }
+}
+
 /// What one attempt decided to save.
-struct Planned<'c, M: Machine> {
+pub(crate) struct Planned<'c, M: Machine> {
     next: M::State,
     /// The transition's error when `next` is a recorded failure.
     rejected: Option<M::Error>,
@@ -177,7 +195,7 @@ where
     /// happens at most once per call.
     pub async fn handle(&self, id: &str, command: &M::Command) -> Result<Outcome<M::State>, Error<M::Error>> {
         let command_json = encode::<M, _>(id, "command", command)?;
-        self.run(id, |state, _| self.plan(command, Cow::Borrowed(&command_json), state)).await
+        self.run(&*self.store, id, |state, _| self.plan(command, Cow::Borrowed(&command_json), state)).await
     }
 
     /// The record's current state and version, or `None` if it was never written.
@@ -206,7 +224,7 @@ where
 
     /// Runs the transition for one attempt and, when it fails and failures are
     /// recorded, turns the error into the failure state to save.
-    fn plan<'c>(
+    pub(crate) fn plan<'c>(
         &self,
         command: &M::Command,
         command_json: Cow<'c, str>,
@@ -227,7 +245,12 @@ where
 
     /// The loop: load, let `step` decide what to save, save if the version
     /// still holds, otherwise ask the policy.
-    async fn run<'c, F>(&self, id: &str, mut step: F) -> Result<Outcome<M::State>, Error<M::Error>>
+    pub(crate) async fn run<'c, F>(
+        &self,
+        mut session: impl Session,
+        id: &str,
+        mut step: F,
+    ) -> Result<Outcome<M::State>, Error<M::Error>>
     where
         F: FnMut(M::State, u64) -> Result<Planned<'c, M>, Error<M::Error>>,
     {
@@ -237,7 +260,7 @@ where
         let mut attempts: u32 = 0;
         loop {
             attempts = attempts.saturating_add(1);
-            let (state, version) = match self.store.load(M::NAME, id).await? {
+            let (state, version) = match session.load(M::NAME, id).await? {
                 Some(record) => {
                     let loaded = decode_record::<M>(id, &record)?;
                     (loaded.state, loaded.version)
@@ -257,7 +280,7 @@ where
                 state: encode::<M, _>(id, "state", &planned.next)?,
                 command: &planned.command,
             };
-            match self.store.commit(Commit::write(write)).await {
+            match session.commit(Commit::write(write)).await {
                 Ok(()) => {
                     return match planned.rejected {
                         None => Ok(Outcome { state: planned.next, version: next_version, attempts }),
@@ -319,7 +342,7 @@ where
     /// not in its failure state. If the replay fails again and failures are
     /// recorded, the failure is saved again with its attempt count raised.
     pub async fn recover(&self, id: &str) -> Result<Outcome<M::State>, Error<M::Error>> {
-        self.run(id, |state, _| {
+        self.run(&*self.store, id, |state, _| {
             let Some(failure) = state.failure() else {
                 return Err(Error::NotFailed { machine: M::NAME, id: id.to_owned(), state: state.kind().as_str() });
             };

@@ -87,7 +87,8 @@ pub(crate) async fn history_is_ordered_with_states_before_and_after(store: impl 
     let history = store.history(M, "h").await.unwrap();
     // Stores may normalise JSON text (PostgreSQL's jsonb does): compare values.
     let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
-    let summary: Vec<_> = history.iter().map(|c| (c.version, c.before.as_deref().map(json), json(&c.after), json(&c.command))).collect();
+    let summary: Vec<_> =
+        history.iter().map(|c| (c.version, c.before.as_deref().map(json), json(&c.after), json(&c.command))).collect();
     let (a, b, c, cmd) = (json("\"a\""), json("\"b\""), json("\"c\""), json("{\"cmd\":1}"));
     assert_eq!(
         summary,
@@ -128,7 +129,8 @@ pub(crate) async fn the_feed_is_ordered_and_resumable(store: impl Harness) {
 }
 
 pub(crate) async fn records_are_listed_by_kind_in_pages(store: impl Harness) {
-    for (id, kind) in [("o-3", "Pending"), ("o-1", "Pending"), ("o-2", "Draft"), ("o-4", "Pending"), ("o-5", "Pending")] {
+    for (id, kind) in [("o-3", "Pending"), ("o-1", "Pending"), ("o-2", "Draft"), ("o-4", "Pending"), ("o-5", "Pending")]
+    {
         store.commit(Commit::write(Write { kind, ..write(id, 0, "{}") })).await.unwrap();
     }
     let first = store.by_kind(M, "Pending", None, 2).await.unwrap();
@@ -142,7 +144,8 @@ pub(crate) async fn records_are_listed_by_kind_in_pages(store: impl Harness) {
 
 pub(crate) async fn ids_are_validated_and_stored_verbatim(store: impl Harness) {
     let longest = "é".repeat(256); // 512 bytes
-    let hostile = ["'; drop table machine_records --", "quote\"d", "new\nline", "ключ-🔑", "\\back\\slash", "%_like_", &longest];
+    let hostile =
+        ["'; drop table machine_records --", "quote\"d", "new\nline", "ключ-🔑", "\\back\\slash", "%_like_", &longest];
     for id in hostile {
         store.commit(Commit::write(write(id, 0, "1"))).await.unwrap();
         assert_eq!(version(&store, id).await, 1, "{id:?}");

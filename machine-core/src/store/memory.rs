@@ -2,9 +2,9 @@
 //! are tested against. Same version semantics as a database, never
 //! last-writer-wins.
 
-use super::{Feed, Query, Store};
 use super::key::{validate_id, validate_machine};
 use super::record::{Change, Check, Commit, Cursor, Listed, Record, Write};
+use super::{Feed, Query, Store};
 use crate::error::{StoreError, VersionConflict};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};

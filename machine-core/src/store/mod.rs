@@ -7,11 +7,11 @@
 
 mod key;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
-#[cfg(feature = "postgres")]
-mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -19,9 +19,9 @@ pub use key::{MAX_KEY_LEN, validate_id, validate_machine};
 pub use memory::Memory;
 #[cfg(feature = "postgres")]
 pub use postgres::{Postgres, PostgresOptions};
+pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Record, Write};
 #[cfg(feature = "sqlite")]
 pub use sqlite::Sqlite;
-pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Record, Write};
 
 use crate::error::StoreError;
 use std::future::Future;

@@ -81,8 +81,7 @@ impl PostgresOptions {
     /// Connects to `url` with a new pool and migrates the schema.
     pub async fn connect(self, url: &str) -> Result<Postgres, StoreError> {
         let sql = Statements::for_schema(&self.schema)?;
-        let pool =
-            PgPoolOptions::new().max_connections(self.max_connections).connect(url).await.map_err(pg_error)?;
+        let pool = PgPoolOptions::new().max_connections(self.max_connections).connect(url).await.map_err(pg_error)?;
         Postgres::open(pool, sql).await
     }
 
@@ -144,11 +143,12 @@ impl Postgres {
         );
         sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut *tx).await.map_err(pg_error)?;
         for (version, script) in migrations(schema) {
-            let applied = sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {schema}.machine_migrations WHERE version = $1")))
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(pg_error)?;
+            let applied =
+                sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {schema}.machine_migrations WHERE version = $1")))
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(pg_error)?;
             if applied.is_none() {
                 sqlx::raw_sql(AssertSqlSafe(script)).execute(&mut *tx).await.map_err(pg_error)?;
                 sqlx::query(AssertSqlSafe(format!("INSERT INTO {schema}.machine_migrations (version) VALUES ($1)")))
@@ -162,7 +162,12 @@ impl Postgres {
     }
 
     /// Loads a record through `conn`, for example inside your own transaction.
-    pub async fn load_in(&self, conn: &mut PgConnection, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
+    pub async fn load_in(
+        &self,
+        conn: &mut PgConnection,
+        machine: &str,
+        id: &str,
+    ) -> Result<Option<Record>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
         let row = self.sql.query(&self.sql.load).bind(machine).bind(id).fetch_optional(conn).await.map_err(pg_error)?;
@@ -195,7 +200,9 @@ impl Postgres {
                 .map_err(|e| conflict_or_backend(e, check.machine, check.id, check.expected))?;
             let current = version.map_or(Ok(0), version_from_db)?;
             if current != check.expected {
-                return Err(VersionConflict::new(check.machine, check.id, check.expected.saturating_add(1), current).into());
+                return Err(
+                    VersionConflict::new(check.machine, check.id, check.expected.saturating_add(1), current).into()
+                );
             }
         }
         for write in &commit.writes {
@@ -441,7 +448,8 @@ impl Store for Postgres {
     async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
-        let rows = self.sql.query(&self.sql.history).bind(machine).bind(id).fetch_all(&self.pool).await.map_err(pg_error)?;
+        let rows =
+            self.sql.query(&self.sql.history).bind(machine).bind(id).fetch_all(&self.pool).await.map_err(pg_error)?;
         rows.iter().map(change).collect()
     }
 }

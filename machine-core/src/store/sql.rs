@@ -81,7 +81,9 @@ mod tests {
     fn versions_beyond_i64_are_typed_errors() {
         assert_eq!(next_version("m", "i", 0).unwrap(), 1);
         let max = u64::try_from(i64::MAX).unwrap();
-        assert!(matches!(next_version("m", "i", max), Err(StoreError::VersionOverflow { version, .. }) if version == max));
+        assert!(
+            matches!(next_version("m", "i", max), Err(StoreError::VersionOverflow { version, .. }) if version == max)
+        );
         assert!(matches!(next_version("m", "i", u64::MAX), Err(StoreError::VersionOverflow { .. })));
         assert!(version_to_db("m", "i", max + 1).is_err());
         assert!(version_from_db(-1).is_err());

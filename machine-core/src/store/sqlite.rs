@@ -117,10 +117,12 @@ impl Sqlite {
     /// processes opening the same file at once apply each exactly once.
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sqlite_error)?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS machine_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlite_error)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS machine_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlite_error)?;
         for &(version, script) in MIGRATIONS {
             let applied = sqlx::query("SELECT 1 FROM machine_migrations WHERE version = ?")
                 .bind(version)
@@ -162,7 +164,8 @@ fn record(row: &SqliteRow) -> Result<Record, StoreError> {
 
 fn change(row: &SqliteRow) -> Result<Change, StoreError> {
     let text = |column: &str| row.try_get::<&str, _>(column).map(Arc::from).map_err(sqlite_error);
-    let optional = |column: &str| row.try_get::<Option<&str>, _>(column).map(|v| v.map(Arc::from)).map_err(sqlite_error);
+    let optional =
+        |column: &str| row.try_get::<Option<&str>, _>(column).map(|v| v.map(Arc::from)).map_err(sqlite_error);
     Ok(Change {
         cursor: Cursor { tx: 0, seq: unsigned(row.try_get("seq").map_err(sqlite_error)?) },
         machine: text("machine")?,
@@ -256,12 +259,13 @@ impl Store for Sqlite {
     async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
-        let row = sqlx::query("SELECT version, kind, state, updated_at FROM machine_records WHERE machine = ? AND id = ?")
-            .bind(machine)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sqlite_error)?;
+        let row =
+            sqlx::query("SELECT version, kind, state, updated_at FROM machine_records WHERE machine = ? AND id = ?")
+                .bind(machine)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sqlite_error)?;
         row.as_ref().map(record).transpose()
     }
 

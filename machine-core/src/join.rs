@@ -1,0 +1,76 @@
+//! Running a command inside a database transaction the caller already holds,
+//! so the caller's own tables and the machine's state commit or roll back
+//! together (the "transactor" pattern).
+
+use crate::error::{Error, StoreError};
+use crate::machine::Machine;
+use crate::runner::{Outcome, Runner, Session};
+use crate::store::{Commit, Postgres, Record};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::PgConnection;
+use std::borrow::Cow;
+use std::future::Future;
+
+/// The caller's connection, inside their transaction.
+struct InTransaction<'a> {
+    store: &'a Postgres,
+    conn: &'a mut PgConnection,
+}
+
+impl Session for InTransaction<'_> {
+    fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
+        self.store.load_in(self.conn, machine, id)
+    }
+
+    fn commit(&mut self, commit: Commit<'_>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.commit_in(self.conn, commit)
+    }
+}
+
+impl<M> Runner<M, Postgres>
+where
+    M: Machine,
+    M::State: Serialize + DeserializeOwned + Send + Sync + 'static,
+    M::Command: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Runs `command` on record `id` through `conn`, a connection inside a
+    /// transaction you hold (`&mut *tx` for a `sqlx::Transaction`): the new
+    /// state and its history row are written in your transaction and become
+    /// visible when you commit it, or vanish when you roll it back.
+    ///
+    /// The same load → transition → compare-and-set loop runs, retries
+    /// included: under PostgreSQL's default Read Committed isolation each
+    /// attempt reads the latest committed version and a lost race leaves your
+    /// transaction usable. (Under Repeatable Read or Serializable a lost race
+    /// aborts your transaction; retry the whole transaction then.) Your
+    /// commit is what makes the change durable: if it fails, the command did
+    /// not happen.
+    ///
+    /// ```no_run
+    /// # use machine_core::{Machine, Runner, store::Postgres};
+    /// # async fn demo<M: Machine>(runner: Runner<M, Postgres>, command: M::Command) -> Result<(), Box<dyn std::error::Error>>
+    /// # where M::State: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    /// #       M::Command: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// let mut tx = runner.store().pool().begin().await?;
+    /// runner.handle_in(&mut tx, "order-42", &command).await?;
+    /// sqlx::query("INSERT INTO invoices (order_id) VALUES ($1)").bind("order-42").execute(&mut *tx).await?;
+    /// tx.commit().await?; // both or neither
+    /// # Ok(()) }
+    /// ```
+    pub async fn handle_in(
+        &self,
+        conn: &mut PgConnection,
+        id: &str,
+        command: &M::Command,
+    ) -> Result<Outcome<M::State>, Error<M::Error>> {
+        let command_json = serde_json::to_string(command).map_err(|source| Error::Encode {
+            machine: M::NAME,
+            id: id.to_owned(),
+            what: "command",
+            source,
+        })?;
+        let session = InTransaction { store: self.store(), conn };
+        self.run(session, id, |state, _| self.plan(command, Cow::Borrowed(&command_json), state)).await
+    }
+}

@@ -1,0 +1,99 @@
+//! A machine command inside the caller's own PostgreSQL transaction: the
+//! machine's state and the caller's rows commit together or not at all.
+
+mod conformance;
+
+use conformance::{Counter, CounterCommand, Counters, M};
+use machine_core::Runner;
+use machine_core::store::{Postgres, Store};
+
+async fn setup() -> Option<(Runner<Counters, Postgres>, String)> {
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("CI=true but DATABASE_URL is not set"),
+        Err(_) => {
+            eprintln!("skipped: DATABASE_URL is not set");
+            return None;
+        }
+    };
+    let schema = format!("mcjoin_{}_{}", std::process::id(), rand_suffix());
+    let store = Postgres::options().schema(schema.clone()).max_connections(4).connect(&url).await.unwrap();
+    let table = format!("{schema}.invoices");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE TABLE {table} (order_id text PRIMARY KEY)")))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    Some((Runner::new(store, ()), table))
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_007
+}
+
+async fn invoices(runner: &Runner<Counters, Postgres>, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(runner.store().pool())
+        .await
+        .unwrap()
+}
+
+async fn teardown(runner: &Runner<Counters, Postgres>) {
+    let sql = format!("DROP SCHEMA {} CASCADE", runner.store().schema());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(runner.store().pool()).await.unwrap();
+}
+
+#[tokio::test]
+async fn committing_the_callers_transaction_keeps_both() {
+    let Some((runner, table)) = setup().await else { return };
+    let mut tx = runner.store().pool().begin().await.unwrap();
+    let out = runner.handle_in(&mut tx, "order-1", &CounterCommand::Increment).await.unwrap();
+    assert_eq!((out.state, out.version), (Counter::Open(1), 1));
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {table} VALUES ($1)")))
+        .bind("order-1")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(runner.get("order-1").await.unwrap(), None, "invisible to others before the caller commits");
+    tx.commit().await.unwrap();
+
+    assert_eq!(runner.get("order-1").await.unwrap().map(|v| v.version), Some(1));
+    assert_eq!(runner.store().history(M, "order-1").await.unwrap().len(), 1);
+    assert_eq!(invoices(&runner, &table).await, 1);
+    teardown(&runner).await;
+}
+
+#[tokio::test]
+async fn rolling_back_the_callers_transaction_discards_both() {
+    let Some((runner, table)) = setup().await else { return };
+    runner.handle("order-1", &CounterCommand::Increment).await.unwrap();
+
+    let mut tx = runner.store().pool().begin().await.unwrap();
+    let out = runner.handle_in(&mut tx, "order-1", &CounterCommand::Increment).await.unwrap();
+    assert_eq!(out.version, 2);
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {table} VALUES ($1)")))
+        .bind("order-1")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+
+    let stored = runner.get("order-1").await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.version), (Counter::Open(1), 1), "the machine's write rolled back");
+    assert_eq!(runner.store().history(M, "order-1").await.unwrap().len(), 1, "and its history row");
+    assert_eq!(invoices(&runner, &table).await, 0);
+    teardown(&runner).await;
+}
+
+#[tokio::test]
+async fn a_joined_command_builds_on_the_latest_committed_version() {
+    let Some((runner, _)) = setup().await else { return };
+    runner.handle("order-1", &CounterCommand::Increment).await.unwrap();
+    let mut tx = runner.store().pool().begin().await.unwrap();
+    // Another writer moves the record on outside the transaction first…
+    runner.handle("order-1", &CounterCommand::Increment).await.unwrap();
+    // …and the joined command still lands on top of it.
+    let out = runner.handle_in(&mut tx, "order-1", &CounterCommand::Increment).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((out.state, out.version), (Counter::Open(3), 3));
+    teardown(&runner).await;
+}
