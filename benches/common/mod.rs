@@ -2,6 +2,9 @@
 //! is measured against: a `Mutex<HashMap>` compare-and-set loop doing the
 //! same transition on the same typed state.
 
+// Each bench binary uses the part of this module it measures.
+#![allow(dead_code)]
+
 use machine_core::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
