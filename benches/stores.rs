@@ -97,7 +97,11 @@ async fn sqlite_rows() {
 }
 
 async fn sqlite_store() -> (Sqlite, std::path::PathBuf) {
-    let path = std::env::temp_dir().join(format!("machine-bench-{}-{}.db", std::process::id(), Instant::now().elapsed().as_nanos()));
+    let path = std::env::temp_dir().join(format!(
+        "machine-bench-{}-{}.db",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
     remove(&path);
     (Sqlite::open(&path).await.expect("open"), path)
 }
@@ -152,7 +156,9 @@ async fn postgres_rows(url: &str) {
     for writers in [1, 16] {
         let raw_pool = pool.clone();
         let sql = Arc::new(Sql::new(&schema));
-        let baseline = throughput(writers, move |w| raw_postgres(raw_pool.clone(), sql.clone(), format!("raw-{writers}-{w}"))).await;
+        let baseline =
+            throughput(writers, move |w| raw_postgres(raw_pool.clone(), sql.clone(), format!("raw-{writers}-{w}")))
+                .await;
         let fw = runner.clone();
         let framework = throughput(writers, move |w| {
             let runner = fw.clone();
@@ -227,7 +233,11 @@ async fn raw_postgres(pool: PgPool, sql: Arc<Sql>, id: String) {
         let (version, state) = row.map_or((0, None), |(v, s)| (v, Some(s)));
         let (next, json) = next(state.as_deref());
         let query = if version == 0 {
-            sqlx::query(AssertSqlSafe(sql.create.clone())).bind(&id).bind(next.kind().as_str()).bind(&json).bind(command_json())
+            sqlx::query(AssertSqlSafe(sql.create.clone()))
+                .bind(&id)
+                .bind(next.kind().as_str())
+                .bind(&json)
+                .bind(command_json())
         } else {
             sqlx::query(AssertSqlSafe(sql.update.clone()))
                 .bind(&id)
@@ -273,4 +283,3 @@ async fn locked_postgres(pool: PgPool, sql: Arc<Sql>) {
         .expect("history");
     tx.commit().await.expect("commit");
 }
-

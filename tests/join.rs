@@ -8,14 +8,7 @@ use machine_core::Runner;
 use machine_core::store::{Postgres, Store};
 
 async fn setup() -> Option<(Runner<Counters, Postgres>, String)> {
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(url) => url,
-        Err(_) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("CI=true but DATABASE_URL is not set"),
-        Err(_) => {
-            eprintln!("skipped: DATABASE_URL is not set");
-            return None;
-        }
-    };
+    let url = conformance::database_url()?;
     let schema = format!("mcjoin_{}_{}", std::process::id(), rand_suffix());
     let store = Postgres::options().schema(schema.clone()).max_connections(4).connect(&url).await.unwrap();
     let table = format!("{schema}.invoices");

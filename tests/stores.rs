@@ -5,7 +5,7 @@
 
 mod conformance;
 
-use conformance::{Harness, M};
+use conformance::{Harness, M, database_url};
 use machine_core::store::{Commit, Memory, Postgres, Sqlite, Store, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -69,21 +69,6 @@ impl Harness for Postgres {
             .execute(self.pool())
             .await
             .is_ok()
-    }
-}
-
-/// The server URL, or `None` (with a note) when PostgreSQL tests should be
-/// skipped. Under `CI=true` a missing URL is a failure, never a silent skip.
-fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("CI=true but DATABASE_URL is not set: the PostgreSQL tests must run in CI")
-        }
-        Err(_) => {
-            eprintln!("skipped: DATABASE_URL is not set, so the PostgreSQL store is not tested");
-            None
-        }
     }
 }
 

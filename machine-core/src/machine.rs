@@ -41,25 +41,26 @@ pub(crate) fn checked_transition<M: Machine>(
 ) -> Result<M::State, Error<M::Error>> {
     let command_kind = command.kind();
     let edge = <M::Command as Transitions<M::State>>::edge(command_kind);
-    if let Some(edge) = &edge {
-        if !edge.allows_from(state.kind()) {
-            return Err(Error::NotAllowed {
-                machine: M::NAME,
-                command: command_kind.as_str(),
-                state: state.kind().as_str(),
-            });
-        }
+    if let Some(edge) = &edge
+        && !edge.allows_from(state.kind())
+    {
+        return Err(Error::NotAllowed {
+            machine: M::NAME,
+            command: command_kind.as_str(),
+            state: state.kind().as_str(),
+        });
     }
     let next = M::transition(deps, command, state).map_err(Error::Rejected)?;
-    if let Some(edge) = &edge {
-        if !next.is_failure() && !edge.allows_to(next.kind()) {
-            return Err(Error::Undeclared {
-                machine: M::NAME,
-                command: command_kind.as_str(),
-                from: state.kind().as_str(),
-                to: next.kind().as_str(),
-            });
-        }
+    if let Some(edge) = &edge
+        && !next.is_failure()
+        && !edge.allows_to(next.kind())
+    {
+        return Err(Error::Undeclared {
+            machine: M::NAME,
+            command: command_kind.as_str(),
+            from: state.kind().as_str(),
+            to: next.kind().as_str(),
+        });
     }
     Ok(next)
 }

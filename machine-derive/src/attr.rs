@@ -453,23 +453,21 @@ fn state_name(entry: &[TokenTree], key: &Ident) -> syn::Result<Ident> {
             _ => None,
         })
         .collect();
-    if let [TokenTree::Literal(literal)] = entry {
-        if let Ok(Lit::Str(string)) = syn::parse2::<Lit>(literal.to_token_stream()) {
-            return Err(span(format!(
-                "expected a state variant name, not a string: write `{}` without quotes",
-                string.value()
-            )));
-        }
+    if let [TokenTree::Literal(literal)] = entry
+        && let Ok(Lit::Str(string)) = syn::parse2::<Lit>(literal.to_token_stream())
+    {
+        return Err(span(format!(
+            "expected a state variant name, not a string: write `{}` without quotes",
+            string.value()
+        )));
     }
     let is_path = entry.iter().all(|tt| match tt {
         TokenTree::Ident(_) => true,
         TokenTree::Punct(punct) => punct.as_char() == ':',
         _ => false,
     });
-    if is_path {
-        if let Some(variant) = idents.last() {
-            return Err(span(format!("write the state variant name alone: `{variant}`, without the enum's path")));
-        }
+    if is_path && let Some(variant) = idents.last() {
+        return Err(span(format!("write the state variant name alone: `{variant}`, without the enum's path")));
     }
     if let [TokenTree::Ident(variant), TokenTree::Group(_)] = entry {
         return Err(span(format!("write the state variant name alone: `{variant}`, without its fields")));

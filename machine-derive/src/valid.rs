@@ -188,18 +188,19 @@ pub(crate) fn command(cx: &mut Ctxt, input: &CommandEnum<'_>) {
                 _ => {}
             }
         }
-        if let Some(list) = first_list {
-            if !has_state && !reported_missing_state {
-                reported_missing_state = true;
-                cx.error_at(
-                    list.key.span(),
-                    format!(
-                        "`{}(..)` names states, but the state type is unknown: add \
-                         `#[command(state = YourState)]` above `enum {ident}`",
-                        list.key
-                    ),
-                );
-            }
+        if let Some(list) = first_list
+            && !has_state
+            && !reported_missing_state
+        {
+            reported_missing_state = true;
+            cx.error_at(
+                list.key.span(),
+                format!(
+                    "`{}(..)` names states, but the state type is unknown: add \
+                     `#[command(state = YourState)]` above `enum {ident}`",
+                    list.key
+                ),
+            );
         }
         if has_state && attrs.from.is_none() && attrs.to.is_none() && attrs.unchecked.is_none() {
             cx.error_at(

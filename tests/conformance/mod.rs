@@ -21,6 +21,20 @@ pub(crate) trait Harness: Store + Feed + Query + Clone {
 
 pub(crate) const M: &str = "Conformance";
 
+/// The server URL, or `None` (with a note) when PostgreSQL tests should be
+/// skipped. Under `CI=true` a missing URL is a failure, never a silent skip.
+pub(crate) fn database_url() -> Option<String> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return Some(url);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |ci| ci != "true"),
+        "CI=true but DATABASE_URL is not set: the PostgreSQL tests must run in CI"
+    );
+    eprintln!("skipped: DATABASE_URL is not set, so the PostgreSQL store is not tested");
+    None
+}
+
 pub(crate) fn write<'a>(id: &'a str, expected: u64, state: &str) -> Write<'a> {
     Write { machine: M, id, expected, kind: "Open", state: state.to_owned(), command: "{\"cmd\":1}" }
 }

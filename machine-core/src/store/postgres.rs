@@ -170,7 +170,8 @@ impl Postgres {
     ) -> Result<Option<Record>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
-        let row = self.sql.query(&self.sql.load).bind(machine).bind(id).fetch_optional(conn).await.map_err(pg_error)?;
+        let row =
+            Statements::query(&self.sql.load).bind(machine).bind(id).fetch_optional(conn).await.map_err(pg_error)?;
         row.as_ref().map(record).transpose()
     }
 
@@ -215,10 +216,9 @@ impl Postgres {
     async fn write(&self, conn: &mut PgConnection, write: &Write<'_>) -> Result<(), StoreError> {
         let next = next_version(write.machine, write.id, write.expected)?;
         let query = if write.expected == 0 {
-            self.sql.query(&self.sql.create).bind(write.machine).bind(write.id).bind(write.kind).bind(&write.state)
+            Statements::query(&self.sql.create).bind(write.machine).bind(write.id).bind(write.kind).bind(&write.state)
         } else {
-            self.sql
-                .query(&self.sql.update)
+            Statements::query(&self.sql.update)
                 .bind(write.machine)
                 .bind(write.id)
                 .bind(version_to_db(write.machine, write.id, write.expected)?)
@@ -368,7 +368,7 @@ impl Statements {
         })
     }
 
-    fn query<'q>(&self, sql: &Arc<str>) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn query<'q>(sql: &Arc<str>) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
         sqlx::query(AssertSqlSafe(Arc::clone(sql)))
     }
 }
@@ -386,10 +386,10 @@ fn pg_error(error: sqlx::Error) -> StoreError {
 /// a conflict the runner retries. `current` is then the version expected,
 /// as the database does not say which version won.
 fn conflict_or_backend(error: sqlx::Error, machine: &str, id: &str, expected: u64) -> StoreError {
-    if let sqlx::Error::Database(db) = &error {
-        if matches!(db.code().as_deref(), Some("40001" | "40P01")) {
-            return VersionConflict::new(machine, id, expected.saturating_add(1), expected).into();
-        }
+    if let sqlx::Error::Database(db) = &error
+        && matches!(db.code().as_deref(), Some("40001" | "40P01"))
+    {
+        return VersionConflict::new(machine, id, expected.saturating_add(1), expected).into();
     }
     pg_error(error)
 }
@@ -448,8 +448,12 @@ impl Store for Postgres {
     async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
-        let rows =
-            self.sql.query(&self.sql.history).bind(machine).bind(id).fetch_all(&self.pool).await.map_err(pg_error)?;
+        let rows = Statements::query(&self.sql.history)
+            .bind(machine)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_error)?;
         rows.iter().map(change).collect()
     }
 }
@@ -457,9 +461,7 @@ impl Store for Postgres {
 impl Feed for Postgres {
     async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
         let seq = i64::try_from(after.seq).map_err(|_| corrupt(format!("cursor {after} is out of range")))?;
-        let rows = self
-            .sql
-            .query(&self.sql.feed)
+        let rows = Statements::query(&self.sql.feed)
             .bind(after.tx.to_string())
             .bind(seq)
             .bind(i64::from(limit))
@@ -479,9 +481,7 @@ impl Query for Postgres {
         limit: u32,
     ) -> Result<Vec<Listed>, StoreError> {
         validate_machine(machine)?;
-        let rows = self
-            .sql
-            .query(&self.sql.by_kind)
+        let rows = Statements::query(&self.sql.by_kind)
             .bind(machine)
             .bind(kind)
             .bind(after_id.unwrap_or(""))
