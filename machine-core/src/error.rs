@@ -191,6 +191,15 @@ pub enum Error<E> {
         state: &'static str,
     },
 
+    /// A decision used a record it did not name among its reads.
+    #[error("{machine} {id:?} is not among the decision's reads: add it with `.read(&key)`")]
+    NotRead {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+    },
+
     /// A stored state could not be decoded into the machine's state type
     /// (corrupt JSON, an unknown variant, a changed schema). Nothing was written.
     #[error("cannot decode {machine} {id:?} at version {version}: {source}")]

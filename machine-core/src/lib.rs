@@ -12,6 +12,7 @@
 pub use machine_derive::{Command, State};
 
 mod command;
+pub mod decision;
 mod error;
 mod failure;
 #[cfg(feature = "postgres")]
