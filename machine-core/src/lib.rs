@@ -20,6 +20,13 @@ pub mod retry;
 mod runner;
 mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+// The derives emit `::machine_core::…` paths; this lets the crate's own unit
+// tests use them.
+#[cfg(test)]
+extern crate self as machine_core;
 
 pub use command::{Command, Edge, Transitions};
 pub use error::{Error, StoreError, VersionConflict};
