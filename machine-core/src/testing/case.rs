@@ -142,12 +142,16 @@ where
             Ok(()) => {
                 let (expected, actual) = (format!("{expected:#?}"), format!("{:#?}", self.state));
                 if expected == actual {
-                    self.fail(format_args!("the state is not equal to the expected one, yet prints the same:\n{actual}"));
+                    self.fail(format_args!(
+                        "the state is not equal to the expected one, yet prints the same:\n{actual}"
+                    ));
                 }
                 let diff = diff::lines(&expected, &actual, "expected", "actual");
                 self.fail(format_args!("the state differs from the expected one\n{diff}"));
             }
-            Err(error) => self.fail(format_args!("expected state {expected:?}, but the step failed: {error} ({error:?})")),
+            Err(error) => {
+                self.fail(format_args!("expected state {expected:?}, but the step failed: {error} ({error:?})"))
+            }
         }
         self.mark_checked();
         self
@@ -285,7 +289,9 @@ where
     #[track_caller]
     fn ensure_checked(&self) {
         if let Some(Last { result: Err(error), checked: false, .. }) = &self.last {
-            self.fail(format_args!("failed with: {error} ({error:?}); expect it with then_error(..) or then_rejected(..)"));
+            self.fail(format_args!(
+                "failed with: {error} ({error:?}); expect it with then_error(..) or then_rejected(..)"
+            ));
         }
     }
 

@@ -173,7 +173,11 @@ fn node<K: Kind>(kind: K) -> Cow<'static, str> {
 /// A command name as an edge label: Mermaid ends a label at `:`, `;` or a
 /// newline, so those become spaces.
 fn label(name: &str) -> Cow<'_, str> {
-    if name.contains([':', ';', '\n', '\r']) { Cow::Owned(name.replace([':', ';', '\n', '\r'], " ")) } else { Cow::Borrowed(name) }
+    if name.contains([':', ';', '\n', '\r']) {
+        Cow::Owned(name.replace([':', ';', '\n', '\r'], " "))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 #[cfg(test)]

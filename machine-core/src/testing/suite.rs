@@ -5,7 +5,7 @@
 use super::case::Case;
 use super::coverage::{Coverage, declared_transitions};
 use super::diagram::Diagram;
-use super::explore::{self, Explore, Exploration};
+use super::explore::{self, Exploration, Explore};
 use super::record::{CommandKind, Recorded, StateKind, TransitionOf};
 use super::report::Report;
 use crate::{Machine, State};
@@ -181,10 +181,7 @@ impl<M: Machine, D> Suite<M, D> {
     /// [`before`](Case::before) calls: set expectations every step needs, or
     /// count calls.
     #[must_use]
-    pub fn before_each(
-        mut self,
-        hook: impl FnMut(&mut D, &Step<'_, StateKind<M>, CommandKind<M>>) + 'static,
-    ) -> Self {
+    pub fn before_each(mut self, hook: impl FnMut(&mut D, &Step<'_, StateKind<M>, CommandKind<M>>) + 'static) -> Self {
         self.before_each.push(Box::new(hook));
         self
     }
@@ -193,10 +190,7 @@ impl<M: Machine, D> Suite<M, D> {
     /// and before the step is checked: `|mock, _| mock.checkpoint()` verifies
     /// each step's mockall expectations and clears them for the next step.
     #[must_use]
-    pub fn after_each(
-        mut self,
-        hook: impl FnMut(&mut D, &Step<'_, StateKind<M>, CommandKind<M>>) + 'static,
-    ) -> Self {
+    pub fn after_each(mut self, hook: impl FnMut(&mut D, &Step<'_, StateKind<M>, CommandKind<M>>) + 'static) -> Self {
         self.after_each.push(Box::new(hook));
         self
     }
