@@ -146,7 +146,10 @@ where
                         "the state is not equal to the expected one, yet prints the same:\n{actual}"
                     ));
                 }
-                let diff = diff::lines(&expected, &actual, "expected", "actual");
+                // States are short: show them whole, so the variant and
+                // the neighbouring fields are in view.
+                let context = if expected.lines().count().max(actual.lines().count()) <= 60 { usize::MAX } else { 8 };
+                let diff = diff::lines(&expected, &actual, "expected", "actual", context);
                 self.fail(format_args!("the state differs from the expected one\n{diff}"));
             }
             Err(error) => {

@@ -24,8 +24,8 @@ use std::path::Path;
 ///   Mermaid state diagrams cannot style single edges);
 /// - `Cancelled --> [*]` for a `#[state(terminal)]` state that appears.
 ///
-/// State names Mermaid would read as keywords (`State`, `Note`, `Default…`)
-/// are drawn through an alias (`state "State" as s_State`).
+/// State names Mermaid would read as keywords (`State`, `Note`, `Default`,
+/// `Style`, …) are drawn through an alias (`state "State" as s_State`).
 ///
 /// ```
 /// use machine_core::testing::declared_diagram;
@@ -161,13 +161,16 @@ fn node<K: Kind>(kind: K) -> Cow<'static, str> {
         let index = K::ALL.iter().position(|&k| k == kind).unwrap_or(usize::MAX);
         return Cow::Owned(format!("s_{index}"));
     }
-    // Mermaid's state-diagram lexer is case-insensitive and matches these
-    // keywords before identifiers (`default` even as a prefix).
-    let lower = name.to_ascii_lowercase();
-    let keyword = ["state", "note", "class", "classdef", "scale", "acctitle", "accdescr", "statediagram"]
-        .contains(&lower.as_str())
-        || lower.starts_with("default");
-    if keyword { Cow::Owned(format!("s_{name}")) } else { Cow::Borrowed(name) }
+    // Mermaid's state-diagram lexer is case-insensitive and reads these
+    // words as keywords wherever a state name stands (checked against
+    // mermaid 11's parser: `State --> Note` does not parse).
+    const KEYWORDS: [&str; 10] =
+        ["accdescr", "acctitle", "class", "classdef", "default", "note", "scale", "state", "statediagram", "style"];
+    if KEYWORDS.contains(&name.to_ascii_lowercase().as_str()) {
+        Cow::Owned(format!("s_{name}"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// A command name as an edge label: Mermaid ends a label at `:`, `;` or a
@@ -191,10 +194,11 @@ mod tests {
         #[state(initial)]
         Draft,
         State,
-        DefaultView,
+        Default,
         #[state(terminal)]
         Note,
         Published,
+        DefaultView,
     }
 
     #[derive(crate::Command, Debug)]
@@ -203,7 +207,7 @@ mod tests {
     enum Edit {
         #[command(from(Draft), to(State, Published))]
         Save,
-        #[command(from(State, DefaultView), to(Note))]
+        #[command(from(State, Default, DefaultView), to(Note))]
         Annotate,
         #[command(unchecked)]
         Poke,
@@ -246,13 +250,14 @@ mod tests {
              \x20   %% The declared transition table of Doc: every from(..) x to(..) edge. Drawn by machine_core::testing.\n\
              \x20   %% Commands without declared edges (not drawn): Poke\n\
              \x20   state \"State\" as s_State\n\
-             \x20   state \"DefaultView\" as s_DefaultView\n\
+             \x20   state \"Default\" as s_Default\n\
              \x20   state \"Note\" as s_Note\n\
              \x20   [*] --> Draft\n\
              \x20   Draft --> s_State : Save\n\
              \x20   Draft --> Published : Save\n\
              \x20   s_State --> s_Note : Annotate\n\
-             \x20   s_DefaultView --> s_Note : Annotate\n\
+             \x20   s_Default --> s_Note : Annotate\n\
+             \x20   DefaultView --> s_Note : Annotate\n\
              \x20   s_Note --> [*]\n"
         );
     }

@@ -5,8 +5,8 @@
 
 use std::fmt::Write as _;
 
-/// Unchanged lines shown around each change.
-const CONTEXT: usize = 3;
+/// Unchanged lines shown around each change, unless the caller asks for more.
+pub(crate) const CONTEXT: usize = 3;
 
 /// Above this many cells (lines × lines after trimming the common ends) the
 /// middle is shown as removed-then-added instead of aligned, to bound memory.
@@ -21,9 +21,9 @@ enum Op<'a> {
 
 /// The difference from `old` to `new`, line by line: a `--- old_label` /
 /// `+++ new_label` header, then changed lines marked `-` and `+` with up to
-/// three unchanged lines of context, and `...` where unchanged lines are left
-/// out. Texts that differ only in line endings or a final newline say so.
-pub(crate) fn lines(old: &str, new: &str, old_label: &str, new_label: &str) -> String {
+/// `context` unchanged lines around them, and `...` where unchanged lines are
+/// left out. Texts that differ only in line endings or a final newline say so.
+pub(crate) fn lines(old: &str, new: &str, old_label: &str, new_label: &str, context: usize) -> String {
     let old_lines: Vec<&str> = old.lines().collect();
     let new_lines: Vec<&str> = new.lines().collect();
     let ops = align(&old_lines, &new_lines);
@@ -36,7 +36,7 @@ pub(crate) fn lines(old: &str, new: &str, old_label: &str, new_label: &str) -> S
     }
     let changed: Vec<usize> =
         ops.iter().enumerate().filter(|(_, op)| !matches!(op, Op::Same(_))).map(|(at, _)| at).collect();
-    let shown = |at: usize| changed.iter().any(|&c| at + CONTEXT >= c && at <= c + CONTEXT);
+    let shown = |at: usize| changed.iter().any(|&c| at.saturating_add(context) >= c && at <= c.saturating_add(context));
     let mut skipped = false;
     for (at, op) in ops.iter().enumerate() {
         if !shown(at) {
@@ -114,27 +114,27 @@ mod tests {
         let old = "a\nb\nc\nd\ne\nf\ng\nh\ni\n";
         let new = "a\nb\nc\nd\nE\nf\ng\nh\ni\n";
         assert_eq!(
-            lines(old, new, "expected", "actual"),
+            lines(old, new, "expected", "actual", CONTEXT),
             "--- expected\n+++ actual\n  ...\n  b\n  c\n  d\n- e\n+ E\n  f\n  g\n  h\n  ...\n"
         );
     }
 
     #[test]
     fn aligns_insertions_and_removals() {
-        let diff = lines("keep\nold\nkeep too\n", "keep\nkeep too\nnew\n", "file", "drawn");
+        let diff = lines("keep\nold\nkeep too\n", "keep\nkeep too\nnew\n", "file", "drawn", CONTEXT);
         assert_eq!(diff, "--- file\n+++ drawn\n  keep\n- old\n  keep too\n+ new\n");
     }
 
     #[test]
     fn reports_texts_that_differ_only_in_line_endings() {
-        let diff = lines("a\r\nb\r\n", "a\nb", "file", "drawn");
+        let diff = lines("a\r\nb\r\n", "a\nb", "file", "drawn", CONTEXT);
         assert_eq!(diff, "--- file\n+++ drawn\n  (the texts differ only in line endings or a final newline)\n");
-        assert_eq!(lines("a\n", "a\n", "x", "y"), "--- x\n+++ y\n");
+        assert_eq!(lines("a\n", "a\n", "x", "y", CONTEXT), "--- x\n+++ y\n");
     }
 
     #[test]
     fn handles_empty_sides() {
-        assert_eq!(lines("", "a\n", "x", "y"), "--- x\n+++ y\n+ a\n");
-        assert_eq!(lines("a\n", "", "x", "y"), "--- x\n+++ y\n- a\n");
+        assert_eq!(lines("", "a\n", "x", "y", CONTEXT), "--- x\n+++ y\n+ a\n");
+        assert_eq!(lines("a\n", "", "x", "y", CONTEXT), "--- x\n+++ y\n- a\n");
     }
 }

@@ -117,7 +117,7 @@ pub(crate) fn check(path: &Path, text: &str, mode: Mode) -> Result<FileStatus, F
         Some(_) if mode.update => write(path, text).map(|()| FileStatus::Updated).map_err(io_error),
         Some(committed) => Err(FileError::Differs {
             path: path.to_owned(),
-            diff: diff::lines(&committed.replace("\r\n", "\n"), text, "committed", "drawn"),
+            diff: diff::lines(&committed.replace("\r\n", "\n"), text, "committed", "drawn", diff::CONTEXT),
         }),
         None if mode.create => write(path, text).map(|()| FileStatus::Created).map_err(io_error),
         None => Err(FileError::Missing { path: path.to_owned() }),
