@@ -257,13 +257,15 @@ mod tests {
     }
 
     #[test]
-    fn the_testing_guide_embeds_the_committed_diagram() {
-        let diagram = std::fs::read_to_string(DIAGRAM).expect("order_lifecycle writes it").replace("\r\n", "\n");
+    fn the_testing_guide_embeds_the_committed_diagrams() {
         let guide = std::fs::read_to_string(TESTING_DOC).unwrap().replace("\r\n", "\n");
-        assert!(
-            guide.contains(&format!("```mermaid\n{diagram}```\n")),
-            "docs/testing.md must embed docs/diagrams/order.mmd in a ```mermaid block; paste the new diagram"
-        );
+        for path in [DIAGRAM, DECLARED] {
+            let diagram = std::fs::read_to_string(path).expect("committed").replace("\r\n", "\n");
+            assert!(
+                guide.contains(&format!("```mermaid\n{diagram}```\n")),
+                "docs/testing.md must embed {path} in a ```mermaid block; paste the new diagram"
+            );
+        }
     }
 
     #[tokio::test]
