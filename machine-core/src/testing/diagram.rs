@@ -152,6 +152,12 @@ pub fn declared_diagram<S: State, C: Transitions<S>>() -> Diagram {
     Diagram::draw::<S, _>(&transitions, &comments)
 }
 
+/// Words Mermaid's state-diagram lexer, which is case-insensitive, reads as
+/// keywords wherever a state name stands (checked against mermaid 11's
+/// parser: `State --> Note` does not parse).
+const MERMAID_KEYWORDS: [&str; 10] =
+    ["accdescr", "acctitle", "class", "classdef", "default", "note", "scale", "state", "statediagram", "style"];
+
 /// The name a kind is drawn under: itself, or an alias when Mermaid would
 /// misread it (a keyword, or characters outside `[A-Za-z0-9_]`).
 fn node<K: Kind>(kind: K) -> Cow<'static, str> {
@@ -161,12 +167,7 @@ fn node<K: Kind>(kind: K) -> Cow<'static, str> {
         let index = K::ALL.iter().position(|&k| k == kind).unwrap_or(usize::MAX);
         return Cow::Owned(format!("s_{index}"));
     }
-    // Mermaid's state-diagram lexer is case-insensitive and reads these
-    // words as keywords wherever a state name stands (checked against
-    // mermaid 11's parser: `State --> Note` does not parse).
-    const KEYWORDS: [&str; 10] =
-        ["accdescr", "acctitle", "class", "classdef", "default", "note", "scale", "state", "statediagram", "style"];
-    if KEYWORDS.contains(&name.to_ascii_lowercase().as_str()) {
+    if MERMAID_KEYWORDS.contains(&name.to_ascii_lowercase().as_str()) {
         Cow::Owned(format!("s_{name}"))
     } else {
         Cow::Borrowed(name)
