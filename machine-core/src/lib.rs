@@ -27,9 +27,9 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-// The derives emit `::machine_core::…` paths; this lets the crate's own unit
-// tests use them.
-#[cfg(test)]
+// The derives emit `::machine_core::…` paths; this lets the `testing`
+// module's unit tests use them.
+#[cfg(all(test, feature = "testing"))]
 extern crate self as machine_core;
 
 pub use command::{Command, Edge, Transitions};
