@@ -42,6 +42,6 @@ pub use diagram::{Diagram, declared_diagram};
 pub use explore::{Exploration, Explore, Finding};
 pub use faults::{Fault, FaultyStore, InjectedFault, Injection, Op, Schedule};
 pub use golden::{FileError, FileStatus, UPDATE_ENV};
-pub use record::{ErrorKind, Transition};
+pub use record::{CommandKind, ErrorKind, StateKind, Transition, TransitionOf};
 pub use report::Report;
 pub use suite::{Step, Suite};

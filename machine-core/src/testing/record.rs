@@ -7,12 +7,12 @@ use crate::{Command, Kind, Machine, State};
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// The kind of a machine's states.
-pub(crate) type StateKind<M> = <<M as Machine>::State as State>::Kind;
-/// The kind of a machine's commands.
-pub(crate) type CommandKind<M> = <<M as Machine>::Command as Command>::Kind;
-/// A transition between a machine's kinds.
-pub(crate) type TransitionOf<M> = Transition<StateKind<M>, CommandKind<M>>;
+/// The kind enum of machine `M`'s states (`OrderKind`).
+pub type StateKind<M> = <<M as Machine>::State as State>::Kind;
+/// The kind enum of machine `M`'s commands (`OrderCommandKind`).
+pub type CommandKind<M> = <<M as Machine>::Command as Command>::Kind;
+/// A [`Transition`] between machine `M`'s kinds.
+pub type TransitionOf<M> = Transition<StateKind<M>, CommandKind<M>>;
 
 /// How a step that produced no state ended.
 ///
