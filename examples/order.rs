@@ -149,63 +149,143 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use machine_core::testing::{Explore, FaultyStore, Op, Schedule, Suite, declared_diagram};
     use mockall::predicate::eq;
+    use std::time::Duration;
+
+    // Committed diagrams. `cargo test` runs this example's tests with the
+    // current directory at the root of its package, `machine-workspace`,
+    // which is the workspace root; spelling the path from CARGO_MANIFEST_DIR
+    // makes that explicit and independent of how the test binary is started.
+    const DIAGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/diagrams/order.mmd");
+    const DECLARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/diagrams/order-declared.mmd");
+    const TESTING_DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/testing.md");
+
+    const NOW: u64 = 1_700_000_000;
 
     fn mug(quantity: u32) -> Vec<Item> {
         vec![Item { sku: "mug".into(), quantity }]
     }
 
-    #[test]
-    fn placing_stamps_the_time_from_the_clock() {
-        let mut deps = MockOrderDeps::new();
-        deps.expect_now().times(1).return_const(1_700_000_000_u64);
-        deps.expect_reserve().never();
-
-        let next = OrderMachine::transition(&deps, &OrderCommand::Place { items: mug(1) }, &Order::Draft).unwrap();
-        assert_eq!(next, Order::Pending { items: mug(1), placed_at: 1_700_000_000 });
+    fn cancel(reason: &str) -> OrderCommand {
+        OrderCommand::Cancel { reason: reason.into() }
     }
 
-    #[test]
-    fn confirming_reserves_exactly_the_items() {
-        let mut deps = MockOrderDeps::new();
-        deps.expect_reserve().with(eq(mug(2))).times(1).returning(|_| Ok(()));
-
-        let pending = Order::Pending { items: mug(2), placed_at: 5 };
-        let next = OrderMachine::transition(&deps, &OrderCommand::Confirm, &pending).unwrap();
-        assert_eq!(next, Order::Confirmed { items: mug(2), placed_at: 5 });
+    fn cancelled(reason: &str) -> Order {
+        Order::Cancelled { reason: reason.into() }
     }
 
-    #[test]
-    fn a_stock_shortage_is_the_machines_error() {
-        let mut deps = MockOrderDeps::new();
-        deps.expect_reserve().returning(|_| Err(StockError::Short { sku: "mug".into(), available: 1 }));
-
-        let pending = Order::Pending { items: mug(2), placed_at: 5 };
-        let error = OrderMachine::transition(&deps, &OrderCommand::Confirm, &pending).unwrap_err();
-        assert_eq!(error.to_string(), "only 1 of mug left");
+    /// Every case gets a fresh `MockOrderDeps`; `|mock| mock` hands it to the
+    /// transition as `&dyn OrderDeps`. After each step, `checkpoint` verifies
+    /// that step's expectations and clears them, so each step states its own.
+    fn suite() -> Suite<OrderMachine, MockOrderDeps> {
+        Suite::<OrderMachine, MockOrderDeps>::with_deps_as(MockOrderDeps::new, |mock| mock)
+            .after_each(|mock, _| mock.checkpoint())
     }
 
-    #[test]
-    fn the_declared_table_refuses_confirming_a_draft_without_calling_deps() {
-        // No expectations: any call to the mock would fail the test.
-        let deps = MockOrderDeps::new();
-        let mut order = Instance::<OrderMachine>::new(&deps, Order::initial());
-        let error = order.handle(&OrderCommand::Confirm).unwrap_err();
-        assert!(matches!(error, Error::NotAllowed { command: "Confirm", state: "Draft", .. }), "{error:?}");
-        assert_eq!(order.state(), &Order::Draft, "unchanged after a refusal");
-    }
-
-    #[test]
-    fn an_instance_walks_the_happy_path() {
+    /// Deps that answer every call, for exploration.
+    fn permissive() -> MockOrderDeps {
         let mut deps = MockOrderDeps::new();
-        deps.expect_now().return_const(9_u64);
+        deps.expect_now().return_const(NOW);
         deps.expect_reserve().returning(|_| Ok(()));
+        deps
+    }
 
-        let mut order = Instance::<OrderMachine>::new(&deps, Order::initial());
-        order.handle(&OrderCommand::Place { items: mug(1) }).unwrap();
-        order.handle(&OrderCommand::Confirm).unwrap();
-        assert_eq!(order.state().kind(), OrderKind::Confirmed);
-        order.handle(&OrderCommand::Cancel { reason: "changed mind".into() }).unwrap();
-        assert!(order.state().is_terminal());
+    #[test]
+    fn order_lifecycle() {
+        let mut suite = suite();
+
+        suite
+            .case("place, confirm, cancel")
+            .before(|deps| {
+                deps.expect_now().times(1).return_const(NOW);
+                deps.expect_reserve().never();
+            })
+            .when(OrderCommand::Place { items: mug(2) })
+            .then(Order::Pending { items: mug(2), placed_at: NOW })
+            .fork("cancelled while pending", |case| {
+                case.when(cancel("changed mind")).then(cancelled("changed mind"));
+            })
+            .before(|deps| {
+                deps.expect_reserve().with(eq(mug(2))).times(1).returning(|_| Ok(()));
+            })
+            .when(OrderCommand::Confirm)
+            .then(Order::Confirmed { items: mug(2), placed_at: NOW })
+            .when(cancel("returned"))
+            .then(cancelled("returned"))
+            // Terminal: the table allows nothing more, and no deps are called.
+            .when(OrderCommand::Confirm)
+            .then_error(|error| matches!(error, Error::NotAllowed { command: "Confirm", state: "Cancelled", .. }));
+
+        suite.case("a draft can be cancelled").when(cancel("never mind")).then(cancelled("never mind"));
+
+        suite
+            .case("an empty order is refused")
+            .when(OrderCommand::Place { items: Vec::new() })
+            .then_rejected(|error| matches!(error, OrderError::Empty));
+
+        suite
+            .case("a stock shortage is the machine's error")
+            .given(Order::Pending { items: mug(2), placed_at: 5 })
+            .before(|deps| {
+                deps.expect_reserve()
+                    .times(1)
+                    .returning(|_| Err(StockError::Short { sku: "mug".into(), available: 1 }));
+            })
+            .when(OrderCommand::Confirm)
+            .then_rejected(|error| error.to_string() == "only 1 of mug left");
+
+        // No expectations: any call to the mock would fail the step.
+        suite
+            .case("confirming a draft is refused before the transition runs")
+            .when(OrderCommand::Confirm)
+            .then_error(|error| matches!(error, Error::NotAllowed { command: "Confirm", state: "Draft", .. }));
+
+        suite.assert_covered();
+        suite.assert_diagram(DIAGRAM);
+
+        // Every command the cases sent, on every state they reached, two
+        // rounds deep: nothing the cases missed.
+        let exploration = suite.explore(Explore::seeded(2024).depth(2), permissive);
+        assert!(exploration.findings.is_empty(), "{exploration}");
+        println!("{}", suite.report());
+    }
+
+    #[test]
+    fn the_declared_table_is_drawn() {
+        declared_diagram::<Order, OrderCommand>().assert_file(DECLARED);
+    }
+
+    #[test]
+    fn the_testing_guide_embeds_the_committed_diagrams() {
+        let guide = std::fs::read_to_string(TESTING_DOC).unwrap().replace("\r\n", "\n");
+        for path in [DIAGRAM, DECLARED] {
+            let diagram = std::fs::read_to_string(path).expect("committed").replace("\r\n", "\n");
+            assert!(
+                guide.contains(&format!("```mermaid\n{diagram}```\n")),
+                "docs/testing.md must embed {path} in a ```mermaid block; paste the new diagram"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn confirming_survives_lost_races_and_reports_a_flaky_store() {
+        let warehouse: Arc<dyn OrderDeps> =
+            Arc::new(Warehouse { stock: Mutex::new(HashMap::from([("mug".into(), 10)])) });
+        // Commits 2 and 3 (the first two tries of `Confirm`) lose a race;
+        // commit 5 fails as a dropped connection would.
+        let store = FaultyStore::new(Memory::new())
+            .conflicts(Schedule::calls([2, 3]))
+            .transient(Op::Commit, Schedule::calls([5]));
+        let runner = Runner::<OrderMachine, _>::new(store, warehouse).retry(Retry::fixed(Duration::ZERO));
+
+        runner.handle("order-1", &OrderCommand::Place { items: mug(2) }).await.unwrap();
+        let confirmed = runner.handle("order-1", &OrderCommand::Confirm).await.unwrap();
+        assert_eq!((confirmed.state.kind(), confirmed.version, confirmed.attempts), (OrderKind::Confirmed, 2, 3));
+
+        let error = runner.handle("order-1", &cancel("late")).await.unwrap_err();
+        assert!(matches!(&error, Error::Store(store) if store.is_retryable()), "{error:?}");
+        assert_eq!(runner.get("order-1").await.unwrap().map(|v| v.version), Some(2), "nothing written");
+        assert_eq!(runner.store().injected().len(), 3);
     }
 }

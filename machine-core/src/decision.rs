@@ -16,8 +16,23 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A boxed error from any machine of a decision, or from the decision itself.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A transition error from one of a decision's machines, whatever its type.
+#[derive(Debug, thiserror::Error)]
+#[error("{machine} rejected the command: {source}")]
+pub struct Rejection {
+    /// The machine whose transition refused.
+    pub machine: &'static str,
+    /// The machine's own error.
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Rejection {
+    /// The machine's error as its concrete type, when it is an `E`.
+    #[must_use]
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.downcast_ref()
+    }
+}
 
 /// A record a decision reads, typed by its machine.
 ///
@@ -60,7 +75,11 @@ impl<M: Machine> Clone for Key<M> {
 
 impl<M: Machine> fmt::Debug for Key<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key").field("machine", &M::NAME).field("id", &self.id).field("validated", &self.validated).finish()
+        f.debug_struct("Key")
+            .field("machine", &M::NAME)
+            .field("id", &self.id)
+            .field("validated", &self.validated)
+            .finish()
     }
 }
 
@@ -151,17 +170,17 @@ pub struct Draft<'a> {
 }
 
 impl Draft<'_> {
-    fn position<M: Machine>(&self, key: &Key<M>) -> Result<usize, Error<BoxError>> {
-        self.loaded.iter().position(|l| l.machine == M::NAME && l.id == key.id).ok_or_else(|| Error::NotRead {
-            machine: M::NAME,
-            id: key.id.clone(),
-        })
+    fn position<M: Machine>(&self, key: &Key<M>) -> Result<usize, Error<Rejection>> {
+        self.loaded
+            .iter()
+            .position(|l| l.machine == M::NAME && l.id == key.id)
+            .ok_or_else(|| Error::NotRead { machine: M::NAME, id: key.id.clone() })
     }
 
     /// The record's state as the decision sees it: as loaded, or after the
     /// commands this draft already applied to it. A record never written is
     /// its machine's initial state.
-    pub fn state<M: Machine>(&self, key: &Key<M>) -> Result<M::State, Error<BoxError>>
+    pub fn state<M: Machine>(&self, key: &Key<M>) -> Result<M::State, Error<Rejection>>
     where
         M::State: DeserializeOwned,
     {
@@ -173,13 +192,18 @@ impl Draft<'_> {
         json.map_or_else(
             || Ok(M::State::initial()),
             |json| {
-                serde_json::from_str(json).map_err(|source| Error::Decode { machine: M::NAME, id: key.id.clone(), version, source })
+                serde_json::from_str(json).map_err(|source| Error::Decode {
+                    machine: M::NAME,
+                    id: key.id.clone(),
+                    version,
+                    source,
+                })
             },
         )
     }
 
     /// The version the record was read at (0: it did not exist).
-    pub fn version<M: Machine>(&self, key: &Key<M>) -> Result<u64, Error<BoxError>> {
+    pub fn version<M: Machine>(&self, key: &Key<M>) -> Result<u64, Error<Rejection>> {
         Ok(self.loaded[self.position(key)?].version)
     }
 
@@ -192,15 +216,16 @@ impl Draft<'_> {
         key: &Key<M>,
         deps: &M::Deps,
         command: &M::Command,
-    ) -> Result<M::State, Error<BoxError>>
+    ) -> Result<M::State, Error<Rejection>>
     where
         M::State: Serialize + DeserializeOwned,
         M::Command: Serialize,
     {
         let read = self.position(key)?;
         let state = self.state(key)?;
-        let expected = self.pending.iter().rev().find(|p| p.read == read).map_or(self.loaded[read].version, |p| p.expected + 1);
-        let next = checked_transition::<M>(deps, command, &state).map_err(boxed)?;
+        let expected =
+            self.pending.iter().rev().find(|p| p.read == read).map_or(self.loaded[read].version, |p| p.expected + 1);
+        let next = checked_transition::<M>(deps, command, &state).map_err(|e| boxed(M::NAME, e))?;
         let encode = |what, source| Error::Encode { machine: M::NAME, id: key.id.clone(), what, source };
         self.pending.push(Pending {
             read,
@@ -214,10 +239,11 @@ impl Draft<'_> {
 }
 
 /// Turns a machine's error into the decision's error type.
-fn boxed<E: std::error::Error + Send + Sync + 'static>(error: Error<E>) -> Error<BoxError> {
+fn boxed<E: std::error::Error + Send + Sync + 'static>(machine: &'static str, error: Error<E>) -> Error<Rejection> {
+    let rejection = |source: E| Rejection { machine, source: Box::new(source) };
     match error {
-        Error::Rejected(e) => Error::Rejected(Box::new(e)),
-        Error::FailureRecorded { source, version } => Error::FailureRecorded { source: Box::new(source), version },
+        Error::Rejected(e) => Error::Rejected(rejection(e)),
+        Error::FailureRecorded { source, version } => Error::FailureRecorded { source: rejection(source), version },
         Error::NotAllowed { machine, command, state } => Error::NotAllowed { machine, command, state },
         Error::Undeclared { machine, command, from, to } => Error::Undeclared { machine, command, from, to },
         Error::RetriesExhausted { conflict, attempts } => Error::RetriesExhausted { conflict, attempts },
@@ -305,17 +331,21 @@ impl<'s, St: Store> Decision<'s, St> {
     /// applied, all or nothing. When another writer changed a written or a
     /// validated record in between, the whole decision runs again on fresh
     /// data, as the policy allows.
-    pub async fn attempt<T, F>(self, decide: F) -> Result<Decided<T>, Error<BoxError>>
+    pub async fn attempt<T, F>(self, decide: F) -> Result<Decided<T>, Error<Rejection>>
     where
-        F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<BoxError>>,
+        F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
     {
         let store = self.store;
         self.run(store, decide).await
     }
 
-    pub(crate) async fn run<T, F>(&self, mut session: impl Session, mut decide: F) -> Result<Decided<T>, Error<BoxError>>
+    pub(crate) async fn run<T, F>(
+        &self,
+        mut session: impl Session,
+        mut decide: F,
+    ) -> Result<Decided<T>, Error<Rejection>>
     where
-        F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<BoxError>>,
+        F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
     {
         let started = Instant::now();
         let mut conflicts: Vec<VersionConflict> = Vec::new();
@@ -337,7 +367,9 @@ impl<'s, St: Store> Decision<'s, St> {
             let mut draft = Draft { loaded: &loaded, pending: Vec::new() };
             let value = match decide(&mut draft)? {
                 Verdict::Abort(reason) => return Ok(Decided::Aborted { reason, attempts }),
-                Verdict::Commit(value) if draft.pending.is_empty() => return Ok(Decided::Unchanged { value, attempts }),
+                Verdict::Commit(value) if draft.pending.is_empty() => {
+                    return Ok(Decided::Unchanged { value, attempts });
+                }
                 Verdict::Commit(value) => value,
             };
             let writes = draft
@@ -364,8 +396,13 @@ impl<'s, St: Store> Decision<'s, St> {
                 Err(other) => return Err(Error::Store(other)),
             }
             let Some(conflict) = conflicts.last() else { continue };
-            let attempt =
-                Attempt { number: attempts, conflict, conflicts: &conflicts, previous_wait, elapsed: started.elapsed() };
+            let attempt = Attempt {
+                number: attempts,
+                conflict,
+                conflicts: &conflicts,
+                previous_wait,
+                elapsed: started.elapsed(),
+            };
             match self.policy.decide(&attempt) {
                 PolicyDecision::Retry(wait) => {
                     if wait.is_zero() {

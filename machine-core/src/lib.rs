@@ -5,6 +5,10 @@
 //! transition, and saves the result only if no other writer got there first,
 //! retrying by a [`retry::Policy`] when one did.
 //!
+//! With the `testing` feature, the `testing` module runs given/when/then cases against
+//! the pure transition with mocked dependencies, draws the exercised
+//! transitions as a Mermaid diagram, and injects store faults.
+//!
 //! Start with the [guide](https://example.invalid/machine/docs/guide.md) in
 //! `docs/guide.md`, or `cargo run --example quickstart`.
 #![forbid(unsafe_code)]
@@ -23,6 +27,13 @@ pub mod retry;
 mod runner;
 mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+// The derives emit `::machine_core::…` paths; this lets the `testing`
+// module's unit tests use them.
+#[cfg(all(test, feature = "testing"))]
+extern crate self as machine_core;
 
 pub use command::{Command, Edge, Transitions};
 pub use error::{Error, StoreError, VersionConflict};

@@ -22,6 +22,7 @@ use crate::failure::Failure;
 /// assert_eq!(Door::Open { since: 3 }.kind(), DoorKind::Open);
 /// assert_eq!(DoorKind::Open.as_str(), "Open");
 /// assert!(Door::Removed.is_terminal());
+/// assert_eq!(Door::TERMINAL, &[DoorKind::Removed]);
 /// ```
 pub trait State: Sized {
     /// The generated fieldless enum of this state's variants.
@@ -41,6 +42,12 @@ pub trait State: Sized {
 
     /// Whether this is a `#[state(terminal)]` variant.
     fn is_terminal(&self) -> bool;
+
+    /// The kinds of the `#[state(terminal)]` variants, in declaration order:
+    /// what [`is_terminal`](State::is_terminal) says of values, for code that
+    /// has only kinds (diagrams of the declared table). A hand-written impl
+    /// that leaves it empty draws no terminal markers.
+    const TERMINAL: &'static [Self::Kind] = &[];
 
     /// Whether this is the `#[state(failure)]` variant. The runner accepts a
     /// failure state as the result of any command, whatever its `to(..)` says.

@@ -35,8 +35,8 @@ use syn::{DeriveInput, parse_macro_input};
 ///   `Display` (the same name, honouring width and alignment); and
 ///   `machine_core::Kind` (which adds `from_name`).
 /// - `impl machine_core::State for Order`: `Kind = OrderKind`, `NAME`,
-///   `kind()` (a plain `match`), `initial()`, `is_terminal()` and
-///   `is_failure()`.
+///   `kind()` (a plain `match`), `initial()`, `is_terminal()`,
+///   `is_failure()` and `TERMINAL` (the terminal kinds, in declaration order).
 /// - With a `#[state(failure)]` variant, `impl machine_core::FailureState for
 ///   Order` (`Command = C` from the variant's `Failure<C, S>`, `from_failure`,
 ///   `failure()`), which the runner needs to record and recover failures.
@@ -56,8 +56,8 @@ use syn::{DeriveInput, parse_macro_input};
 ///   variant has it. `initial()` builds it with every field
 ///   `Default::default()`; a field whose type mentions a type parameter adds
 ///   `FieldType: Default` to the generated impls' `where` clause.
-/// - `#[state(terminal)]`: `is_terminal()` is true for it; any number of
-///   variants.
+/// - `#[state(terminal)]`: `is_terminal()` is true for it and its kind is in
+///   `TERMINAL`; any number of variants.
 /// - `#[state(failure)]`: at most one variant, not the initial one, holding
 ///   exactly one field of type `Failure<C, S>`: `Failed(Failure<OrderCommand,
 ///   Order>)` or `Failed { failure: Failure<OrderCommand, Order> }`, where `C`

@@ -272,6 +272,9 @@ fn terminal_and_failure_flags() {
     assert!(!Single::initial().is_failure());
     assert!(!Wrapped::<u8>::initial().is_terminal());
     assert!(!Light::RedSignal.is_failure());
+    assert_eq!(Order::TERMINAL, &[OrderKind::Cancelled, OrderKind::Delivered]);
+    assert_eq!(Single::TERMINAL, &[SingleKind::Only]);
+    assert!(Wrapped::<u8>::TERMINAL.is_empty());
 }
 
 fn failure<C, S>(command: C, previous: S) -> Failure<C, S> {

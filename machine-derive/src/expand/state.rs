@@ -78,6 +78,7 @@ fn expand(input: &StateEnum<'_>, checked: bool) -> TokenStream {
     let terminal: Vec<TokenStream> =
         input.variants.iter().filter(|v| v.attrs.terminal.is_some()).map(|v| pattern(v.ident, v.fields)).collect();
     let is_terminal = if terminal.is_empty() { quote!(false) } else { quote!(::core::matches!(self, #(#terminal)|*)) };
+    let terminal_kinds = input.variants.iter().filter(|v| v.attrs.terminal.is_some()).map(|v| v.ident);
 
     let is_failure = failure.map(|variant| {
         let pattern = pattern(variant.ident, variant.fields);
@@ -101,6 +102,8 @@ fn expand(input: &StateEnum<'_>, checked: bool) -> TokenStream {
             type Kind = #kind;
 
             const NAME: &'static str = #name;
+
+            const TERMINAL: &'static [#kind] = &[#(#kind::#terminal_kinds),*];
 
             fn kind(&self) -> #kind {
                 match self {
