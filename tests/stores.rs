@@ -5,16 +5,8 @@
 
 mod conformance;
 
-use conformance::{Harness, M, database_url};
+use conformance::{Harness, M, database_url, drop_schema, postgres, remove_sqlite, sqlite, unique};
 use machine_core::store::{Commit, Memory, Postgres, Sqlite, Store, Write};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-
-static UNIQUE: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), UNIQUE.fetch_add(1, Ordering::Relaxed))
-}
 
 impl Harness for Memory {
     async fn raw_record(&self, machine: &str, id: &str, version: u64, state: &str) -> bool {
@@ -23,21 +15,6 @@ impl Harness for Memory {
             let write = Write { machine, id, expected: 0, kind: "Open", state: state.to_owned(), command: "null" };
             self.commit(Commit::write(write)).await.is_ok()
         }
-    }
-}
-
-/// A SQLite store in a new temporary file, and the file's path.
-async fn sqlite() -> (Sqlite, PathBuf) {
-    let path = std::env::temp_dir().join(format!("{}.db", unique("machine-test")));
-    (Sqlite::open(&path).await.expect("open sqlite"), path)
-}
-
-/// Removes a test database with its WAL and shared-memory files.
-fn remove_sqlite(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.as_os_str().to_owned();
-        file.push(suffix);
-        let _ = std::fs::remove_file(file);
     }
 }
 
@@ -70,18 +47,6 @@ impl Harness for Postgres {
             .await
             .is_ok()
     }
-}
-
-/// A store in a fresh schema of the test database.
-async fn postgres() -> Option<Postgres> {
-    let url = database_url()?;
-    let schema = unique("mctest");
-    Some(Postgres::options().schema(schema).max_connections(8).connect(&url).await.expect("connect to DATABASE_URL"))
-}
-
-async fn drop_schema(store: &Postgres) {
-    let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", store.schema());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await.expect("drop test schema");
 }
 
 /// One `#[tokio::test]` per conformance case and store.

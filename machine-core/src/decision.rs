@@ -313,6 +313,12 @@ impl<'s, St: Store> Decision<'s, St> {
         Self { store, policy: Arc::new(Retry::default()), reads: Vec::new() }
     }
 
+    /// The store the decision reads and writes.
+    #[must_use]
+    pub fn store(&self) -> &'s St {
+        self.store
+    }
+
     /// Adds `key` to the records the decision reads (and may write).
     #[must_use]
     pub fn read<M: Machine>(mut self, key: &Key<M>) -> Self {

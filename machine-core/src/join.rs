@@ -2,6 +2,7 @@
 //! so the caller's own tables and the machine's state commit or roll back
 //! together (the "transactor" pattern).
 
+use crate::decision::{Decided, Decision, Draft, Rejection, Verdict};
 use crate::error::{Error, StoreError};
 use crate::machine::Machine;
 use crate::runner::{Outcome, Runner, Session};
@@ -72,5 +73,19 @@ where
         })?;
         let session = InTransaction { store: self.store(), conn };
         self.run(session, id, |state, _| self.plan(command, Cow::Borrowed(&command_json), state)).await
+    }
+}
+
+impl Decision<'_, Postgres> {
+    /// Runs the decision through `conn`, a connection inside a transaction you
+    /// hold: its writes and checks commit or roll back with your transaction
+    /// (in a savepoint, so a lost race leaves your transaction usable and the
+    /// decision is retried on fresh data under Read Committed).
+    pub async fn attempt_in<T, F>(self, conn: &mut PgConnection, decide: F) -> Result<Decided<T>, Error<Rejection>>
+    where
+        F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
+    {
+        let session = InTransaction { store: self.store(), conn };
+        self.run(session, decide).await
     }
 }

@@ -6,9 +6,12 @@
 
 use machine_core::prelude::*;
 use machine_core::store::{Check, Commit, Cursor, Feed, Query, Store, Write};
+use machine_core::store::{Postgres, Sqlite};
 use machine_core::{StoreError, VersionConflict};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// What a test needs from a store beyond the traits: writing raw rows, as a
 /// bug, an operator or an old version of the program might have left them.
@@ -267,4 +270,40 @@ pub(crate) async fn no_lost_updates_with_32_writers(store: impl Harness) {
     assert_eq!(record.version, 3200);
     assert_eq!(serde_json::from_str::<Counter>(&record.state).unwrap(), Counter::Open(3200));
     assert_eq!(store.history(M, "hot").await.unwrap().len(), 3200);
+}
+
+// ---------------------------------------------------------------------------
+// Fresh stores for tests.
+
+static UNIQUE: AtomicU32 = AtomicU32::new(0);
+
+pub(crate) fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), UNIQUE.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A SQLite store in a new temporary file, and the file's path.
+pub(crate) async fn sqlite() -> (Sqlite, PathBuf) {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("machine-test")));
+    (Sqlite::open(&path).await.expect("open sqlite"), path)
+}
+
+/// Removes a test database with its WAL and shared-memory files.
+pub(crate) fn remove_sqlite(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// A store in a fresh schema of the test database.
+pub(crate) async fn postgres() -> Option<Postgres> {
+    let url = database_url()?;
+    let schema = unique("mctest");
+    Some(Postgres::options().schema(schema).max_connections(8).connect(&url).await.expect("connect to DATABASE_URL"))
+}
+
+pub(crate) async fn drop_schema(store: &Postgres) {
+    let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", store.schema());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await.expect("drop test schema");
 }
