@@ -62,15 +62,17 @@ impl fmt::Display for VersionConflict {
 impl std::error::Error for VersionConflict {}
 
 /// Why a store refused or failed an operation.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, so one failed group commit can report the same error to every
+/// caller in it; the backend's error is shared, and `source()` returns it
+/// itself, so `downcast_ref` reaches the driver's type.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A write or read check found another version than expected; the whole
     /// commit was refused and nothing was written.
-    #[error("{0}")]
-    Conflict(#[from] VersionConflict),
+    Conflict(VersionConflict),
     /// An id or machine name the store does not accept.
-    #[error("invalid {what} {value:?}: {reason}")]
     InvalidKey {
         /// `"id"` or `"machine name"`.
         what: &'static str,
@@ -80,7 +82,6 @@ pub enum StoreError {
         reason: &'static str,
     },
     /// The record is at the highest version the store can hold.
-    #[error("version overflow on {machine} {id:?}: version {version} is the store's maximum")]
     VersionOverflow {
         /// The record's machine.
         machine: String,
@@ -91,13 +92,41 @@ pub enum StoreError {
     },
     /// The backend failed (I/O, connection, driver); `retryable` says whether
     /// the same operation may succeed if tried again.
-    #[error("store backend error: {source}")]
     Backend {
         /// The backend's error.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
         /// Whether trying again may succeed (a lost connection, a timeout).
         retryable: bool,
     },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Conflict(conflict) => conflict.fmt(f),
+            Self::InvalidKey { what, value, reason } => write!(f, "invalid {what} {value:?}: {reason}"),
+            Self::VersionOverflow { machine, id, version } => {
+                write!(f, "version overflow on {machine} {id:?}: version {version} is the store's maximum")
+            }
+            Self::Backend { source, .. } => write!(f, "store backend error: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Conflict(conflict) => Some(conflict),
+            Self::Backend { source, .. } => Some(&**source),
+            Self::InvalidKey { .. } | Self::VersionOverflow { .. } => None,
+        }
+    }
+}
+
+impl From<VersionConflict> for StoreError {
+    fn from(conflict: VersionConflict) -> Self {
+        Self::Conflict(conflict)
+    }
 }
 
 impl StoreError {

@@ -38,7 +38,7 @@ pub(crate) fn now_millis() -> i64 {
 }
 
 pub(crate) fn corrupt(message: String) -> StoreError {
-    StoreError::Backend { source: message.into(), retryable: false }
+    StoreError::Backend { source: std::sync::Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(message)), retryable: false }
 }
 
 /// Wraps a driver error, marking the ones worth trying again: lost or
@@ -50,7 +50,7 @@ pub(crate) fn backend(error: sqlx::Error, retryable_code: fn(&str) -> bool) -> S
         sqlx::Error::Database(db) => db.code().is_some_and(|code| retryable_code(&code)),
         _ => false,
     };
-    StoreError::Backend { source: Box::new(error), retryable }
+    StoreError::Backend { source: std::sync::Arc::new(error), retryable }
 }
 
 /// Whether `name` may be used as an SQL identifier unquoted: lowercase ASCII

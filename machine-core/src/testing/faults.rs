@@ -277,7 +277,7 @@ impl<S> FaultyStore<S> {
 }
 
 fn backend(injection: Injection) -> StoreError {
-    StoreError::Backend { source: Box::new(InjectedFault(injection)), retryable: true }
+    StoreError::Backend { source: Arc::new(InjectedFault(injection)), retryable: true }
 }
 
 /// The conflict a phantom writer of the commit's first record would cause.
