@@ -2,11 +2,12 @@
 //! consistent snapshot, decide, and commit every write together with version
 //! checks on what was read, retried as a whole on conflict.
 
-use crate::error::{Error, StoreError, VersionConflict};
+use crate::error::{Error, StoreError};
 use crate::machine::{Machine, checked_transition};
-use crate::retry::{Attempt, Decision as PolicyDecision, Policy, Retry};
+use crate::retry::{Policy, Retry};
 use crate::runner::Session;
 use crate::store::{Check, Commit, Store, Write};
+use crate::tries::Tries;
 use crate::{Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,7 +15,6 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// A transition error from one of a decision's machines, whatever its type.
 #[derive(Debug, thiserror::Error)]
@@ -353,12 +353,9 @@ impl<'s, St: Store> Decision<'s, St> {
     where
         F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
     {
-        let started = Instant::now();
-        let mut conflicts: Vec<VersionConflict> = Vec::new();
-        let mut previous_wait = Duration::ZERO;
-        let mut attempts: u32 = 0;
+        let mut tries = Tries::new();
         loop {
-            attempts = attempts.saturating_add(1);
+            let attempts = tries.start();
             let mut loaded = Vec::with_capacity(self.reads.len());
             for (machine, id, validated) in &self.reads {
                 let record = session.load(machine, id).await?;
@@ -398,30 +395,8 @@ impl<'s, St: Store> Decision<'s, St> {
                 .collect();
             match session.commit(Commit { writes, checks }).await {
                 Ok(()) => return Ok(Decided::Committed { value, attempts }),
-                Err(StoreError::Conflict(conflict)) => conflicts.push(conflict),
+                Err(StoreError::Conflict(conflict)) => tries.lost(&*self.policy, conflict).await?,
                 Err(other) => return Err(Error::Store(other)),
-            }
-            let Some(conflict) = conflicts.last() else { continue };
-            let attempt = Attempt {
-                number: attempts,
-                conflict,
-                conflicts: &conflicts,
-                previous_wait,
-                elapsed: started.elapsed(),
-            };
-            match self.policy.decide(&attempt) {
-                PolicyDecision::Retry(wait) => {
-                    if wait.is_zero() {
-                        tokio::task::yield_now().await;
-                    } else {
-                        tokio::time::sleep(wait).await;
-                    }
-                    previous_wait = wait;
-                }
-                PolicyDecision::GiveUp => {
-                    let conflict = conflicts.pop().unwrap_or_else(|| VersionConflict::new("", "", 0, 0));
-                    return Err(Error::RetriesExhausted { conflict, attempts });
-                }
             }
         }
     }

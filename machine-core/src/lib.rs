@@ -29,6 +29,7 @@ mod state;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tries;
 
 // The derives emit `::machine_core::…` paths; this lets the `testing`
 // module's unit tests use them.

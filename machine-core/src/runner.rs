@@ -1,11 +1,12 @@
 //! The load → handle → save loop: runs a machine's pure transition against a
 //! store, detects concurrent writers by version, and retries by policy.
 
-use crate::error::{Error, StoreError, VersionConflict};
+use crate::error::{Error, StoreError};
 use crate::failure::Failure;
 use crate::machine::{Machine, checked_transition};
-use crate::retry::{Attempt, Decision, Policy, Retry};
+use crate::retry::{Policy, Retry};
 use crate::store::{Commit, Record, Store, Write};
+use crate::tries::Tries;
 use crate::{FailureState, Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,7 +15,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The result of a command that was saved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,12 +255,9 @@ where
     where
         F: FnMut(M::State, u64) -> Result<Planned<'c, M>, Error<M::Error>>,
     {
-        let started = Instant::now();
-        let mut conflicts: Vec<VersionConflict> = Vec::new();
-        let mut previous_wait = Duration::ZERO;
-        let mut attempts: u32 = 0;
+        let mut tries = Tries::new();
         loop {
-            attempts = attempts.saturating_add(1);
+            let attempts = tries.start();
             let (state, version) = match session.load(M::NAME, id).await? {
                 Some(record) => {
                     let loaded = decode_record::<M>(id, &record)?;
@@ -287,32 +285,8 @@ where
                         Some(source) => Err(Error::FailureRecorded { source, version: next_version }),
                     };
                 }
-                Err(StoreError::Conflict(conflict)) => conflicts.push(conflict),
+                Err(StoreError::Conflict(conflict)) => tries.lost(&*self.policy, conflict).await?,
                 Err(other) => return Err(Error::Store(other)),
-            }
-            let Some(conflict) = conflicts.last() else { continue };
-            let attempt = Attempt {
-                number: attempts,
-                conflict,
-                conflicts: &conflicts,
-                previous_wait,
-                elapsed: started.elapsed(),
-            };
-            match self.policy.decide(&attempt) {
-                Decision::Retry(wait) if wait.is_zero() => {
-                    // Even an immediate retry lets other tasks run first: the
-                    // writer that beat us may be on this thread.
-                    tokio::task::yield_now().await;
-                    previous_wait = wait;
-                }
-                Decision::Retry(wait) => {
-                    tokio::time::sleep(wait).await;
-                    previous_wait = wait;
-                }
-                Decision::GiveUp => {
-                    let conflict = conflicts.pop().unwrap_or_else(|| VersionConflict::new(M::NAME, id, 0, 0));
-                    return Err(Error::RetriesExhausted { conflict, attempts });
-                }
             }
         }
     }

@@ -38,7 +38,10 @@ pub(crate) fn now_millis() -> i64 {
 }
 
 pub(crate) fn corrupt(message: String) -> StoreError {
-    StoreError::Backend { source: std::sync::Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(message)), retryable: false }
+    StoreError::Backend {
+        source: std::sync::Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(message)),
+        retryable: false,
+    }
 }
 
 /// Wraps a driver error, marking the ones worth trying again: lost or

@@ -1,0 +1,60 @@
+//! One call's retries — the conflicts so far, the last wait, the attempt
+//! count — and what happens after a lost race, shared by the runner, atomic
+//! decisions and group commits so they retry alike.
+
+use crate::error::{Error, VersionConflict};
+use crate::retry::{Attempt, Decision, Policy};
+use std::time::{Duration, Instant};
+
+pub(crate) struct Tries {
+    started: Instant,
+    conflicts: Vec<VersionConflict>,
+    previous_wait: Duration,
+    attempts: u32,
+}
+
+impl Tries {
+    pub(crate) fn new() -> Self {
+        Self { started: Instant::now(), conflicts: Vec::new(), previous_wait: Duration::ZERO, attempts: 0 }
+    }
+
+    /// Counts a new attempt and returns its number (the first is 1).
+    pub(crate) fn start(&mut self) -> u32 {
+        self.attempts = self.attempts.saturating_add(1);
+        self.attempts
+    }
+
+    /// The current attempt lost to `conflict`: asks `policy`, then waits
+    /// (awaited, never spawned, so dropping the call stops it) before the
+    /// next attempt, or returns the error to give up with.
+    pub(crate) async fn lost<E>(&mut self, policy: &dyn Policy, conflict: VersionConflict) -> Result<(), Error<E>> {
+        self.conflicts.push(conflict);
+        let decision = match self.conflicts.last() {
+            Some(conflict) => policy.decide(&Attempt {
+                number: self.attempts,
+                conflict,
+                conflicts: &self.conflicts,
+                previous_wait: self.previous_wait,
+                elapsed: self.started.elapsed(),
+            }),
+            None => Decision::GiveUp,
+        };
+        match decision {
+            Decision::Retry(wait) => {
+                if wait.is_zero() {
+                    // Even an immediate retry lets other tasks run first: the
+                    // writer that beat us may be on this thread.
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(wait).await;
+                }
+                self.previous_wait = wait;
+                Ok(())
+            }
+            Decision::GiveUp => {
+                let conflict = self.conflicts.pop().unwrap_or_else(|| VersionConflict::new("", "", 0, 0));
+                Err(Error::RetriesExhausted { conflict, attempts: self.attempts })
+            }
+        }
+    }
+}
