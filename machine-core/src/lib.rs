@@ -15,6 +15,7 @@
 
 pub use machine_derive::{Command, State};
 
+mod coalesce;
 mod command;
 pub mod decision;
 mod error;
@@ -36,6 +37,7 @@ mod tries;
 #[cfg(all(test, feature = "testing"))]
 extern crate self as machine_core;
 
+pub use coalesce::Coalescing;
 pub use command::{Command, Edge, Transitions};
 pub use error::{Error, StoreError, VersionConflict};
 pub use failure::Failure;

@@ -1,6 +1,7 @@
 //! The load → handle → save loop: runs a machine's pure transition against a
 //! store, detects concurrent writers by version, and retries by policy.
 
+use crate::coalesce::Coalescer;
 use crate::error::{Error, StoreError};
 use crate::failure::Failure;
 use crate::machine::{Machine, checked_transition};
@@ -108,6 +109,7 @@ pub struct Runner<M: Machine, St> {
     policy: Arc<dyn Policy>,
     record_failure: Option<RecordFailure<M>>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    coalescer: Option<Arc<Coalescer<M, St>>>,
     machine: PhantomData<fn() -> M>,
 }
 
@@ -130,10 +132,10 @@ impl<St: Store> Session for &St {
 
 /// What one attempt decided to save.
 pub(crate) struct Planned<'c, M: Machine> {
-    next: M::State,
+    pub(crate) next: M::State,
     /// The transition's error when `next` is a recorded failure.
-    rejected: Option<M::Error>,
-    command: Cow<'c, str>,
+    pub(crate) rejected: Option<M::Error>,
+    pub(crate) command: Cow<'c, str>,
 }
 
 impl<M, St> Runner<M, St>
@@ -156,6 +158,7 @@ where
             policy: Arc::new(Retry::default()),
             record_failure: None,
             clock: Arc::new(unix_millis),
+            coalescer: None,
             machine: PhantomData,
         }
     }
@@ -172,6 +175,18 @@ where
     pub fn clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
+    }
+
+    pub(crate) fn set_coalescer(&mut self, coalescer: Coalescer<M, St>) {
+        self.coalescer = Some(Arc::new(coalescer));
+    }
+
+    pub(crate) fn coalescer(&self) -> Option<Arc<Coalescer<M, St>>> {
+        self.coalescer.clone()
+    }
+
+    pub(crate) fn policy(&self) -> &dyn Policy {
+        &*self.policy
     }
 
     /// The store.
@@ -196,6 +211,12 @@ where
     /// happens at most once per call.
     pub async fn handle(&self, id: &str, command: &M::Command) -> Result<Outcome<M::State>, Error<M::Error>> {
         let command_json = encode::<M, _>(id, "command", command)?;
+        // Coalesced, unless the record's queue is full: then on its own.
+        if let Some(coalescer) = &self.coalescer
+            && let Some(outcome) = self.handle_coalesced(coalescer, id, command, &command_json).await
+        {
+            return outcome;
+        }
         self.run(&*self.store, id, |state, _| self.plan(command, Cow::Borrowed(&command_json), state)).await
     }
 
@@ -357,7 +378,7 @@ where
     })
 }
 
-fn decode_record<M: Machine>(id: &str, record: &Record) -> Result<Versioned<M::State>, Error<M::Error>>
+pub(crate) fn decode_record<M: Machine>(id: &str, record: &Record) -> Result<Versioned<M::State>, Error<M::Error>>
 where
     M::State: DeserializeOwned,
 {
@@ -369,7 +390,11 @@ fn decode<M: Machine, T: DeserializeOwned>(id: &str, version: u64, json: &str) -
     serde_json::from_str(json).map_err(|source| Error::Decode { machine: M::NAME, id: id.to_owned(), version, source })
 }
 
-fn encode<M: Machine, T: Serialize>(id: &str, what: &'static str, value: &T) -> Result<String, Error<M::Error>> {
+pub(crate) fn encode<M: Machine, T: Serialize>(
+    id: &str,
+    what: &'static str,
+    value: &T,
+) -> Result<String, Error<M::Error>> {
     serde_json::to_string(value).map_err(|source| Error::Encode { machine: M::NAME, id: id.to_owned(), what, source })
 }
 
@@ -386,6 +411,7 @@ impl<M: Machine, St> Clone for Runner<M, St> {
             policy: Arc::clone(&self.policy),
             record_failure: self.record_failure,
             clock: Arc::clone(&self.clock),
+            coalescer: self.coalescer.clone(),
             machine: PhantomData,
         }
     }
