@@ -4,7 +4,10 @@
 //! - distinct ids (1 and 16 writers): a raw compare-and-set loop issuing the
 //!   same statements the store issues (load; one `UPDATE … WHERE version = $3`
 //!   feeding the history `INSERT`), decoding and encoding the same JSON;
-//! - one hot record (32 writers): `SELECT … FOR UPDATE` serial execution.
+//! - one hot record (32 writers): `SELECT … FOR UPDATE` serial execution;
+//! - hot records with and without coalescing (8 and 32 writers on 1 and 16
+//!   records) against `FOR UPDATE` and a single `UPDATE … SET n = n + 1`,
+//!   with p50 and p99 latency.
 //!
 //! `cargo bench --bench stores` (PostgreSQL rows need `DATABASE_URL`).
 
@@ -14,8 +17,8 @@
 mod common;
 
 use common::{Account, Accounts, DEPOSIT};
-use machine_core::store::{Postgres, Sqlite};
-use machine_core::{Machine, Runner, State};
+use machine_core::store::{Memory, Postgres, Sqlite, Store};
+use machine_core::{Coalescing, Machine, Runner, State};
 use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +31,7 @@ fn main() {
     runtime.block_on(async {
         println!("{:<44} {:>12} {:>12} {:>7}", "workload (3 s each)", "baseline/s", "runner/s", "ratio");
         sqlite_rows().await;
+        hot_memory_rows().await;
         match std::env::var("DATABASE_URL") {
             Ok(url) => postgres_rows(&url).await,
             Err(_) => println!("(PostgreSQL rows skipped: DATABASE_URL is not set)"),
@@ -39,30 +43,80 @@ fn report(workload: &str, baseline: f64, runner: f64) {
     println!("{workload:<44} {baseline:>12.0} {runner:>12.0} {:>6.2}x", runner / baseline);
 }
 
-/// Runs `writers` tasks calling `op(writer, n)` until `RUN` elapses; commits/s.
+/// Runs `writers` tasks calling `op(writer)` until `RUN` elapses; commits/s.
 async fn throughput<F, Fut>(writers: usize, op: F) -> f64
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    measure(writers, op).await.rate
+}
+
+struct Measured {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Like [`throughput`], with the latency of every call.
+async fn measure<F, Fut>(writers: usize, op: F) -> Measured
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let op = Arc::new(op);
-    let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|writer| {
-            let (op, done) = (op.clone(), done.clone());
+            let op = op.clone();
             tokio::spawn(async move {
+                let mut latencies = Vec::new();
                 while start.elapsed() < RUN {
+                    let began = Instant::now();
                     op(writer).await;
-                    done.fetch_add(1, Ordering::Relaxed);
+                    latencies.push(began.elapsed());
                 }
+                latencies
             })
         })
         .collect();
+    let mut latencies = Vec::new();
     for task in tasks {
-        task.await.expect("writer");
+        latencies.extend(task.await.expect("writer"));
     }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let rate = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    // The q-quantile as the index len * q / 100 (q in percent, integer maths).
+    let at = |q: usize| latencies.get((latencies.len() * q / 100).min(latencies.len().saturating_sub(1)));
+    let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    Measured { rate, p50_ms: ms(at(50)), p99_ms: ms(at(99)) }
+}
+
+fn report_hot(workload: &str, m: &Measured) {
+    println!("  {workload:<40} {:>10.0}/s  p50 {:>7.2} ms  p99 {:>8.2} ms", m.rate, m.p50_ms, m.p99_ms);
+}
+
+/// The runner on `store`, coalescing or not, `writers` tasks over `records` hot ids.
+async fn hot_runner<St: Store + Clone>(
+    store: St,
+    coalesce: bool,
+    writers: usize,
+    records: usize,
+    tag: &str,
+) -> Measured {
+    let runner = Runner::<Accounts, _>::new(store, ());
+    let runner = if coalesce { runner.coalesce(Coalescing::default()) } else { runner };
+    let tag = Arc::<str>::from(tag);
+    measure(writers, move |writer| {
+        let (runner, tag) = (runner.clone(), tag.clone());
+        async move {
+            runner
+                .handle(&format!("{tag}-{}", writer % records), &DEPOSIT)
+                .await
+                .expect("default policy never gives up");
+        }
+    })
+    .await
 }
 
 fn next(state: Option<&str>) -> (Account, String) {
@@ -145,6 +199,63 @@ async fn raw_sqlite(pool: SqlitePool, id: String) {
     }
 }
 
+// --- Hot records ----------------------------------------------------------------
+
+async fn hot_memory_rows() {
+    println!("\nhot records, memory store (3 s each):");
+    for (writers, records) in [(8, 1), (32, 1), (8, 16), (32, 16)] {
+        for coalesce in [false, true] {
+            let m = hot_runner(Memory::new(), coalesce, writers, records, "hot").await;
+            let name =
+                format!("{writers} writers, {records} record(s), coalescing {}", if coalesce { "on" } else { "off" });
+            report_hot(&name, &m);
+        }
+    }
+}
+
+async fn hot_postgres_rows(store: &Postgres, schema: &str) {
+    println!("\nhot records, PostgreSQL (3 s each):");
+    let pool = store.pool().clone();
+    let counters = format!("{schema}.bench_counters");
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE TABLE {counters} (id text PRIMARY KEY, n bigint NOT NULL)")))
+        .execute(&pool)
+        .await
+        .expect("counter table");
+    for (writers, records) in [(8, 1), (32, 1), (8, 16), (32, 16)] {
+        let tag = format!("hot-{writers}-{records}");
+        let sql = Arc::new(Sql::new(schema));
+        let (lock_pool, lock_sql, lock_tag) = (pool.clone(), sql.clone(), tag.clone());
+        let locking = measure(writers, move |writer| {
+            locked_postgres_id(lock_pool.clone(), lock_sql.clone(), format!("{lock_tag}-lock-{}", writer % records))
+        })
+        .await;
+        for id in 0..records {
+            sqlx::query(AssertSqlSafe(format!("INSERT INTO {counters} VALUES ($1, 0)")))
+                .bind(format!("{tag}-{id}"))
+                .execute(&pool)
+                .await
+                .expect("counter row");
+        }
+        let update = Arc::<str>::from(format!("UPDATE {counters} SET n = n + 1 WHERE id = $1"));
+        let (update_pool, update_tag) = (pool.clone(), tag.clone());
+        let single = measure(writers, move |writer| {
+            let (pool, update, id) =
+                (update_pool.clone(), update.clone(), format!("{update_tag}-{}", writer % records));
+            async move {
+                sqlx::query(AssertSqlSafe(update)).bind(id).execute(&pool).await.expect("update");
+            }
+        })
+        .await;
+        let off = hot_runner(store.clone(), false, writers, records, &format!("{tag}-off")).await;
+        let on = hot_runner(store.clone(), true, writers, records, &format!("{tag}-on")).await;
+        println!(" {writers} writers on {records} record(s):");
+        report_hot("SELECT … FOR UPDATE (by hand)", &locking);
+        report_hot("UPDATE … SET n = n + 1 (by hand)", &single);
+        report_hot("runner, coalescing off", &off);
+        report_hot("runner, coalescing on", &on);
+    }
+}
+
 // --- PostgreSQL -------------------------------------------------------------
 
 async fn postgres_rows(url: &str) {
@@ -187,6 +298,8 @@ async fn postgres_rows(url: &str) {
     .await;
     report("PostgreSQL, 32 writers, one record (vs FOR UPDATE)", locking, framework);
     println!("  exhausted retries on the hot record: {}", exhausted.load(Ordering::Relaxed));
+
+    hot_postgres_rows(&store, &schema).await;
 
     let drop = format!("DROP SCHEMA {schema} CASCADE");
     sqlx::raw_sql(AssertSqlSafe(drop)).execute(&pool).await.expect("drop bench schema");
@@ -255,17 +368,21 @@ async fn raw_postgres(pool: PgPool, sql: Arc<Sql>, id: String) {
 
 /// Pessimistic baseline: lock the row, decide, write, commit.
 async fn locked_postgres(pool: PgPool, sql: Arc<Sql>) {
+    locked_postgres_id(pool, sql, "hot-lock".to_owned()).await;
+}
+
+async fn locked_postgres_id(pool: PgPool, sql: Arc<Sql>, id: String) {
     let mut tx = pool.begin().await.expect("begin");
     let row: Option<(i64, String)> =
-        sqlx::query_as(AssertSqlSafe(sql.lock.clone())).bind("hot-lock").fetch_optional(&mut *tx).await.expect("lock");
+        sqlx::query_as(AssertSqlSafe(sql.lock.clone())).bind(&id).fetch_optional(&mut *tx).await.expect("lock");
     let Some((version, state)) = row else {
         drop(tx);
-        raw_postgres(pool, sql, "hot-lock".to_owned()).await; // create it once
+        raw_postgres(pool, sql, id).await; // create it once
         return;
     };
     let (next, json) = next(Some(&state));
     sqlx::query(AssertSqlSafe(sql.set.clone()))
-        .bind("hot-lock")
+        .bind(&id)
         .bind(version + 1)
         .bind(next.kind().as_str())
         .bind(&json)
@@ -273,7 +390,7 @@ async fn locked_postgres(pool: PgPool, sql: Arc<Sql>) {
         .await
         .expect("set");
     sqlx::query(AssertSqlSafe(sql.history.clone()))
-        .bind("hot-lock")
+        .bind(&id)
         .bind(version + 1)
         .bind(command_json())
         .bind(next.kind().as_str())
