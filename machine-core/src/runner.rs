@@ -4,7 +4,7 @@
 use crate::error::{Error, StoreError, VersionConflict};
 use crate::failure::Failure;
 use crate::machine::{Machine, checked_transition};
-use crate::retry::{Attempt, Decision, Policy, Retry};
+use crate::retry::{Attempt, Call, Clock, Decision, Finish, Policy, Retry, TokioClock};
 use crate::store::{Commit, Record, Store, Write};
 use crate::{FailureState, Kind, State};
 use serde::Serialize;
@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The result of a command that was saved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +106,7 @@ pub struct Runner<M: Machine, St> {
     policy: Arc<dyn Policy>,
     record_failure: Option<RecordFailure<M>>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    retry_clock: Arc<dyn Clock>,
     machine: PhantomData<fn() -> M>,
 }
 
@@ -137,6 +138,7 @@ where
             policy: Arc::new(Retry::default()),
             record_failure: None,
             clock: Arc::new(unix_millis),
+            retry_clock: Arc::new(TokioClock::new()),
             machine: PhantomData,
         }
     }
@@ -152,6 +154,15 @@ where
     #[must_use]
     pub fn clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Times retries with `clock`: the elapsed time policies see and the waits
+    /// between attempts. The default is tokio's clock; tests pass a
+    /// [`ManualClock`](crate::retry::ManualClock) so waits take no real time.
+    #[must_use]
+    pub fn retry_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.retry_clock = Arc::new(clock);
         self
     }
 
@@ -225,13 +236,28 @@ where
         }
     }
 
-    /// The loop: load, let `step` decide what to save, save if the version
-    /// still holds, otherwise ask the policy.
-    async fn run<'c, F>(&self, id: &str, mut step: F) -> Result<Outcome<M::State>, Error<M::Error>>
+    /// One call: admitted by the policy (or refused before the store is
+    /// touched), the loop, and the policy told how it ended.
+    async fn run<'c, F>(&self, id: &str, step: F) -> Result<Outcome<M::State>, Error<M::Error>>
     where
         F: FnMut(M::State, u64) -> Result<Planned<'c, M>, Error<M::Error>>,
     {
-        let started = Instant::now();
+        let call = Call::new(M::NAME, id);
+        if let Err(refused) = self.policy.admit(&call) {
+            return Err(Error::CircuitOpen { machine: M::NAME, id: id.to_owned(), retry_after: refused.retry_after });
+        }
+        let result = self.attempts(id, step).await;
+        self.policy.finish(&call, finish_of(&result));
+        result
+    }
+
+    /// The loop: load, let `step` decide what to save, save if the version
+    /// still holds, otherwise ask the policy.
+    async fn attempts<'c, F>(&self, id: &str, mut step: F) -> Result<Outcome<M::State>, Error<M::Error>>
+    where
+        F: FnMut(M::State, u64) -> Result<Planned<'c, M>, Error<M::Error>>,
+    {
+        let started = self.retry_clock.now();
         let mut conflicts: Vec<VersionConflict> = Vec::new();
         let mut previous_wait = Duration::ZERO;
         let mut attempts: u32 = 0;
@@ -268,13 +294,8 @@ where
                 Err(other) => return Err(Error::Store(other)),
             }
             let Some(conflict) = conflicts.last() else { continue };
-            let attempt = Attempt {
-                number: attempts,
-                conflict,
-                conflicts: &conflicts,
-                previous_wait,
-                elapsed: started.elapsed(),
-            };
+            let elapsed = self.retry_clock.now().saturating_sub(started);
+            let attempt = Attempt { number: attempts, conflict, conflicts: &conflicts, previous_wait, elapsed };
             match self.policy.decide(&attempt) {
                 Decision::Retry(wait) if wait.is_zero() => {
                     // Even an immediate retry lets other tasks run first: the
@@ -283,13 +304,12 @@ where
                     previous_wait = wait;
                 }
                 Decision::Retry(wait) => {
-                    tokio::time::sleep(wait).await;
+                    // Awaited here, never spawned: dropping the call's future
+                    // cancels the wait and ends the loop.
+                    self.retry_clock.sleep(wait).await;
                     previous_wait = wait;
                 }
-                Decision::GiveUp => {
-                    let conflict = conflicts.pop().unwrap_or_else(|| VersionConflict::new(M::NAME, id, 0, 0));
-                    return Err(Error::RetriesExhausted { conflict, attempts });
-                }
+                give_up => return Err(gave_up(give_up, conflicts, attempts, elapsed)),
             }
         }
     }
@@ -337,6 +357,32 @@ where
             Ok(planned)
         })
         .await
+    }
+}
+
+/// The error for a policy's decision to stop; `conflicts` is never empty here.
+fn gave_up<E>(decision: Decision, conflicts: Vec<VersionConflict>, attempts: u32, elapsed: Duration) -> Error<E> {
+    let conflict = conflicts.last().cloned().unwrap_or_else(|| VersionConflict::new("", "", 0, 0));
+    match decision {
+        Decision::Thrashing => Error::Thrashing { conflict, conflicts, attempts },
+        Decision::DeadlineExceeded => Error::DeadlineExceeded { conflict, attempts, elapsed },
+        Decision::OverBudget => Error::BudgetExhausted { conflict, attempts },
+        Decision::GiveUp | Decision::Retry(_) => Error::RetriesExhausted { conflict, attempts },
+    }
+}
+
+/// How a call ended, for [`Policy::finish`].
+fn finish_of<S, E>(result: &Result<Outcome<S>, Error<E>>) -> Finish {
+    match result {
+        Ok(_) | Err(Error::FailureRecorded { .. }) => Finish::Committed,
+        Err(
+            Error::RetriesExhausted { .. }
+            | Error::Thrashing { .. }
+            | Error::DeadlineExceeded { .. }
+            | Error::BudgetExhausted { .. },
+        ) => Finish::GaveUp,
+        Err(Error::Store(StoreError::Backend { .. })) => Finish::StoreFailed,
+        Err(_) => Finish::Other,
     }
 }
 
@@ -389,6 +435,7 @@ impl<M: Machine, St> Clone for Runner<M, St> {
             policy: Arc::clone(&self.policy),
             record_failure: self.record_failure,
             clock: Arc::clone(&self.clock),
+            retry_clock: Arc::clone(&self.retry_clock),
             machine: PhantomData,
         }
     }
