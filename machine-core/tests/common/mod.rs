@@ -52,13 +52,13 @@ impl Machine for Counters {
 
 /// A memory store with a script of conflicts: before the commits whose
 /// numbers (1-based, counted across the whole store) are listed, `rivals`
-/// other writers save the record first. It can also freeze loads at a stale
+/// other writers save the record first (without changing its value). It can also freeze loads at a stale
 /// snapshot (a lagging replica), and counts every load and commit.
 #[derive(Clone, Default)]
 pub struct Contended {
     pub inner: Memory,
     script: Arc<Mutex<Script>>,
-    stale: Arc<Mutex<Option<Option<Record>>>>,
+    stale: Arc<Mutex<Option<Record>>>,
     always: Arc<AtomicBool>,
     pub loads: Arc<AtomicU32>,
     pub commits: Arc<AtomicU32>,
@@ -97,9 +97,10 @@ impl Contended {
         self.always.store(on, Ordering::SeqCst);
     }
 
-    /// From now on, loads of `(machine, id)` return what it holds now.
+    /// From now on, every load returns what record `(machine, id)` holds now
+    /// (which must exist).
     pub async fn freeze_loads(&self, machine: &str, id: &str) {
-        let snapshot = self.inner.load(machine, id).await.unwrap();
+        let snapshot = self.inner.load(machine, id).await.unwrap().expect("a record to freeze");
         *self.stale.lock().unwrap() = Some(snapshot);
     }
 
@@ -114,7 +115,7 @@ impl Store for Contended {
         self.loads.fetch_add(1, Ordering::SeqCst);
         let stale = self.stale.lock().unwrap().clone();
         match stale {
-            Some(snapshot) => Ok(snapshot),
+            Some(snapshot) => Ok(Some(snapshot)),
             None => self.inner.load(machine, id).await,
         }
     }
@@ -127,8 +128,16 @@ impl Store for Contended {
             if conflicted { script.rivals } else { 0 }
         };
         for _ in 0..rivals {
+            // A rival that only moves the version: it rewrites the current
+            // state (or creates the record at zero), so counts stay exact.
             let mut rival = commit.writes[0].clone();
-            rival.expected = self.inner.load(rival.machine, rival.id).await?.map_or(0, |r| r.version);
+            let current = self.inner.load(rival.machine, rival.id).await?;
+            rival.expected = current.as_ref().map_or(0, |r| r.version);
+            (rival.state, rival.kind) = match &current {
+                Some(record) => (record.state.to_string(), "At"),
+                None => (r#"{"At":0}"#.to_owned(), "At"),
+            };
+            rival.command = r#"{"Add":0}"#;
             self.inner.commit(Commit::write(rival)).await?;
         }
         self.inner.commit(commit).await
