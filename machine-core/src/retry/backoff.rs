@@ -42,13 +42,17 @@ pub enum Backoff {
 ///
 /// | band | when | wait |
 /// |---|---|---|
-/// | light | `g ≤ light` | `base` |
-/// | proportional | `light < g ≤ aggressive` | `base × g` |
-/// | aggressive | `g > aggressive` | `base × g × 2ⁿ⁻¹` |
+/// | light | `g ≤ light` | `base × 2ⁿ⁻¹` |
+/// | proportional | `light < g ≤ aggressive` | `base × 2ⁿ⁻¹ × g` |
+/// | aggressive | `g > aggressive` | `base × 2ⁿ⁻¹ × g²` |
 ///
-/// One writer overtaking us is ordinary: retry soon. Several mean a crowd,
-/// so wait in proportion. Many mean a storm that will not clear by itself, so
-/// back off exponentially as well.
+/// One writer overtaking us is ordinary: plain exponential backoff. Several
+/// mean a crowd went through while we worked, so wait in proportion. Many
+/// mean a storm, so back off by the square. The gap counts the writes that
+/// landed during *our* read-to-commit window, so it grows with long windows
+/// (slow transitions, slow stores, lagging reads) more than with the number
+/// of writers: a record that is saturated with fast writers shows gaps of 1
+/// or 2, and adaptive then behaves like exponential backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Adaptive {
     /// The unit wait.
@@ -87,12 +91,13 @@ impl Backoff {
             Self::Exponential(base) => doubling(base),
             Self::Adaptive(Adaptive { base, light, aggressive }) => {
                 let times = u32::try_from(gap).unwrap_or(u32::MAX);
+                let wait = doubling(base);
                 if gap <= light {
-                    base
+                    wait
                 } else if gap <= aggressive {
-                    base.saturating_mul(times)
+                    wait.saturating_mul(times)
                 } else {
-                    doubling(base.saturating_mul(times))
+                    wait.saturating_mul(times).saturating_mul(times)
                 }
             }
         }
@@ -161,11 +166,11 @@ mod tests {
         let bands = Backoff::Adaptive(Adaptive::new(MS));
         let cap = Duration::from_secs(60);
         assert_eq!(no_jitter(bands, cap, 1, 1), MS, "light: one writer overtook us");
-        assert_eq!(no_jitter(bands, cap, 3, 1), MS, "light ignores the retry number");
+        assert_eq!(no_jitter(bands, cap, 3, 1), 4 * MS, "light is plain exponential");
         assert_eq!(no_jitter(bands, cap, 1, 4), 4 * MS, "proportional");
-        assert_eq!(no_jitter(bands, cap, 3, 10), 10 * MS, "proportional up to the threshold");
-        assert_eq!(no_jitter(bands, cap, 1, 11), 11 * MS, "aggressive, first retry");
-        assert_eq!(no_jitter(bands, cap, 3, 11), 44 * MS, "aggressive doubles per retry");
+        assert_eq!(no_jitter(bands, cap, 3, 10), 40 * MS, "proportional up to the threshold");
+        assert_eq!(no_jitter(bands, cap, 1, 11), 121 * MS, "aggressive: by the square of the gap");
+        assert_eq!(no_jitter(bands, cap, 3, 11), 484 * MS, "aggressive doubles per retry too");
         assert_eq!(no_jitter(bands, 20 * MS, 3, 11), 20 * MS, "capped");
         assert_eq!(no_jitter(bands, cap, 1, u64::MAX), cap, "a huge gap saturates");
     }

@@ -62,7 +62,7 @@ fn adaptive_waits_by_the_gap_of_the_conflict() {
     let policy = Retry::adaptive(MS).max_delay(Duration::from_secs(1));
     assert_eq!(policy.decide(&attempt(1, &[conflict(5, 5)])), Decision::Retry(MS), "gap 1: light");
     assert_eq!(policy.decide(&attempt(1, &[conflict(5, 9)])), Decision::Retry(5 * MS), "gap 5: proportional");
-    assert_eq!(policy.decide(&attempt(2, &[conflict(5, 24)])), Decision::Retry(40 * MS), "gap 20: aggressive");
+    assert_eq!(policy.decide(&attempt(2, &[conflict(5, 24)])), Decision::Retry(800 * MS), "gap 20: aggressive");
 }
 
 #[test]
@@ -86,6 +86,18 @@ fn thrashing_is_conflicts_in_a_row_at_the_same_current_version() {
     let stuck = [conflict(2, 5), conflict(2, 5), conflict(2, 5)];
     assert_eq!(policy.decide(&attempt(3, &stuck)), Decision::Thrashing);
     assert_eq!(policy.decide(&attempt(2, &stuck[..2])), Decision::Retry(Duration::ZERO), "fewer than three");
+    let other = |id| VersionConflict::new("Order", id, 2, 5);
+    let two_records = [other("a"), other("b"), other("a")];
+    assert_eq!(policy.decide(&attempt(3, &two_records)), Decision::Retry(Duration::ZERO), "different records");
+}
+
+#[test]
+fn the_default_is_the_documented_policy() {
+    let policy = Retry::default();
+    assert_eq!(policy.attempts(), 25);
+    assert_eq!(policy.rng(Rng::seeded(1)).jitter(Jitter::None).delay(9, 1, Duration::ZERO), 100 * MS, "capped");
+    let text = format!("{:?}", Retry::default());
+    assert!(text.contains("Exponential(1ms)") && text.contains("Full") && text.contains("thrashing_after: Some(3)"));
 }
 
 #[test]
