@@ -168,7 +168,7 @@ where
         // The worker always answers; a closed channel could only mean the
         // worker task was aborted by the runtime shutting down.
         Some(outcome.await.unwrap_or_else(|_| {
-            let gone = StoreError::Backend { source: std::sync::Arc::new(WorkerGone), retryable: true };
+            let gone = StoreError::backend(WorkerGone, true);
             Err(Error::Store(gone))
         }))
     }
@@ -196,7 +196,7 @@ where
     /// Loads once, applies every command of `batch` in order, commits once;
     /// on a conflict reloads and applies the whole group again.
     async fn commit_group(&self, id: &str, batch: Vec<Job<M>>) {
-        let mut tries = Tries::new();
+        let mut tries = Tries::new(self.retry_clock_ref());
         loop {
             let attempts = tries.start();
             let record = match self.store().load(M::NAME, id).await {
@@ -260,7 +260,7 @@ where
             match committed {
                 Ok(()) => return deliver(batch, results, version, attempts),
                 Err(StoreError::Conflict(conflict)) => {
-                    if let Err(error) = tries.lost::<M::Error>(self.policy(), conflict).await {
+                    if let Err(error) = tries.lost::<M::Error>(self.policy(), self.retry_clock_ref(), conflict).await {
                         return fail_all(batch, || share(&error));
                     }
                 }

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, StoreError};
 use crate::machine::{Machine, checked_transition};
-use crate::retry::{Policy, Retry};
+use crate::retry::{Clock, Policy, Retry, TokioClock};
 use crate::runner::Session;
 use crate::store::{Check, Commit, Store, Write};
 use crate::tries::Tries;
@@ -247,6 +247,12 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(machine: &'static str, er
         Error::NotAllowed { machine, command, state } => Error::NotAllowed { machine, command, state },
         Error::Undeclared { machine, command, from, to } => Error::Undeclared { machine, command, from, to },
         Error::RetriesExhausted { conflict, attempts } => Error::RetriesExhausted { conflict, attempts },
+        Error::Thrashing { conflict, conflicts, attempts } => Error::Thrashing { conflict, conflicts, attempts },
+        Error::DeadlineExceeded { conflict, attempts, elapsed } => {
+            Error::DeadlineExceeded { conflict, attempts, elapsed }
+        }
+        Error::BudgetExhausted { conflict, attempts } => Error::BudgetExhausted { conflict, attempts },
+        Error::CircuitOpen { machine, id, retry_after } => Error::CircuitOpen { machine, id, retry_after },
         Error::NotFailed { machine, id, state } => Error::NotFailed { machine, id, state },
         Error::NotRead { machine, id } => Error::NotRead { machine, id },
         Error::Decode { machine, id, version, source } => Error::Decode { machine, id, version, source },
@@ -304,13 +310,14 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(machine: &'static str, er
 pub struct Decision<'s, St> {
     store: &'s St,
     policy: Arc<dyn Policy>,
+    clock: Arc<dyn Clock>,
     reads: Vec<(&'static str, String, bool)>,
 }
 
 impl<'s, St: Store> Decision<'s, St> {
     /// A decision over records of `store`, retried by the default [`Retry`] policy.
     pub fn new(store: &'s St) -> Self {
-        Self { store, policy: Arc::new(Retry::default()), reads: Vec::new() }
+        Self { store, policy: Arc::new(Retry::default()), clock: Arc::new(TokioClock::new()), reads: Vec::new() }
     }
 
     /// The store the decision reads and writes.
@@ -323,6 +330,14 @@ impl<'s, St: Store> Decision<'s, St> {
     #[must_use]
     pub fn read<M: Machine>(mut self, key: &Key<M>) -> Self {
         self.reads.push((M::NAME, key.id.clone(), key.validated));
+        self
+    }
+
+    /// Times retries with `clock` (tests pass a
+    /// [`ManualClock`](crate::retry::ManualClock)).
+    #[must_use]
+    pub fn retry_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -353,7 +368,7 @@ impl<'s, St: Store> Decision<'s, St> {
     where
         F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
     {
-        let mut tries = Tries::new();
+        let mut tries = Tries::new(&*self.clock);
         loop {
             let attempts = tries.start();
             let mut loaded = Vec::with_capacity(self.reads.len());
@@ -395,7 +410,7 @@ impl<'s, St: Store> Decision<'s, St> {
                 .collect();
             match session.commit(Commit { writes, checks }).await {
                 Ok(()) => return Ok(Decided::Committed { value, attempts }),
-                Err(StoreError::Conflict(conflict)) => tries.lost(&*self.policy, conflict).await?,
+                Err(StoreError::Conflict(conflict)) => tries.lost(&*self.policy, &*self.clock, conflict).await?,
                 Err(other) => return Err(Error::Store(other)),
             }
         }

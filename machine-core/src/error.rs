@@ -2,6 +2,7 @@
 //! declared table, concurrency, the store, and stored data.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Two writers raced for the same record and this one lost.
 ///
@@ -130,6 +131,12 @@ impl From<VersionConflict> for StoreError {
 }
 
 impl StoreError {
+    /// A backend failure from any error or message, for store implementations:
+    /// `StoreError::backend("connection refused", true)`.
+    pub fn backend(error: impl Into<Box<dyn std::error::Error + Send + Sync>>, retryable: bool) -> Self {
+        Self::Backend { source: std::sync::Arc::from(error.into()), retryable }
+    }
+
     /// The version conflict, when this is one.
     #[must_use]
     pub fn conflict(&self) -> Option<&VersionConflict> {
@@ -208,6 +215,56 @@ pub enum Error<E> {
         attempts: u32,
     },
 
+    /// The retry policy gave up early: `conflicts.len()` conflicts in a row
+    /// showed no progress (the record stayed at the same version while every
+    /// attempt lost). `conflicts` is the call's whole conflict history, oldest
+    /// first; `conflict` is the last one.
+    #[error("gave up after {attempts} attempts, thrashing without progress: {conflict}")]
+    Thrashing {
+        /// The last conflict.
+        #[source]
+        conflict: VersionConflict,
+        /// Every conflict of the call, oldest first.
+        conflicts: Vec<VersionConflict>,
+        /// How many times the command was tried.
+        attempts: u32,
+    },
+
+    /// Waiting for another attempt would have passed the policy's total
+    /// deadline. `conflict` is the last conflict.
+    #[error("deadline reached after {attempts} attempts in {elapsed:?}: {conflict}")]
+    DeadlineExceeded {
+        /// The last conflict.
+        #[source]
+        conflict: VersionConflict,
+        /// How many times the command was tried.
+        attempts: u32,
+        /// How long the call had been running when it gave up.
+        elapsed: Duration,
+    },
+
+    /// The shared retry budget was spent, so this conflict was not retried.
+    #[error("retry budget exhausted after {attempts} attempts: {conflict}")]
+    BudgetExhausted {
+        /// The last conflict.
+        #[source]
+        conflict: VersionConflict,
+        /// How many times the command was tried.
+        attempts: u32,
+    },
+
+    /// The policy's circuit breaker is open: the call failed fast, without
+    /// touching the store.
+    #[error("circuit open for {machine} {id:?}: calls refused for another {retry_after:?}")]
+    CircuitOpen {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// How long until the breaker lets a probe through.
+        retry_after: Duration,
+    },
+
     /// [`Runner::recover`](crate::Runner::recover) found the record in a
     /// state that is not a failure.
     #[error("nothing to recover: {machine} {id:?} is in state {state}, not a failure")]
@@ -270,9 +327,29 @@ impl<E> Error<E> {
     #[must_use]
     pub fn conflict(&self) -> Option<&VersionConflict> {
         match self {
-            Self::RetriesExhausted { conflict, .. } => Some(conflict),
+            Self::RetriesExhausted { conflict, .. }
+            | Self::Thrashing { conflict, .. }
+            | Self::DeadlineExceeded { conflict, .. }
+            | Self::BudgetExhausted { conflict, .. } => Some(conflict),
             Self::Store(store) => store.conflict(),
             _ => None,
+        }
+    }
+
+    /// Whether the same command may succeed if sent again later: the retry
+    /// policy gave up on conflicts, the circuit was open, or the store failed
+    /// in a retryable way. The transition's and the table's refusals, and bad
+    /// data, are not.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::RetriesExhausted { .. }
+            | Self::Thrashing { .. }
+            | Self::DeadlineExceeded { .. }
+            | Self::BudgetExhausted { .. }
+            | Self::CircuitOpen { .. } => true,
+            Self::Store(store) => store.is_retryable(),
+            _ => false,
         }
     }
 

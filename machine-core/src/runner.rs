@@ -5,7 +5,7 @@ use crate::coalesce::Coalescer;
 use crate::error::{Error, StoreError};
 use crate::failure::Failure;
 use crate::machine::{Machine, checked_transition};
-use crate::retry::{Policy, Retry};
+use crate::retry::{Call, Clock, Finish, Policy, Retry, TokioClock};
 use crate::store::{Commit, Record, Store, Write};
 use crate::tries::Tries;
 use crate::{FailureState, Kind, State};
@@ -110,6 +110,7 @@ pub struct Runner<M: Machine, St> {
     record_failure: Option<RecordFailure<M>>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     coalescer: Option<Arc<Coalescer<M, St>>>,
+    retry_clock: Arc<dyn Clock>,
     machine: PhantomData<fn() -> M>,
 }
 
@@ -159,6 +160,7 @@ where
             record_failure: None,
             clock: Arc::new(unix_millis),
             coalescer: None,
+            retry_clock: Arc::new(TokioClock::new()),
             machine: PhantomData,
         }
     }
@@ -189,6 +191,19 @@ where
         &*self.policy
     }
 
+    pub(crate) fn retry_clock_ref(&self) -> &dyn Clock {
+        &*self.retry_clock
+    }
+
+    /// Times retries with `clock`: the elapsed time policies see and the waits
+    /// between attempts. The default is tokio's clock; tests pass a
+    /// [`ManualClock`](crate::retry::ManualClock) so waits take no real time.
+    #[must_use]
+    pub fn retry_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.retry_clock = Arc::new(clock);
+        self
+    }
+
     /// The store.
     #[must_use]
     pub fn store(&self) -> &St {
@@ -211,13 +226,18 @@ where
     /// happens at most once per call.
     pub async fn handle(&self, id: &str, command: &M::Command) -> Result<Outcome<M::State>, Error<M::Error>> {
         let command_json = encode::<M, _>(id, "command", command)?;
+        let step = |state, _| self.plan(command, Cow::Borrowed(&command_json), state);
+        let Some(coalescer) = &self.coalescer else {
+            return self.run(&*self.store, id, step).await;
+        };
         // Coalesced, unless the record's queue is full: then on its own.
-        if let Some(coalescer) = &self.coalescer
-            && let Some(outcome) = self.handle_coalesced(coalescer, id, command, &command_json).await
-        {
-            return outcome;
-        }
-        self.run(&*self.store, id, |state, _| self.plan(command, Cow::Borrowed(&command_json), state)).await
+        let call = self.admit(id)?;
+        let result = match self.handle_coalesced(coalescer, id, command, &command_json).await {
+            Some(outcome) => outcome,
+            None => self.attempts(&*self.store, id, step).await,
+        };
+        self.policy.finish(&call, finish_of(&result));
+        result
     }
 
     /// The record's current state and version, or `None` if it was never written.
@@ -265,9 +285,37 @@ where
         }
     }
 
+    /// One call: admitted by the policy (or refused before the store is
+    /// touched), the loop, and the policy told how it ended.
+    pub(crate) async fn run<'c, F>(
+        &self,
+        session: impl Session,
+        id: &str,
+        step: F,
+    ) -> Result<Outcome<M::State>, Error<M::Error>>
+    where
+        F: FnMut(M::State, u64) -> Result<Planned<'c, M>, Error<M::Error>>,
+    {
+        let call = self.admit(id)?;
+        let result = self.attempts(session, id, step).await;
+        self.policy.finish(&call, finish_of(&result));
+        result
+    }
+
+    /// Asks the policy to let a call on record `id` start.
+    pub(crate) fn admit<'i>(&self, id: &'i str) -> Result<Call<'i>, Error<M::Error>> {
+        let call = Call::new(M::NAME, id);
+        match self.policy.admit(&call) {
+            Ok(()) => Ok(call),
+            Err(refused) => {
+                Err(Error::CircuitOpen { machine: M::NAME, id: id.to_owned(), retry_after: refused.retry_after })
+            }
+        }
+    }
+
     /// The loop: load, let `step` decide what to save, save if the version
     /// still holds, otherwise ask the policy.
-    pub(crate) async fn run<'c, F>(
+    pub(crate) async fn attempts<'c, F>(
         &self,
         mut session: impl Session,
         id: &str,
@@ -276,7 +324,7 @@ where
     where
         F: FnMut(M::State, u64) -> Result<Planned<'c, M>, Error<M::Error>>,
     {
-        let mut tries = Tries::new();
+        let mut tries = Tries::new(&*self.retry_clock);
         loop {
             let attempts = tries.start();
             let (state, version) = match session.load(M::NAME, id).await? {
@@ -306,7 +354,7 @@ where
                         Some(source) => Err(Error::FailureRecorded { source, version: next_version }),
                     };
                 }
-                Err(StoreError::Conflict(conflict)) => tries.lost(&*self.policy, conflict).await?,
+                Err(StoreError::Conflict(conflict)) => tries.lost(&*self.policy, &*self.retry_clock, conflict).await?,
                 Err(other) => return Err(Error::Store(other)),
             }
         }
@@ -355,6 +403,21 @@ where
             Ok(planned)
         })
         .await
+    }
+}
+
+/// How a call ended, for [`Policy::finish`].
+pub(crate) fn finish_of<S, E>(result: &Result<Outcome<S>, Error<E>>) -> Finish {
+    match result {
+        Ok(_) | Err(Error::FailureRecorded { .. }) => Finish::Committed,
+        Err(
+            Error::RetriesExhausted { .. }
+            | Error::Thrashing { .. }
+            | Error::DeadlineExceeded { .. }
+            | Error::BudgetExhausted { .. },
+        ) => Finish::GaveUp,
+        Err(Error::Store(StoreError::Backend { .. })) => Finish::StoreFailed,
+        Err(_) => Finish::Other,
     }
 }
 
@@ -412,6 +475,7 @@ impl<M: Machine, St> Clone for Runner<M, St> {
             record_failure: self.record_failure,
             clock: Arc::clone(&self.clock),
             coalescer: self.coalescer.clone(),
+            retry_clock: Arc::clone(&self.retry_clock),
             machine: PhantomData,
         }
     }

@@ -3,19 +3,20 @@
 //! decisions and group commits so they retry alike.
 
 use crate::error::{Error, VersionConflict};
-use crate::retry::{Attempt, Decision, Policy};
-use std::time::{Duration, Instant};
+use crate::retry::{Attempt, Clock, Decision, Policy};
+use std::time::Duration;
 
 pub(crate) struct Tries {
-    started: Instant,
+    started: Duration,
     conflicts: Vec<VersionConflict>,
     previous_wait: Duration,
     attempts: u32,
 }
 
 impl Tries {
-    pub(crate) fn new() -> Self {
-        Self { started: Instant::now(), conflicts: Vec::new(), previous_wait: Duration::ZERO, attempts: 0 }
+    /// A call starting now on `clock`.
+    pub(crate) fn new(clock: &dyn Clock) -> Self {
+        Self { started: clock.now(), conflicts: Vec::new(), previous_wait: Duration::ZERO, attempts: 0 }
     }
 
     /// Counts a new attempt and returns its number (the first is 1).
@@ -27,15 +28,21 @@ impl Tries {
     /// The current attempt lost to `conflict`: asks `policy`, then waits
     /// (awaited, never spawned, so dropping the call stops it) before the
     /// next attempt, or returns the error to give up with.
-    pub(crate) async fn lost<E>(&mut self, policy: &dyn Policy, conflict: VersionConflict) -> Result<(), Error<E>> {
+    pub(crate) async fn lost<E>(
+        &mut self,
+        policy: &dyn Policy,
+        clock: &dyn Clock,
+        conflict: VersionConflict,
+    ) -> Result<(), Error<E>> {
         self.conflicts.push(conflict);
+        let elapsed = clock.now().saturating_sub(self.started);
         let decision = match self.conflicts.last() {
             Some(conflict) => policy.decide(&Attempt {
                 number: self.attempts,
                 conflict,
                 conflicts: &self.conflicts,
                 previous_wait: self.previous_wait,
-                elapsed: self.started.elapsed(),
+                elapsed,
             }),
             None => Decision::GiveUp,
         };
@@ -46,15 +53,25 @@ impl Tries {
                     // writer that beat us may be on this thread.
                     tokio::task::yield_now().await;
                 } else {
-                    tokio::time::sleep(wait).await;
+                    clock.sleep(wait).await;
                 }
                 self.previous_wait = wait;
                 Ok(())
             }
-            Decision::GiveUp => {
-                let conflict = self.conflicts.pop().unwrap_or_else(|| VersionConflict::new("", "", 0, 0));
-                Err(Error::RetriesExhausted { conflict, attempts: self.attempts })
-            }
+            give_up => Err(self.gave_up(give_up, elapsed)),
+        }
+    }
+
+    /// The error for a policy's decision to stop.
+    fn gave_up<E>(&mut self, decision: Decision, elapsed: Duration) -> Error<E> {
+        let conflicts = std::mem::take(&mut self.conflicts);
+        let conflict = conflicts.last().cloned().unwrap_or_else(|| VersionConflict::new("", "", 0, 0));
+        let attempts = self.attempts;
+        match decision {
+            Decision::Thrashing => Error::Thrashing { conflict, conflicts, attempts },
+            Decision::DeadlineExceeded => Error::DeadlineExceeded { conflict, attempts, elapsed },
+            Decision::OverBudget => Error::BudgetExhausted { conflict, attempts },
+            Decision::GiveUp | Decision::Retry(_) => Error::RetriesExhausted { conflict, attempts },
         }
     }
 }

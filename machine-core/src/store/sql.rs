@@ -38,10 +38,7 @@ pub(crate) fn now_millis() -> i64 {
 }
 
 pub(crate) fn corrupt(message: String) -> StoreError {
-    StoreError::Backend {
-        source: std::sync::Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(message)),
-        retryable: false,
-    }
+    StoreError::backend(message, false)
 }
 
 /// Wraps a driver error, marking the ones worth trying again: lost or
