@@ -9,12 +9,16 @@
 //!   records) against `FOR UPDATE` and a single `UPDATE … SET n = n + 1`,
 //!   with p50 and p99 latency.
 //!
-//! `cargo bench --bench stores` (PostgreSQL rows need `DATABASE_URL`).
+//! `cargo bench --bench stores` (PostgreSQL rows need `DATABASE_URL`);
+//! `cargo bench --bench stores -- --svg docs/img` also draws the hot-record
+//! plot.
 
 // Rates are computed from counts far below 2^52.
 #![allow(clippy::cast_precision_loss)]
 
 mod common;
+#[path = "../examples/contention/svg.rs"]
+mod svg;
 
 use common::{Account, Accounts, DEPOSIT};
 use machine_core::store::{Memory, Postgres, Sqlite, Store};
@@ -215,6 +219,13 @@ async fn hot_memory_rows() {
 
 async fn hot_postgres_rows(store: &Postgres, schema: &str) {
     println!("\nhot records, PostgreSQL (3 s each):");
+    let names = [
+        "SELECT … FOR UPDATE (by hand)",
+        "UPDATE … SET n = n + 1 (by hand)",
+        "runner, coalescing off",
+        "runner, coalescing on",
+    ];
+    let mut points: Vec<(usize, usize, usize, f64)> = Vec::new(); // (records, strategy, writers, rate)
     let pool = store.pool().clone();
     let counters = format!("{schema}.bench_counters");
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE TABLE {counters} (id text PRIMARY KEY, n bigint NOT NULL)")))
@@ -249,10 +260,34 @@ async fn hot_postgres_rows(store: &Postgres, schema: &str) {
         let off = hot_runner(store.clone(), false, writers, records, &format!("{tag}-off")).await;
         let on = hot_runner(store.clone(), true, writers, records, &format!("{tag}-on")).await;
         println!(" {writers} writers on {records} record(s):");
-        report_hot("SELECT … FOR UPDATE (by hand)", &locking);
-        report_hot("UPDATE … SET n = n + 1 (by hand)", &single);
-        report_hot("runner, coalescing off", &off);
-        report_hot("runner, coalescing on", &on);
+        for (strategy, measured) in [&locking, &single, &off, &on].into_iter().enumerate() {
+            report_hot(names[strategy], measured);
+            points.push((records, strategy, writers, measured.rate));
+        }
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(dir) = args.iter().position(|a| a == "--svg").and_then(|at| args.get(at + 1)) {
+        let panels: Vec<svg::Panel> = [1, 16]
+            .into_iter()
+            .map(|records| svg::Panel {
+                title: format!("PostgreSQL, {records} hot record(s): commits/s by writers"),
+                series: names
+                    .iter()
+                    .enumerate()
+                    .map(|(strategy, name)| svg::Series {
+                        name: (*name).to_owned(),
+                        points: points
+                            .iter()
+                            .filter(|p| p.0 == records && p.1 == strategy)
+                            .map(|p| (p.2 as f64, p.3))
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let path = format!("{dir}/hot-records-postgres.svg");
+        std::fs::write(&path, svg::plot(&panels)).expect("write the plot");
+        println!("plot written to {path}");
     }
 }
 
