@@ -3,7 +3,7 @@
 
 use super::key::{validate_id, validate_machine};
 use super::record::{Change, Commit, Cursor, Listed, Record, Write};
-use super::sql::{backend, corrupt, is_identifier, next_version, unsigned, version_from_db, version_to_db};
+use super::sql::{backend, corrupt, is_identifier, next_version, version_from_db, version_to_db};
 use super::{Feed, Query, Store};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::postgres::{PgPoolOptions, PgRow};
@@ -395,33 +395,13 @@ fn conflict_or_backend(error: sqlx::Error, machine: &str, id: &str, expected: u6
 }
 
 fn record(row: &PgRow) -> Result<Record, StoreError> {
-    Ok(Record {
-        version: version_from_db(row.try_get("version").map_err(pg_error)?)?,
-        kind: Arc::from(row.try_get::<&str, _>("kind").map_err(pg_error)?),
-        state: Arc::from(row.try_get::<&str, _>("state").map_err(pg_error)?),
-        updated_at: unsigned(row.try_get("updated_at").map_err(pg_error)?),
-    })
+    super::sql::record(row, pg_error)
 }
 
 fn change(row: &PgRow) -> Result<Change, StoreError> {
-    let text = |column: &str| row.try_get::<&str, _>(column).map(Arc::from).map_err(pg_error);
-    let optional = |column: &str| row.try_get::<Option<&str>, _>(column).map(|v| v.map(Arc::from)).map_err(pg_error);
     let tx: &str = row.try_get("tx").map_err(pg_error)?;
-    Ok(Change {
-        cursor: Cursor {
-            tx: tx.parse().map_err(|_| corrupt(format!("transaction id {tx:?} is not a number")))?,
-            seq: unsigned(row.try_get("seq").map_err(pg_error)?),
-        },
-        machine: text("machine")?,
-        id: text("id")?,
-        version: version_from_db(row.try_get("version").map_err(pg_error)?)?,
-        command: text("command")?,
-        kind_before: optional("kind_before")?,
-        before: optional("state_before")?,
-        kind: text("kind")?,
-        after: text("state")?,
-        at: unsigned(row.try_get("at").map_err(pg_error)?),
-    })
+    let tx = tx.parse().map_err(|_| corrupt(format!("transaction id {tx:?} is not a number")))?;
+    super::sql::change(row, tx, pg_error)
 }
 
 impl Store for Postgres {

@@ -1,8 +1,51 @@
 //! What the SQL stores share: version and time conversions, and turning
 //! driver errors into typed, classified store errors.
 
+use super::record::{Change, Cursor, Record};
 use crate::error::StoreError;
+use sqlx::{Decode, Row, Type};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A record from a row with columns `version`, `kind`, `state`, `updated_at`.
+pub(crate) fn record<R: Row>(row: &R, error: fn(sqlx::Error) -> StoreError) -> Result<Record, StoreError>
+where
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    Ok(Record {
+        version: version_from_db(row.try_get("version").map_err(error)?)?,
+        kind: Arc::from(row.try_get::<&str, _>("kind").map_err(error)?),
+        state: Arc::from(row.try_get::<&str, _>("state").map_err(error)?),
+        updated_at: unsigned(row.try_get("updated_at").map_err(error)?),
+    })
+}
+
+/// A history entry from a row with columns `seq`, `machine`, `id`, `version`,
+/// `command`, `kind`, `state`, `at`, `kind_before`, `state_before`; `tx` is
+/// the committing transaction's order (0 where commits are serial).
+pub(crate) fn change<R: Row>(row: &R, tx: u64, error: fn(sqlx::Error) -> StoreError) -> Result<Change, StoreError>
+where
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let text = |column: &str| row.try_get::<&str, _>(column).map(Arc::from).map_err(error);
+    let optional = |column: &str| row.try_get::<Option<&str>, _>(column).map(|v| v.map(Arc::from)).map_err(error);
+    Ok(Change {
+        cursor: Cursor { tx, seq: unsigned(row.try_get("seq").map_err(error)?) },
+        machine: text("machine")?,
+        id: text("id")?,
+        version: version_from_db(row.try_get("version").map_err(error)?)?,
+        command: text("command")?,
+        kind_before: optional("kind_before")?,
+        before: optional("state_before")?,
+        kind: text("kind")?,
+        after: text("state")?,
+        at: unsigned(row.try_get("at").map_err(error)?),
+    })
+}
 
 /// A version as the database's signed 64-bit integer; versions past
 /// `i64::MAX` cannot be stored.

@@ -3,13 +3,12 @@
 
 use super::key::{validate_id, validate_machine};
 use super::record::{Change, Commit, Cursor, Listed, Record};
-use super::sql::{backend, corrupt, next_version, now_millis, unsigned, version_from_db, version_to_db};
+use super::sql::{backend, corrupt, next_version, now_millis, version_from_db, version_to_db};
 use super::{Feed, Query, Store};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Schema versions, applied in order, each once; recorded in `machine_migrations`.
@@ -154,30 +153,11 @@ fn sqlite_error(error: sqlx::Error) -> StoreError {
 }
 
 fn record(row: &SqliteRow) -> Result<Record, StoreError> {
-    Ok(Record {
-        version: version_from_db(row.try_get("version").map_err(sqlite_error)?)?,
-        kind: Arc::from(row.try_get::<&str, _>("kind").map_err(sqlite_error)?),
-        state: Arc::from(row.try_get::<&str, _>("state").map_err(sqlite_error)?),
-        updated_at: unsigned(row.try_get("updated_at").map_err(sqlite_error)?),
-    })
+    super::sql::record(row, sqlite_error)
 }
 
 fn change(row: &SqliteRow) -> Result<Change, StoreError> {
-    let text = |column: &str| row.try_get::<&str, _>(column).map(Arc::from).map_err(sqlite_error);
-    let optional =
-        |column: &str| row.try_get::<Option<&str>, _>(column).map(|v| v.map(Arc::from)).map_err(sqlite_error);
-    Ok(Change {
-        cursor: Cursor { tx: 0, seq: unsigned(row.try_get("seq").map_err(sqlite_error)?) },
-        machine: text("machine")?,
-        id: text("id")?,
-        version: version_from_db(row.try_get("version").map_err(sqlite_error)?)?,
-        command: text("command")?,
-        kind_before: optional("kind_before")?,
-        before: optional("state_before")?,
-        kind: text("kind")?,
-        after: text("state")?,
-        at: unsigned(row.try_get("at").map_err(sqlite_error)?),
-    })
+    super::sql::change(row, 0, sqlite_error)
 }
 
 async fn current_version(conn: &mut SqliteConnection, machine: &str, id: &str) -> Result<u64, StoreError> {
