@@ -110,7 +110,7 @@ async fn contend(name: &str, policy: Retry) {
     let saved = runner.get("stock").await.ok().flatten().map_or(0, |v| v.version);
     let conflicts: u32 = attempts.iter().map(|a| a - 1).sum();
     println!(
-        "{name:<34} saved {saved:>3}/{} in {:>4} ms, {conflicts:>4} conflicts, most attempts {:>2}, gave up {gave_up}",
+        "{name:<40} saved {saved:>3}/{} in {:>4} ms, {conflicts:>4} conflicts, most attempts {:>2}, gave up {gave_up}",
         SHOPPERS * TAKES,
         started.elapsed().as_millis(),
         attempts.iter().max().unwrap_or(&0),

@@ -99,11 +99,11 @@ fn policies() -> Vec<(&'static str, Retry)> {
         ("full x10 + breaker", exp().jitter(Jitter::Full).circuit_breaker(CircuitBreaker::new(5, 100 * MS))),
         // Candidates for the runner's default: 25+ attempts so 32 writers on
         // one record do not give up.
-        ("exp + equal x25", exp().jitter(Jitter::Equal).max_attempts(25)),
+        ("exp + full x25", exp().jitter(Jitter::Full).max_attempts(25)),
         ("decorrelated x25", exp().jitter(Jitter::Decorrelated).max_attempts(25)),
         ("full, cap 20ms x50", exp().max_delay(20 * MS).jitter(Jitter::Full).max_attempts(50)),
         ("adaptive + full x25", Retry::adaptive(MS).max_delay(100 * MS).jitter(Jitter::Full).max_attempts(25)),
-        ("default (exp+full x25)", Retry::default()),
+        ("default (exp+equal x25)", Retry::default()),
     ]
 }
 

@@ -97,7 +97,7 @@ fn the_default_is_the_documented_policy() {
     assert_eq!(policy.attempts(), 100);
     assert_eq!(policy.rng(Rng::seeded(1)).jitter(Jitter::None).delay(9, 1, Duration::ZERO), 100 * MS, "capped");
     let text = format!("{:?}", Retry::default());
-    assert!(text.contains("Exponential(1ms)") && text.contains("Full") && text.contains("thrashing_after: Some(3)"));
+    assert!(text.contains("Exponential(1ms)") && text.contains("Equal") && text.contains("thrashing_after: Some(3)"));
 }
 
 #[test]
