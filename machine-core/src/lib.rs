@@ -9,8 +9,8 @@
 //! the pure transition with mocked dependencies, draws the exercised
 //! transitions as a Mermaid diagram, and injects store faults.
 //!
-//! Start with the [guide](https://example.invalid/machine/docs/guide.md) in
-//! `docs/guide.md`, or `cargo run --example quickstart`.
+//! Start with the guide, `docs/guide.md` in the repository, or run
+//! `cargo run --example quickstart`.
 #![forbid(unsafe_code)]
 
 pub use machine_derive::{Command, State};
