@@ -5,7 +5,7 @@
 use crate::decision::{Decided, Decision, Draft, Rejection, Verdict};
 use crate::error::{Error, StoreError};
 use crate::machine::Machine;
-use crate::runner::{Outcome, Runner, Session};
+use crate::runner::{Outcome, Runner, Session, encode};
 use crate::store::{Commit, Postgres, Record};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -65,12 +65,7 @@ where
         id: &str,
         command: &M::Command,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
-        let command_json = serde_json::to_string(command).map_err(|source| Error::Encode {
-            machine: M::NAME,
-            id: id.to_owned(),
-            what: "command",
-            source,
-        })?;
+        let command_json = encode::<M, _>(id, "command", command)?;
         let session = InTransaction { store: self.store(), conn };
         self.run(session, id, |state, _| self.plan(command, Cow::Borrowed(&command_json), state)).await
     }

@@ -184,10 +184,13 @@ impl Postgres {
         if let ([write], []) = (commit.writes.as_slice(), commit.checks.as_slice()) {
             return self.write(conn, write).await;
         }
-        // `begin` on a connection already in a transaction opens a savepoint.
+        // `begin` opens a transaction, or a savepoint inside the caller's;
+        // dropping it unfinished rolls it back.
         let mut tx = conn.begin().await.map_err(pg_error)?;
         self.apply(&mut tx, &commit).await?;
-        tx.commit().await.map_err(pg_error)
+        // Only serializable transactions fail at commit; name the first write.
+        let (machine, id, expected) = commit.writes.first().map_or(("", "", 0), |w| (w.machine, w.id, w.expected));
+        tx.commit().await.map_err(|e| conflict_or_backend(e, machine, id, expected))
     }
 
     /// Checks and writes in order on a connection inside a transaction.
@@ -411,18 +414,10 @@ impl Store for Postgres {
     }
 
     async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
-        validate(&commit)?;
+        // On a pooled connection a single write is its own transaction (one
+        // statement), and `commit_in` opens a real transaction for the rest.
         let mut conn = self.pool.acquire().await.map_err(pg_error)?;
-        if let ([write], []) = (commit.writes.as_slice(), commit.checks.as_slice()) {
-            // One statement is its own transaction.
-            return self.write(&mut conn, write).await;
-        }
-        // Dropping the transaction unfinished rolls it back.
-        let mut tx = conn.begin().await.map_err(pg_error)?;
-        self.apply(&mut tx, &commit).await?;
-        // Only serializable transactions fail at commit; name the first write.
-        let (machine, id, expected) = commit.writes.first().map_or(("", "", 0), |w| (w.machine, w.id, w.expected));
-        tx.commit().await.map_err(|e| conflict_or_backend(e, machine, id, expected))
+        self.commit_in(&mut conn, commit).await
     }
 
     async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
