@@ -127,7 +127,7 @@ impl OrderDeps for Warehouse {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let warehouse: Arc<dyn OrderDeps> = Arc::new(Warehouse { stock: Mutex::new(HashMap::from([("mug".into(), 3)])) });
-    let runner = Runner::<OrderMachine, _>::new(Memory::new(), warehouse).record_failures();
+    let runner = Runner::<OrderMachine, _>::new(Memory::new(), warehouse);
 
     let mugs = |quantity| vec![Item { sku: "mug".into(), quantity }];
     runner.handle("order-1", &OrderCommand::Place { items: mugs(2) }).await?;
@@ -135,14 +135,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("order-1: {:?} at v{}", confirmed.state.kind(), confirmed.version);
 
     runner.handle("order-2", &OrderCommand::Place { items: mugs(2) }).await?;
+    // Out of stock is a business refusal: returned, the order left as it was.
     match runner.handle("order-2", &OrderCommand::Confirm).await {
-        Err(Error::FailureRecorded { source, version }) => println!("order-2: failed at v{version}: {source}"),
-        other => return Err(format!("expected a recorded stock failure, got {other:?}").into()),
+        Err(Error::Rejected(error)) => println!("order-2: refused: {error}"),
+        other => return Err(format!("expected a stock refusal, got {other:?}").into()),
     }
-    let failed = runner.get("order-2").await?.ok_or("order-2 exists")?;
-    if let Some(failure) = failed.state.failure() {
-        println!("order-2 keeps {:?} and its previous state {:?}", failure.command, failure.previous.kind());
-    }
+    let pending = runner.get("order-2").await?.ok_or("order-2 exists")?;
+    println!("order-2 is still {:?} at v{}", pending.state.kind(), pending.version);
     Ok(())
 }
 

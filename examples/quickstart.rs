@@ -9,13 +9,17 @@
 //! shows up below as more than one attempt.
 
 use machine_core::prelude::*;
-use machine_core::store::{Memory, Postgres, Sqlite, Store};
+use machine_core::store::{Memory, Origin, Postgres, Sqlite, Store};
+use machine_core::{AsyncMachine, RecordFailures};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 // 1. The states an order can be in. `#[state(initial)]` is where every new
-//    record starts; `#[state(failure)]` keeps a failed command for recovery.
+//    record starts; `#[state(failure)]` keeps a failed command for recovery,
+//    with what went wrong as a typed value (`CatalogFault`).
 #[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum Order {
     #[state(initial)]
@@ -37,7 +41,7 @@ enum Order {
         reason: String,
     },
     #[state(failure)]
-    Failed(Failure<OrderCommand, Order>),
+    Failed(Failure<OrderCommand, Order, CatalogFault>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -63,44 +67,67 @@ enum OrderCommand {
 
 #[derive(Debug, thiserror::Error)]
 enum OrderError {
+    /// A business refusal: the caller asked for something that does not exist.
     #[error("unknown item {0:?}")]
     UnknownItem(String),
+    /// A technical fault: worth remembering on the order and retrying later.
+    #[error("the catalog is unavailable")]
+    CatalogDown,
 }
 
-// 3. What the transition may ask of the outside world. Tests pass a mock.
-trait Catalog: Send + Sync {
-    fn price_cents(&self, sku: &str) -> Option<u64>;
+/// What a recorded failure keeps: a value a program can branch on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum CatalogFault {
+    Unavailable,
 }
 
-/// The shop's price list; the catalog team can add items while orders run.
-struct PriceList(RwLock<HashMap<String, u64>>);
+// 3. What the transition may ask of the outside world: an async price lookup,
+//    as a real service would make over the network. Tests pass a fake.
+trait Catalog: Send + Sync + 'static {
+    fn price_cents(&self, sku: &str) -> impl Future<Output = Result<Option<u64>, OrderError>> + Send;
+}
+
+/// The shop's price list; the catalog team can add items, and the service
+/// can go down, while orders run.
+#[derive(Default)]
+struct PriceList {
+    prices: RwLock<HashMap<String, u64>>,
+    down: AtomicBool,
+}
 
 impl PriceList {
     fn add(&self, sku: &str, cents: u64) {
-        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(sku.to_owned(), cents);
+        self.prices.write().unwrap_or_else(PoisonError::into_inner).insert(sku.to_owned(), cents);
     }
 }
 
 impl Catalog for PriceList {
-    fn price_cents(&self, sku: &str) -> Option<u64> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).get(sku).copied()
+    async fn price_cents(&self, sku: &str) -> Result<Option<u64>, OrderError> {
+        // A lookup takes a moment, like a network call: shoppers really overlap.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if self.down.load(Ordering::Relaxed) {
+            return Err(OrderError::CatalogDown);
+        }
+        Ok(self.prices.read().unwrap_or_else(PoisonError::into_inner).get(sku).copied())
     }
 }
 
-// 4. The machine: one pure function from (deps, command, state) to the next state.
+// 4. The machine: one function from (deps, command, state) to the next state.
+//    It awaits its deps but has no other effect, so running it again after a
+//    lost race is harmless.
 struct OrderMachine;
 
-impl Machine for OrderMachine {
+impl AsyncMachine for OrderMachine {
     type State = Order;
     type Command = OrderCommand;
-    type Deps = dyn Catalog;
+    type Deps = PriceList;
     type Error = OrderError;
 
-    fn transition(catalog: &dyn Catalog, command: &OrderCommand, state: &Order) -> Result<Order, OrderError> {
+    async fn transition(catalog: &PriceList, command: &OrderCommand, state: &Order) -> Result<Order, OrderError> {
         use {Order as S, OrderCommand as C};
         Ok(match (command, state) {
             (C::AddItem { sku }, S::Draft | S::Open { .. }) => {
-                let cents = catalog.price_cents(sku).ok_or_else(|| OrderError::UnknownItem(sku.clone()))?;
+                let cents = catalog.price_cents(sku).await?.ok_or_else(|| OrderError::UnknownItem(sku.clone()))?;
                 let (mut lines, total) = match state {
                     S::Open { lines, total_cents } => (lines.clone(), *total_cents),
                     _ => (Vec::new(), 0),
@@ -114,6 +141,17 @@ impl Machine for OrderMachine {
             // The declared table already refused every other combination.
             (_, other) => other.clone(),
         })
+    }
+}
+
+// 5. Which errors are failures to record. Everything else is a refusal:
+//    returned to the caller, the order left exactly as it was.
+impl RecordFailures for OrderMachine {
+    fn failure(error: &OrderError) -> Option<CatalogFault> {
+        match error {
+            OrderError::UnknownItem(_) => None,
+            OrderError::CatalogDown => Some(CatalogFault::Unavailable),
+        }
     }
 }
 
@@ -152,15 +190,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The demo itself, the same for every store.
 async fn demo<St: Store>(store: St, suffix: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let prices = Arc::new(PriceList(RwLock::default()));
+    let prices = Arc::new(PriceList::default());
     for (sku, cents) in [("mug", 1200), ("tea", 650), ("spoon", 300), ("pot", 3400)] {
         prices.add(sku, cents);
     }
-    let catalog: Arc<dyn Catalog> = prices.clone();
 
-    // 5. A runner ties the machine to a store. It is cheap to clone and shared
+    // 6. A runner ties the machine to a store. It is cheap to clone and shared
     //    by every task; the default retry policy handles conflicts.
-    let runner = Runner::<OrderMachine, _>::new(store, catalog).record_failures();
+    let runner = Runner::<OrderMachine, _>::new(store, Arc::clone(&prices)).record_failures();
     let first = format!("order-1001{suffix}");
     let id = first.as_str();
 
@@ -197,18 +234,26 @@ async fn demo<St: Store>(store: St, suffix: &str) -> Result<(), Box<dyn std::err
     let retried = steps.iter().filter(|(_, attempts, ..)| *attempts > 1).count();
     println!("{retried} of {} commands lost a race and were retried on fresh state\n", steps.len());
 
-    // A command the catalog rejects is recorded as a failure state that keeps
-    // the command and the order as it was, so nothing is lost.
+    // An item the catalog does not know is a refusal: nothing is written.
+    let refused = runner.handle(id, &OrderCommand::AddItem { sku: "teapot".into() }).await;
+    println!("AddItem teapot -> {}", refused.expect_err("teapot is not in the catalog"));
+    // The catalog going down is a failure: recorded as a state that keeps the
+    // command, the order as it was and the typed fault, so nothing is lost.
+    prices.add("teapot", 5900);
+    prices.down.store(true, Ordering::Relaxed);
     match runner.handle(id, &OrderCommand::AddItem { sku: "teapot".into() }).await {
-        Err(Error::FailureRecorded { source, version }) => println!("recorded failure at v{version}: {source}"),
+        Err(Error::FailureRecorded { source, version, .. }) => println!("recorded failure at v{version}: {source}"),
         other => return Err(format!("expected a recorded failure, got {other:?}").into()),
+    }
+    if let Some(failure) = runner.get(id).await?.and_then(|order| order.state.failure().cloned()) {
+        println!("  kept: {:?} on {}, fault {:?}", failure.command, describe(&failure.previous), failure.error);
     }
     // The table declares no command from `Failed`, so the order waits for recovery.
     let refused = runner.handle(id, &OrderCommand::Place).await.expect_err("Place is not declared from Failed");
-    println!("refused: {refused}");
-    // Once the catalog knows the item, recover() replays the stored command on
-    // the stored previous state.
-    prices.add("teapot", 5900);
+    println!("{refused}");
+    // Once the catalog is back, recover() replays the stored command on the
+    // stored previous state; the history marks it as a recovery.
+    prices.down.store(false, Ordering::Relaxed);
     let recovered = runner.recover(id).await?;
     println!("recovered: v{} {}", recovered.version, describe(&recovered.state));
     let placed = runner.handle(id, &OrderCommand::Place).await?;
@@ -233,7 +278,8 @@ async fn demo<St: Store>(store: St, suffix: &str) -> Result<(), Box<dyn std::err
     println!("{first} is {} at version {}; its history:", order.state.kind(), order.version);
     for entry in runner.history(&first).await? {
         let command = serde_json::to_string(&entry.command)?;
-        println!("  v{:<2} {:<40} -> {}", entry.version, command, describe(&entry.state));
+        let recovery = if entry.origin == Origin::Recovery { " (recovery)" } else { "" };
+        println!("  v{:<2} {:<40} -> {}{recovery}", entry.version, command, describe(&entry.state));
     }
     Ok(())
 }

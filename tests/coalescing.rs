@@ -52,6 +52,14 @@ impl Machine for Tallies {
     }
 }
 
+/// Every refusal of a tally is recorded, so the group tests see failure
+/// states between commands.
+impl RecordFailures for Tallies {
+    fn failure(error: &Unwelcome) -> Option<String> {
+        Some(error.to_string())
+    }
+}
+
 fn runner<St: Store>(store: St) -> Runner<Tallies, St> {
     Runner::new(store, ()).coalesce(Coalescing::default().max_batch(16))
 }
@@ -129,7 +137,7 @@ async fn a_recorded_failure_is_what_the_next_command_in_the_group_sees() {
     let runner = runner(Memory::new()).record_failures();
     let outcomes = send_all(&runner, [1, 2, 1_001, 4, 6]).await;
     let failed = outcomes.iter().find(|(n, _)| *n == 1_001).unwrap();
-    let Err(Error::FailureRecorded { source: Unwelcome(1_001), version: failed_at }) = failed.1 else {
+    let Err(Error::FailureRecorded { source: Unwelcome(1_001), version: failed_at, .. }) = failed.1 else {
         panic!("{:?}", failed.1)
     };
     // Commands that came before the failure were applied; those after it

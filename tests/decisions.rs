@@ -177,7 +177,7 @@ async fn aborted_decisions_write_nothing_and_skip_the_callback() {
     let (decided, after) = transfer(&store, "a", "b", 5)
         .await
         .unwrap()
-        .and_then(|()| async {
+        .and_then(async |_: &()| {
             ran.fetch_add(1, Ordering::SeqCst);
             Ok::<(), std::io::Error>(())
         })
@@ -230,10 +230,10 @@ async fn the_callback_runs_once_after_a_commit_and_its_failure_is_separate() {
         })
         .await
         .unwrap()
-        .and_then(|value| {
+        .and_then(async |value: &&str| {
             assert_eq!(*value, "deposited");
             ran.fetch_add(1, Ordering::SeqCst);
-            async { Err::<(), _>(std::io::Error::other("mail server down")) }
+            Err::<(), _>(std::io::Error::other("mail server down"))
         })
         .await;
     assert_eq!(decided, Decided::Committed { value: "deposited", attempts: 1 });
@@ -288,6 +288,7 @@ impl Store for RivalOnce {
                 kind: "Open",
                 state,
                 command: "null",
+                origin: machine_core::store::Origin::Command,
             };
             self.inner.commit(Commit::write(rival)).await?;
         }

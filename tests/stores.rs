@@ -12,7 +12,15 @@ impl Harness for Memory {
     async fn raw_record(&self, machine: &str, id: &str, version: u64, state: &str) -> bool {
         // The memory store has no back door: only version 1 can be planted.
         version == 1 && {
-            let write = Write { machine, id, expected: 0, kind: "Open", state: state.to_owned(), command: "null" };
+            let write = Write {
+                machine,
+                id,
+                expected: 0,
+                kind: "Open",
+                state: state.to_owned(),
+                command: "null",
+                origin: machine_core::store::Origin::Command,
+            };
             self.commit(Commit::write(write)).await.is_ok()
         }
     }

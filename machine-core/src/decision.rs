@@ -2,23 +2,24 @@
 //! consistent snapshot, decide, and commit every write together with version
 //! checks on what was read, retried as a whole on conflict.
 
-use crate::error::{Error, StoreError};
-use crate::machine::{Machine, checked_transition};
+use crate::error::Error;
+use crate::machine::{AsyncMachine, Machine, checked, checked_sync};
 use crate::retry::{Clock, Policy, Retry, TokioClock};
-use crate::runner::Session;
-use crate::store::{Check, Commit, Store, Write};
-use crate::tries::Tries;
+use crate::runner::pipeline::{Pipeline, Plan, Planned, Read, Session, Step};
+use crate::store::{Origin, Record, Store};
 use crate::{Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// A transition error from one of a decision's machines, whatever its type.
 #[derive(Debug, thiserror::Error)]
-#[error("{machine} rejected the command: {source}")]
+#[error("{machine}: {source}")]
 pub struct Rejection {
     /// The machine whose transition refused.
     pub machine: &'static str,
@@ -40,13 +41,13 @@ impl Rejection {
 /// since the snapshot, the decision runs again on fresh data. An
 /// [`unvalidated`](Key::unvalidated) read is not checked, which trades
 /// exactness for throughput (see `docs/decisions.md`).
-pub struct Key<M: Machine> {
+pub struct Key<M: AsyncMachine> {
     id: String,
     validated: bool,
     machine: PhantomData<fn() -> M>,
 }
 
-impl<M: Machine> Key<M> {
+impl<M: AsyncMachine> Key<M> {
     /// The record `id` of machine `M`, validated at commit.
     pub fn new(id: impl Into<String>) -> Self {
         Self { id: id.into(), validated: true, machine: PhantomData }
@@ -67,13 +68,13 @@ impl<M: Machine> Key<M> {
     }
 }
 
-impl<M: Machine> Clone for Key<M> {
+impl<M: AsyncMachine> Clone for Key<M> {
     fn clone(&self) -> Self {
         Self { id: self.id.clone(), validated: self.validated, machine: PhantomData }
     }
 }
 
-impl<M: Machine> fmt::Debug for Key<M> {
+impl<M: AsyncMachine> fmt::Debug for Key<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Key")
             .field("machine", &M::NAME)
@@ -86,10 +87,13 @@ impl<M: Machine> fmt::Debug for Key<M> {
 /// What a decision's closure returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict<T> {
-    /// Commit the commands applied to the draft (if none, nothing is written)
-    /// and return `T`.
+    /// Commit the commands applied to the draft and return `T`. With no
+    /// command applied nothing is written, but the validated reads are still
+    /// checked, so `T` was computed from one consistent snapshot.
     Commit(T),
-    /// Write nothing and stop, with a reason. Not retried.
+    /// Write nothing and stop, with a reason (computed, like a commit's
+    /// value, from a snapshot whose validated reads are checked). Not retried
+    /// unless that check fails.
     Abort(String),
 }
 
@@ -103,7 +107,8 @@ pub enum Decided<T> {
         /// How many times the closure ran (1 without contention).
         attempts: u32,
     },
-    /// The closure committed without applying any command: nothing written.
+    /// The closure committed without applying any command: nothing written,
+    /// and the validated reads were still as read when it returned.
     Unchanged {
         /// What the closure returned.
         value: T,
@@ -123,10 +128,24 @@ impl<T> Decided<T> {
     /// Runs `after` if and only if the decision committed, exactly once, and
     /// returns its result beside the decision, so a failing follow-up (an
     /// email, a message) is reported apart from the decision, which stands.
-    pub async fn and_then<F, Fut, E>(self, after: F) -> (Self, Option<Result<(), E>>)
+    ///
+    /// ```
+    /// # use machine_core::decision::Decided;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let decided = Decided::Committed { value: 30_u64, attempts: 1 };
+    /// let (decided, mailed) = decided
+    ///     .and_then(async |amount: &u64| {
+    ///         println!("mail: {amount} moved");
+    ///         Ok::<(), std::io::Error>(())
+    ///     })
+    ///     .await;
+    /// assert!(decided.is_committed());
+    /// assert!(matches!(mailed, Some(Ok(()))));
+    /// # }
+    /// ```
+    pub async fn and_then<F, E>(self, after: F) -> (Self, Option<Result<(), E>>)
     where
-        F: FnOnce(&T) -> Fut,
-        Fut: Future<Output = Result<(), E>>,
+        F: AsyncFnOnce(&T) -> Result<(), E>,
     {
         match &self {
             Self::Committed { value, .. } => {
@@ -148,7 +167,6 @@ impl<T> Decided<T> {
 struct Loaded {
     machine: &'static str,
     id: String,
-    validated: bool,
     version: u64,
     state: Option<Arc<str>>,
 }
@@ -170,7 +188,7 @@ pub struct Draft<'a> {
 }
 
 impl Draft<'_> {
-    fn position<M: Machine>(&self, key: &Key<M>) -> Result<usize, Error<Rejection>> {
+    fn position<M: AsyncMachine>(&self, key: &Key<M>) -> Result<usize, Error<Rejection>> {
         self.loaded
             .iter()
             .position(|l| l.machine == M::NAME && l.id == key.id)
@@ -180,7 +198,7 @@ impl Draft<'_> {
     /// The record's state as the decision sees it: as loaded, or after the
     /// commands this draft already applied to it. A record never written is
     /// its machine's initial state.
-    pub fn state<M: Machine>(&self, key: &Key<M>) -> Result<M::State, Error<Rejection>>
+    pub fn state<M: AsyncMachine>(&self, key: &Key<M>) -> Result<M::State, Error<Rejection>>
     where
         M::State: DeserializeOwned,
     {
@@ -196,14 +214,15 @@ impl Draft<'_> {
                     machine: M::NAME,
                     id: key.id.clone(),
                     version,
-                    source,
+                    what: "state",
+                    source: Arc::new(source),
                 })
             },
         )
     }
 
     /// The version the record was read at (0: it did not exist).
-    pub fn version<M: Machine>(&self, key: &Key<M>) -> Result<u64, Error<Rejection>> {
+    pub fn version<M: AsyncMachine>(&self, key: &Key<M>) -> Result<u64, Error<Rejection>> {
         Ok(self.loaded[self.position(key)?].version)
     }
 
@@ -221,12 +240,45 @@ impl Draft<'_> {
         M::State: Serialize + DeserializeOwned,
         M::Command: Serialize,
     {
-        let read = self.position(key)?;
         let state = self.state(key)?;
+        let next = checked_sync::<M>(deps, Some(&key.id), command, &state).map_err(|e| boxed(M::NAME, e))?;
+        self.keep(key, command, next)
+    }
+
+    /// [`apply`](Draft::apply) for an [`AsyncMachine`], awaiting its
+    /// transition; for decisions made with
+    /// [`attempt_async`](Decision::attempt_async).
+    pub async fn apply_async<M: AsyncMachine>(
+        &mut self,
+        key: &Key<M>,
+        deps: &M::Deps,
+        command: &M::Command,
+    ) -> Result<M::State, Error<Rejection>>
+    where
+        M::State: Serialize + DeserializeOwned,
+        M::Command: Serialize,
+    {
+        let state = self.state(key)?;
+        let next = checked::<M>(deps, Some(&key.id), command, &state).await.map_err(|e| boxed(M::NAME, e))?;
+        self.keep(key, command, next)
+    }
+
+    /// Keeps `next`, produced by `command`, as the record's pending write.
+    fn keep<M: AsyncMachine>(
+        &mut self,
+        key: &Key<M>,
+        command: &M::Command,
+        next: M::State,
+    ) -> Result<M::State, Error<Rejection>>
+    where
+        M::State: Serialize,
+        M::Command: Serialize,
+    {
+        let read = self.position(key)?;
         let expected =
             self.pending.iter().rev().find(|p| p.read == read).map_or(self.loaded[read].version, |p| p.expected + 1);
-        let next = checked_transition::<M>(deps, command, &state).map_err(|e| boxed(M::NAME, e))?;
-        let encode = |what, source| Error::Encode { machine: M::NAME, id: key.id.clone(), what, source };
+        let encode =
+            |what, source| Error::Encode { machine: M::NAME, id: key.id.clone(), what, source: Arc::new(source) };
         self.pending.push(Pending {
             read,
             expected,
@@ -240,25 +292,7 @@ impl Draft<'_> {
 
 /// Turns a machine's error into the decision's error type.
 fn boxed<E: std::error::Error + Send + Sync + 'static>(machine: &'static str, error: Error<E>) -> Error<Rejection> {
-    let rejection = |source: E| Rejection { machine, source: Box::new(source) };
-    match error {
-        Error::Rejected(e) => Error::Rejected(rejection(e)),
-        Error::FailureRecorded { source, version } => Error::FailureRecorded { source: rejection(source), version },
-        Error::NotAllowed { machine, command, state } => Error::NotAllowed { machine, command, state },
-        Error::Undeclared { machine, command, from, to } => Error::Undeclared { machine, command, from, to },
-        Error::RetriesExhausted { conflict, attempts } => Error::RetriesExhausted { conflict, attempts },
-        Error::Thrashing { conflict, conflicts, attempts } => Error::Thrashing { conflict, conflicts, attempts },
-        Error::DeadlineExceeded { conflict, attempts, elapsed } => {
-            Error::DeadlineExceeded { conflict, attempts, elapsed }
-        }
-        Error::BudgetExhausted { conflict, attempts } => Error::BudgetExhausted { conflict, attempts },
-        Error::CircuitOpen { machine, id, retry_after } => Error::CircuitOpen { machine, id, retry_after },
-        Error::NotFailed { machine, id, state } => Error::NotFailed { machine, id, state },
-        Error::NotRead { machine, id } => Error::NotRead { machine, id },
-        Error::Decode { machine, id, version, source } => Error::Decode { machine, id, version, source },
-        Error::Encode { machine, id, what, source } => Error::Encode { machine, id, what, source },
-        Error::Store(e) => Error::Store(e),
-    }
+    error.map_rejection(|source| Rejection { machine, source: Box::new(source) })
 }
 
 /// A decision over the records of `store`: name what it reads, then
@@ -328,7 +362,7 @@ impl<'s, St: Store> Decision<'s, St> {
 
     /// Adds `key` to the records the decision reads (and may write).
     #[must_use]
-    pub fn read<M: Machine>(mut self, key: &Key<M>) -> Self {
+    pub fn read<M: AsyncMachine>(mut self, key: &Key<M>) -> Self {
         self.reads.push((M::NAME, key.id.clone(), key.validated));
         self
     }
@@ -349,71 +383,145 @@ impl<'s, St: Store> Decision<'s, St> {
     }
 
     /// Loads the named records, runs `decide` on them, and commits what it
-    /// applied, all or nothing. When another writer changed a written or a
-    /// validated record in between, the whole decision runs again on fresh
-    /// data, as the policy allows.
+    /// applied, all or nothing, together with version checks of the
+    /// validated reads it did not write. When another writer changed a
+    /// written or a validated record in between, the whole decision runs
+    /// again on fresh data, as the policy allows (which also hears of the
+    /// call before and after, as for a command: its `admit` and `finish`
+    /// see the decision's first read).
+    ///
+    /// Like a transition, `decide` may run more than once: keep effects for
+    /// [`Decided::and_then`].
     pub async fn attempt<T, F>(self, decide: F) -> Result<Decided<T>, Error<Rejection>>
     where
+        T: Send,
         F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
     {
         let store = self.store;
-        self.run(store, decide).await
+        self.run(store, Now(decide)).await
     }
 
-    pub(crate) async fn run<T, F>(
-        &self,
-        mut session: impl Session,
-        mut decide: F,
-    ) -> Result<Decided<T>, Error<Rejection>>
+    /// [`attempt`](Decision::attempt) with a closure that awaits, for
+    /// decisions over [`AsyncMachine`]s
+    /// ([`Draft::apply_async`](Draft::apply_async)). The closure returns its
+    /// work boxed, `|draft| Box::pin(async move { … })`: a boxed future is
+    /// known to be `Send`, so the decision can run in a spawned task.
+    pub async fn attempt_async<T, F>(self, decide: F) -> Result<Decided<T>, Error<Rejection>>
     where
-        F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
+        F: for<'d> FnMut(&'d mut Draft<'_>) -> Deciding<'d, T>,
     {
-        let mut tries = Tries::new(&*self.clock);
-        loop {
-            let attempts = tries.start();
-            let mut loaded = Vec::with_capacity(self.reads.len());
-            for (machine, id, validated) in &self.reads {
-                let record = session.load(machine, id).await?;
-                loaded.push(Loaded {
-                    machine,
-                    id: id.clone(),
-                    validated: *validated,
-                    version: record.as_ref().map_or(0, |r| r.version),
-                    state: record.map(|r| r.state),
-                });
-            }
-            let mut draft = Draft { loaded: &loaded, pending: Vec::new() };
-            let value = match decide(&mut draft)? {
-                Verdict::Abort(reason) => return Ok(Decided::Aborted { reason, attempts }),
-                Verdict::Commit(value) if draft.pending.is_empty() => {
-                    return Ok(Decided::Unchanged { value, attempts });
-                }
-                Verdict::Commit(value) => value,
-            };
-            let writes = draft
-                .pending
-                .iter()
-                .map(|p| Write {
-                    machine: loaded[p.read].machine,
-                    id: &loaded[p.read].id,
-                    expected: p.expected,
-                    kind: p.kind,
-                    state: p.state.clone(),
-                    command: &p.command,
-                })
-                .collect();
-            let checks = loaded
-                .iter()
-                .enumerate()
-                .filter(|(read, l)| l.validated && !draft.pending.iter().any(|p| p.read == *read))
-                .map(|(_, l)| Check { machine: l.machine, id: &l.id, expected: l.version })
-                .collect();
-            match session.commit(Commit { writes, checks }).await {
-                Ok(()) => return Ok(Decided::Committed { value, attempts }),
-                Err(StoreError::Conflict(conflict)) => tries.lost(&*self.policy, &*self.clock, conflict).await?,
-                Err(other) => return Err(Error::Store(other)),
-            }
-        }
+        let store = self.store;
+        self.run(store, Later(decide)).await
+    }
+
+    pub(crate) async fn run<T, D: Decide<T>>(
+        &self,
+        session: impl Session,
+        decide: D,
+    ) -> Result<Decided<T>, Error<Rejection>> {
+        let reads: Vec<Read<'_>> =
+            self.reads.iter().map(|(machine, id, validated)| Read { machine, id, validated: *validated }).collect();
+        let pipeline = Pipeline { policy: &*self.policy, clock: &*self.clock };
+        let mut step = Step2 { reads: &reads, decide, value: PhantomData };
+        let ((verdict, wrote), attempts) = pipeline.call(session, &reads, &mut step).await?;
+        Ok(match verdict {
+            Verdict::Abort(reason) => Decided::Aborted { reason, attempts },
+            Verdict::Commit(value) if wrote => Decided::Committed { value, attempts },
+            Verdict::Commit(value) => Decided::Unchanged { value, attempts },
+        })
+    }
+}
+
+/// The work of an async decision's closure ([`Decision::attempt_async`]).
+pub type Deciding<'d, T> = Pin<Box<dyn Future<Output = Result<Verdict<T>, Error<Rejection>>> + Send + 'd>>;
+
+/// A decision's closure, sync or async.
+pub(crate) trait Decide<T> {
+    fn decide<'d>(
+        &'d mut self,
+        draft: &'d mut Draft<'_>,
+    ) -> impl Future<Output = Result<Verdict<T>, Error<Rejection>>> + Send;
+}
+
+/// A closure that decides at once.
+pub(crate) struct Now<F>(pub(crate) F);
+
+impl<T: Send, F> Decide<T> for Now<F>
+where
+    F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
+{
+    fn decide<'d>(
+        &'d mut self,
+        draft: &'d mut Draft<'_>,
+    ) -> impl Future<Output = Result<Verdict<T>, Error<Rejection>>> + Send {
+        std::future::ready((self.0)(draft))
+    }
+}
+
+/// A closure that decides after awaiting.
+struct Later<F>(F);
+
+impl<T, F> Decide<T> for Later<F>
+where
+    F: for<'d> FnMut(&'d mut Draft<'_>) -> Deciding<'d, T>,
+{
+    fn decide<'d>(
+        &'d mut self,
+        draft: &'d mut Draft<'_>,
+    ) -> impl Future<Output = Result<Verdict<T>, Error<Rejection>>> + Send {
+        (self.0)(draft)
+    }
+}
+
+/// A decision's step of the pipeline: its closure on a fresh draft.
+struct Step2<'a, T, D> {
+    reads: &'a [Read<'a>],
+    decide: D,
+    value: PhantomData<fn() -> T>,
+}
+
+impl<T, D: Decide<T>> Step for Step2<'_, T, D> {
+    /// The verdict, and whether it applied any command.
+    type Value = (Verdict<T>, bool);
+    type Error = Rejection;
+
+    async fn plan(
+        &mut self,
+        loaded: Vec<Option<Record>>,
+        _attempt: u32,
+    ) -> Result<Plan<'_, Self::Value>, Error<Rejection>> {
+        let loaded: Vec<Loaded> = self
+            .reads
+            .iter()
+            .zip(loaded)
+            .map(|(read, record)| Loaded {
+                machine: read.machine,
+                id: read.id.to_owned(),
+                version: record.as_ref().map_or(0, |r| r.version),
+                state: record.map(|r| r.state),
+            })
+            .collect();
+        let mut draft = Draft { loaded: &loaded, pending: Vec::new() };
+        let verdict = self.decide.decide(&mut draft).await?;
+        let pending = match verdict {
+            // An abort writes nothing, whatever the closure applied first.
+            Verdict::Abort(_) => Vec::new(),
+            Verdict::Commit(_) => draft.pending,
+        };
+        let wrote = !pending.is_empty();
+        let writes = pending
+            .into_iter()
+            .map(|p| Planned {
+                machine: self.reads[p.read].machine,
+                id: self.reads[p.read].id,
+                expected: p.expected,
+                kind: p.kind,
+                state: p.state,
+                command: Cow::Owned(p.command),
+                origin: Origin::Command,
+            })
+            .collect();
+        Ok(Plan { writes, value: (verdict, wrote) })
     }
 }
 

@@ -2,6 +2,7 @@
 //! declared table, concurrency, the store, and stored data.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Two writers raced for the same record and this one lost.
@@ -91,6 +92,18 @@ pub enum StoreError {
         /// The version that cannot be incremented.
         version: u64,
     },
+    /// A stored row is not what the store writes (a version of 0 or below,
+    /// a state that is not text, a kind that contradicts its state): written
+    /// by another program or by hand. The row is left as it is; nothing that
+    /// depends on it is written until someone repairs it.
+    Corrupt {
+        /// The record's machine.
+        machine: String,
+        /// The record's id.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The backend failed (I/O, connection, driver); `retryable` says whether
     /// the same operation may succeed if tried again.
     Backend {
@@ -109,6 +122,7 @@ impl fmt::Display for StoreError {
             Self::VersionOverflow { machine, id, version } => {
                 write!(f, "version overflow on {machine} {id:?}: version {version} is the store's maximum")
             }
+            Self::Corrupt { machine, id, reason } => write!(f, "corrupt record {machine} {id:?}: {reason}"),
             Self::Backend { source, .. } => write!(f, "store backend error: {source}"),
         }
     }
@@ -119,7 +133,7 @@ impl std::error::Error for StoreError {
         match self {
             Self::Conflict(conflict) => Some(conflict),
             Self::Backend { source, .. } => Some(&**source),
-            Self::InvalidKey { .. } | Self::VersionOverflow { .. } => None,
+            Self::InvalidKey { .. } | Self::VersionOverflow { .. } | Self::Corrupt { .. } => None,
         }
     }
 }
@@ -153,37 +167,62 @@ impl StoreError {
         match self {
             Self::Conflict(_) => true,
             Self::Backend { retryable, .. } => *retryable,
-            Self::InvalidKey { .. } | Self::VersionOverflow { .. } => false,
+            Self::InvalidKey { .. } | Self::VersionOverflow { .. } | Self::Corrupt { .. } => false,
+        }
+    }
+}
+
+/// Names a record in messages: `Order "order-42"`, or just the machine when
+/// no record is involved ([`Instance`](crate::Instance)).
+struct Record<'a>(&'a str, &'a Option<String>);
+
+impl fmt::Display for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(id) => write!(f, "{} {id:?}", self.0),
+            None => f.write_str(self.0),
         }
     }
 }
 
 /// Everything [`Instance::handle`](crate::Instance::handle) and the
 /// [`Runner`](crate::Runner) can fail with; `E` is the machine's own error.
+///
+/// Where a record is involved the error names it (machine and id); errors
+/// from an [`Instance`](crate::Instance), which has no record, carry `id: None`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error<E> {
-    /// The transition returned the machine's own error; nothing was written.
-    #[error("transition rejected: {0}")]
+    /// The transition refused with the machine's own error: a business rule
+    /// said no. The state is unchanged and nothing was written.
+    #[error("refused: {0}")]
     Rejected(#[source] E),
 
-    /// The transition failed and, because the runner records failures, the
-    /// failure state was saved at `version`. [`Runner::recover`](crate::Runner::recover)
+    /// The transition failed with an error the machine classifies as a
+    /// failure ([`RecordFailures`](crate::RecordFailures)), and the runner,
+    /// built with [`record_failures`](crate::Runner::record_failures), saved
+    /// the failure state at `version`. [`Runner::recover`](crate::Runner::recover)
     /// replays the command.
-    #[error("transition failed and was recorded at version {version}: {source}")]
+    #[error("{} failed and the failure was recorded at version {version}: {source}", Record(.machine, &Some(.id.clone())))]
     FailureRecorded {
         /// The machine's error.
         source: E,
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
         /// The version of the saved failure state.
         version: u64,
     },
 
     /// The declared table does not allow this command in the current state;
     /// the transition did not run.
-    #[error("command {command} is not allowed in state {state} of {machine}")]
+    #[error("command {command} is not allowed in state {state} of {}", Record(.machine, .id))]
     NotAllowed {
         /// The machine's name.
         machine: &'static str,
+        /// The record's id (`None` for an [`Instance`](crate::Instance)).
+        id: Option<String>,
         /// The command's kind.
         command: &'static str,
         /// The current state's kind.
@@ -192,16 +231,33 @@ pub enum Error<E> {
 
     /// The transition produced a state its command does not declare in
     /// `to(..)`: a bug in the transition. Nothing was written.
-    #[error("command {command} moved {machine} from {from} to undeclared state {to}")]
+    #[error("command {command} moved {} from {from} to undeclared state {to}", Record(.machine, .id))]
     Undeclared {
         /// The machine's name.
         machine: &'static str,
+        /// The record's id (`None` for an [`Instance`](crate::Instance)).
+        id: Option<String>,
         /// The command's kind.
         command: &'static str,
         /// The kind of the state the command ran in.
         from: &'static str,
         /// The kind of the state it produced.
         to: &'static str,
+    },
+
+    /// The transition panicked: a bug in the transition or its deps. Nothing
+    /// was written for this command; other commands (of a coalesced group,
+    /// or later ones on the same record) are not affected.
+    #[error("the transition of command {command} on {} panicked: {message}", Record(.machine, .id))]
+    Panicked {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id (`None` for an [`Instance`](crate::Instance)).
+        id: Option<String>,
+        /// The command's kind.
+        command: &'static str,
+        /// The panic's message.
+        message: String,
     },
 
     /// Every attempt lost a race with another writer and the retry policy
@@ -286,9 +342,10 @@ pub enum Error<E> {
         id: String,
     },
 
-    /// A stored state could not be decoded into the machine's state type
-    /// (corrupt JSON, an unknown variant, a changed schema). Nothing was written.
-    #[error("cannot decode {machine} {id:?} at version {version}: {source}")]
+    /// A stored state or command could not be decoded into the machine's
+    /// types (corrupt JSON, an unknown variant, a changed schema). Nothing
+    /// was written.
+    #[error("cannot decode the {what} of {machine} {id:?} at version {version}: {source}")]
     Decode {
         /// The machine's name.
         machine: &'static str,
@@ -296,8 +353,10 @@ pub enum Error<E> {
         id: String,
         /// The stored version that failed to decode.
         version: u64,
-        /// serde's error.
-        source: serde_json::Error,
+        /// `"state"`, `"command"` or `"state before"` (of a history entry).
+        what: &'static str,
+        /// serde's error (shared, so one failed group can report it to each caller).
+        source: Arc<serde_json::Error>,
     },
 
     /// A state or command could not be encoded as JSON. Nothing was written.
@@ -310,7 +369,7 @@ pub enum Error<E> {
         /// `"state"` or `"command"`.
         what: &'static str,
         /// serde's error.
-        source: serde_json::Error,
+        source: Arc<serde_json::Error>,
     },
 
     /// The store failed.
@@ -360,6 +419,75 @@ impl<E> Error<E> {
             Self::Rejected(error) | Self::FailureRecorded { source: error, .. } => Some(error),
             _ => None,
         }
+    }
+
+    /// The same error with the machine's error converted by `f`; every other
+    /// variant is carried over as it is.
+    pub fn map_rejection<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
+        match self {
+            Self::Rejected(e) => Error::Rejected(f(e)),
+            Self::FailureRecorded { source, machine, id, version } => {
+                Error::FailureRecorded { source: f(source), machine, id, version }
+            }
+            Self::NotAllowed { machine, id, command, state } => Error::NotAllowed { machine, id, command, state },
+            Self::Undeclared { machine, id, command, from, to } => Error::Undeclared { machine, id, command, from, to },
+            Self::Panicked { machine, id, command, message } => Error::Panicked { machine, id, command, message },
+            Self::RetriesExhausted { conflict, attempts } => Error::RetriesExhausted { conflict, attempts },
+            Self::Thrashing { conflict, conflicts, attempts } => Error::Thrashing { conflict, conflicts, attempts },
+            Self::DeadlineExceeded { conflict, attempts, elapsed } => {
+                Error::DeadlineExceeded { conflict, attempts, elapsed }
+            }
+            Self::BudgetExhausted { conflict, attempts } => Error::BudgetExhausted { conflict, attempts },
+            Self::CircuitOpen { machine, id, retry_after } => Error::CircuitOpen { machine, id, retry_after },
+            Self::NotFailed { machine, id, state } => Error::NotFailed { machine, id, state },
+            Self::NotRead { machine, id } => Error::NotRead { machine, id },
+            Self::Decode { machine, id, version, what, source } => Error::Decode { machine, id, version, what, source },
+            Self::Encode { machine, id, what, source } => Error::Encode { machine, id, what, source },
+            Self::Store(e) => Error::Store(e),
+        }
+    }
+
+    /// A copy of an error that does not hold the machine's own error: what a
+    /// group commit reports to each of its callers when the group as a whole
+    /// failed. `Err` for [`Rejected`](Error::Rejected) and
+    /// [`FailureRecorded`](Error::FailureRecorded), which hold one (returned).
+    pub(crate) fn share<F>(&self) -> Result<Error<F>, &E> {
+        Ok(match self {
+            Self::Rejected(error) | Self::FailureRecorded { source: error, .. } => return Err(error),
+            Self::NotAllowed { machine, id, command, state } => {
+                Error::NotAllowed { machine, id: id.clone(), command, state }
+            }
+            Self::Undeclared { machine, id, command, from, to } => {
+                Error::Undeclared { machine, id: id.clone(), command, from, to }
+            }
+            Self::Panicked { machine, id, command, message } => {
+                Error::Panicked { machine, id: id.clone(), command, message: message.clone() }
+            }
+            Self::RetriesExhausted { conflict, attempts } => {
+                Error::RetriesExhausted { conflict: conflict.clone(), attempts: *attempts }
+            }
+            Self::Thrashing { conflict, conflicts, attempts } => {
+                Error::Thrashing { conflict: conflict.clone(), conflicts: conflicts.clone(), attempts: *attempts }
+            }
+            Self::DeadlineExceeded { conflict, attempts, elapsed } => {
+                Error::DeadlineExceeded { conflict: conflict.clone(), attempts: *attempts, elapsed: *elapsed }
+            }
+            Self::BudgetExhausted { conflict, attempts } => {
+                Error::BudgetExhausted { conflict: conflict.clone(), attempts: *attempts }
+            }
+            Self::CircuitOpen { machine, id, retry_after } => {
+                Error::CircuitOpen { machine, id: id.clone(), retry_after: *retry_after }
+            }
+            Self::NotFailed { machine, id, state } => Error::NotFailed { machine, id: id.clone(), state },
+            Self::NotRead { machine, id } => Error::NotRead { machine, id: id.clone() },
+            Self::Decode { machine, id, version, what, source } => {
+                Error::Decode { machine, id: id.clone(), version: *version, what, source: Arc::clone(source) }
+            }
+            Self::Encode { machine, id, what, source } => {
+                Error::Encode { machine, id: id.clone(), what, source: Arc::clone(source) }
+            }
+            Self::Store(store) => Error::Store(store.clone()),
+        })
     }
 }
 

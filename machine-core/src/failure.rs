@@ -6,19 +6,23 @@ use serde::{Deserialize, Serialize};
 /// state it failed in, and why.
 ///
 /// Recorded by a runner built with
-/// [`record_failures`](crate::Runner::record_failures);
+/// [`record_failures`](crate::Runner::record_failures) for the errors its
+/// machine classifies as failures ([`RecordFailures`](crate::RecordFailures));
 /// [`recover`](crate::Runner::recover) replays `command` on `previous`.
-/// `Clone`, `Debug`, `PartialEq`, `Serialize` and `Deserialize` hold whenever
-/// they hold for `C` and `S`.
+/// `E` is what is kept of the error: by default its text, or a type of
+/// yours (`Failure<OrderCommand, Order, PaymentFault>`) that a program can
+/// branch on. `Clone`, `Debug`, `PartialEq`, `Serialize` and `Deserialize`
+/// hold whenever they hold for `C`, `S` and `E`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure<C, S> {
+pub struct Failure<C, S, E = String> {
     /// The command whose transition failed.
     pub command: C,
     /// The state the command ran in (never itself the failure the
     /// command produced; after a failed recovery it is still the original).
     pub previous: Box<S>,
-    /// The transition error's `Display` text.
-    pub error: String,
+    /// The recorded error, as the machine's
+    /// [`RecordFailures::failure`](crate::RecordFailures::failure) kept it.
+    pub error: E,
     /// How many times this command has failed on `previous`: 1 when first
     /// recorded, one more for each failed recovery.
     pub attempts: u32,

@@ -15,15 +15,13 @@
 
 pub use machine_derive::{Command, State};
 
-mod coalesce;
 mod command;
 pub mod decision;
 mod error;
 mod failure;
-#[cfg(feature = "postgres")]
-mod join;
 mod kind;
 mod machine;
+mod panic;
 pub mod queue;
 pub mod retry;
 mod runner;
@@ -31,28 +29,31 @@ mod state;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod tries;
 
 // The derives emit `::machine_core::…` paths; this lets the `testing`
 // module's unit tests use them.
 #[cfg(all(test, feature = "testing"))]
 extern crate self as machine_core;
 
-pub use coalesce::Coalescing;
 pub use command::{Command, Edge, Transitions};
 pub use error::{Error, StoreError, VersionConflict};
 pub use failure::Failure;
 pub use kind::Kind;
-pub use machine::{Instance, Machine};
+pub use machine::{AsyncMachine, Instance, Machine, RecordFailures};
 pub use queue::RetryQueue;
 pub use retry::{Jitter, Retry};
-pub use runner::{HistoryEntry, Outcome, Runner, Versioned};
+pub use runner::{Coalescing, HistoryEntry, Outcome, Runner, Versioned};
 pub use state::{FailureState, State};
 
 /// The names most programs need: `use machine_core::prelude::*;`.
+///
+/// [`AsyncMachine`] is not in it: a type that implements [`Machine`] is also
+/// an `AsyncMachine`, and with both traits in scope a call such as
+/// `OrderMachine::transition(..)` would be ambiguous. Async machines import
+/// it by name.
 pub mod prelude {
     pub use crate::{
-        Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, Outcome, Retry, Runner, State,
-        Transitions, VersionConflict, Versioned,
+        Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, Outcome, RecordFailures, Retry, Runner,
+        State, Transitions, VersionConflict, Versioned,
     };
 }

@@ -66,9 +66,13 @@ pub trait FailureState: State {
     /// The command type stored in the failure.
     type Command;
 
+    /// What the failure keeps of the transition's error (`String` unless the
+    /// variant names another type: `Failure<C, S, E>`).
+    type Error;
+
     /// Wraps a failure into the failure variant.
-    fn from_failure(failure: Failure<Self::Command, Self>) -> Self;
+    fn from_failure(failure: Failure<Self::Command, Self, Self::Error>) -> Self;
 
     /// The failure, when this is the failure variant.
-    fn failure(&self) -> Option<&Failure<Self::Command, Self>>;
+    fn failure(&self) -> Option<&Failure<Self::Command, Self, Self::Error>>;
 }

@@ -63,7 +63,7 @@ async fn failures_become_dead_letters_that_can_be_inspected_and_redriven() {
     assert_eq!(dead.len(), 2);
     let poisoned = dead.iter().find(|d| d.command == Count::Poison).unwrap();
     assert_eq!((poisoned.tries, poisoned.retryable), (1, false), "a refusal is final: no second try");
-    assert_eq!(poisoned.error, "transition rejected: poisoned");
+    assert_eq!(poisoned.error, "refused: poisoned");
     let contended = dead.iter().find(|d| d.command == Count::Add(1)).unwrap();
     assert_eq!((contended.tries, contended.retryable), (3, true), "conflicts ran out of tries");
     assert!(contended.error.starts_with("gave up after 1 attempts: version conflict"), "{}", contended.error);

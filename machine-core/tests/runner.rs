@@ -2,7 +2,7 @@
 //! refused, and that refusals write nothing.
 
 use machine_core::prelude::*;
-use machine_core::store::{Change, Commit, Memory, Record, Store, Write};
+use machine_core::store::{Change, Commit, Memory, Origin, Record, Store, Write};
 use machine_core::{HistoryEntry, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -42,6 +42,14 @@ enum OrderCommand {
 enum OrderError {
     #[error("card declined")]
     Declined,
+}
+
+/// In these tests a declined card is a failure worth keeping, so the
+/// runner's recording and recovery can be driven by the gateway's answer.
+impl RecordFailures for Orders {
+    fn failure(error: &OrderError) -> Option<String> {
+        Some(error.to_string())
+    }
 }
 
 /// A payment gateway whose answer the test controls.
@@ -116,12 +124,12 @@ async fn not_allowed_is_refused_before_the_transition_and_writes_nothing() {
     runner.handle("o-1", &OrderCommand::Cancel).await.unwrap();
     let error = runner.handle("o-1", &OrderCommand::Pay).await.unwrap_err();
     match &error {
-        Error::NotAllowed { machine, command, state } => {
-            assert_eq!((*machine, *command, *state), ("Order", "Pay", "Cancelled"));
+        Error::NotAllowed { machine, id, command, state } => {
+            assert_eq!((*machine, id.as_deref(), *command, *state), ("Order", Some("o-1"), "Pay", "Cancelled"));
         }
         other => panic!("expected NotAllowed, got {other:?}"),
     }
-    assert_eq!(error.to_string(), "command Pay is not allowed in state Cancelled of Order");
+    assert_eq!(error.to_string(), "command Pay is not allowed in state Cancelled of Order \"o-1\"");
     assert_eq!(runner.deps().charges.load(Ordering::SeqCst), 0, "the transition never ran");
     assert_eq!(versions(runner.store(), "o-1").await, [1, 2]);
 }
@@ -154,7 +162,7 @@ async fn failures_are_recorded_and_recovered() {
     runner.deps().decline.store(true, Ordering::SeqCst);
 
     let error = runner.handle("o-1", &OrderCommand::Pay).await.unwrap_err();
-    assert!(matches!(error, Error::FailureRecorded { source: OrderError::Declined, version: 2 }), "{error:?}");
+    assert!(matches!(error, Error::FailureRecorded { source: OrderError::Declined, version: 2, .. }), "{error:?}");
     let open = Order::Open { items: vec!["tea".into()] };
     let failed = runner.get("o-1").await.unwrap().unwrap();
     assert_eq!(failed.version, 2);
@@ -177,8 +185,17 @@ async fn failures_are_recorded_and_recovered() {
     let recovered = runner.recover("o-1").await.unwrap();
     assert_eq!((recovered.state, recovered.version), (Order::Paid { items: vec!["tea".into()] }, 4));
 
-    let commands: Vec<_> = runner.history("o-1").await.unwrap().into_iter().map(|e| e.command).collect();
-    assert_eq!(commands, [OrderCommand::Add("tea".into()), OrderCommand::Pay, OrderCommand::Pay, OrderCommand::Pay]);
+    let history = runner.history("o-1").await.unwrap();
+    let commands: Vec<_> = history.iter().map(|e| (e.command.clone(), e.origin)).collect();
+    assert_eq!(
+        commands,
+        [
+            (OrderCommand::Add("tea".into()), Origin::Command),
+            (OrderCommand::Pay, Origin::Command),
+            (OrderCommand::Pay, Origin::Recovery),
+            (OrderCommand::Pay, Origin::Recovery),
+        ]
+    );
 
     let nothing = runner.recover("o-1").await.unwrap_err();
     assert!(matches!(nothing, Error::NotFailed { state: "Paid", .. }), "{nothing:?}");
@@ -211,14 +228,25 @@ async fn corrupt_stored_state_is_a_decode_error_naming_id_and_version() {
     let runner = runner();
     runner.handle("good", &OrderCommand::Add("tea".into())).await.unwrap();
     for (id, json) in [("corrupt", "{not json"), ("unknown", "\"Teleported\"")] {
-        let write = Write { machine: "Order", id, expected: 0, kind: "Draft", state: json.into(), command: "null" };
+        let write = Write {
+            machine: "Order",
+            id,
+            expected: 0,
+            kind: "Draft",
+            state: json.into(),
+            command: "null",
+            origin: Origin::Command,
+        };
         runner.store().commit(Commit::write(write)).await.unwrap();
         let error = runner.handle(id, &OrderCommand::Cancel).await.unwrap_err();
         match &error {
             Error::Decode { machine: "Order", id: got, version: 1, .. } => assert_eq!(got, id),
             other => panic!("expected Decode, got {other:?}"),
         }
-        assert!(error.to_string().starts_with(&format!("cannot decode Order {id:?} at version 1")), "{error}");
+        assert!(
+            error.to_string().starts_with(&format!("cannot decode the state of Order {id:?} at version 1")),
+            "{error}"
+        );
         assert!(matches!(runner.get(id).await, Err(Error::Decode { .. })));
         assert_eq!(versions(runner.store(), id).await, [1], "nothing written over the corrupt record");
     }

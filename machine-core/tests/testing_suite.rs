@@ -189,10 +189,7 @@ fn an_unexpected_error_fails_at_the_next_step_or_the_end_of_the_case() {
     let message = panic_of(|| {
         suite.case("last step").given(Tab::Open { items: vec![0] }).when(TabCommand::Pay);
     });
-    assert!(
-        message.starts_with("case \"last step\", step 1 (Pay on Open): failed with: transition rejected"),
-        "{message}"
-    );
+    assert!(message.starts_with("case \"last step\", step 1 (Pay on Open): failed with: refused"), "{message}");
 }
 
 #[test]

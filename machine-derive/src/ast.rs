@@ -124,9 +124,10 @@ pub(crate) fn single_field(fields: &Fields) -> Option<&Field> {
     }
 }
 
-/// The `C` and `S` of a field type written `Failure<C, S>` (with any path
-/// before `Failure`, such as `machine_core::Failure<C, S>`).
-pub(crate) fn failure_args(ty: &Type) -> Option<(&Type, &Type)> {
+/// The `C`, `S` and optional `E` of a field type written `Failure<C, S>` or
+/// `Failure<C, S, E>` (with any path before `Failure`, such as
+/// `machine_core::Failure<C, S>`).
+pub(crate) fn failure_args(ty: &Type) -> Option<(&Type, &Type, Option<&Type>)> {
     let path = match ty {
         Type::Path(path) if path.qself.is_none() => &path.path,
         Type::Group(group) => return failure_args(&group.elem),
@@ -141,8 +142,16 @@ pub(crate) fn failure_args(ty: &Type) -> Option<(&Type, &Type)> {
         return None;
     };
     let mut args = arguments.args.iter();
-    match (args.next(), args.next(), args.next()) {
-        (Some(GenericArgument::Type(command)), Some(GenericArgument::Type(state)), None) => Some((command, state)),
+    match (args.next(), args.next(), args.next(), args.next()) {
+        (Some(GenericArgument::Type(command)), Some(GenericArgument::Type(state)), None, None) => {
+            Some((command, state, None))
+        }
+        (
+            Some(GenericArgument::Type(command)),
+            Some(GenericArgument::Type(state)),
+            Some(GenericArgument::Type(error)),
+            None,
+        ) => Some((command, state, Some(error))),
         _ => None,
     }
 }
@@ -154,12 +163,16 @@ mod tests {
     #[test]
     fn failure_types_are_recognised_by_their_last_segment() {
         let ty: Type = syn::parse_quote!(machine_core::Failure<OrderCommand, Order>);
-        let (command, state) = failure_args(&ty).expect("a failure type");
+        let (command, state, error) = failure_args(&ty).expect("a failure type");
         assert_eq!(quote::quote!(#command).to_string(), "OrderCommand");
         assert_eq!(quote::quote!(#state).to_string(), "Order");
+        assert!(error.is_none());
+        let ty: Type = syn::parse_quote!(Failure<OrderCommand, Order, Fault>);
+        let (_, _, error) = failure_args(&ty).expect("a failure type with a typed error");
+        assert_eq!(quote::quote!(#error).to_string(), "Fault");
         for ty in [
             syn::parse_quote!(Failure<OrderCommand>),
-            syn::parse_quote!(Failure<OrderCommand, Order, u8>),
+            syn::parse_quote!(Failure<OrderCommand, Order, u8, u8>),
             syn::parse_quote!(Failures<OrderCommand, Order>),
             syn::parse_quote!(Failure<'static, Order>),
             syn::parse_quote!(<T as Trait>::Failure<A, B>),

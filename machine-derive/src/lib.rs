@@ -38,8 +38,10 @@ use syn::{DeriveInput, parse_macro_input};
 ///   `kind()` (a plain `match`), `initial()`, `is_terminal()`,
 ///   `is_failure()` and `TERMINAL` (the terminal kinds, in declaration order).
 /// - With a `#[state(failure)]` variant, `impl machine_core::FailureState for
-///   Order` (`Command = C` from the variant's `Failure<C, S>`, `from_failure`,
-///   `failure()`), which the runner needs to record and recover failures.
+///   Order` (`Command = C` and `Error = E` from the variant's
+///   `Failure<C, S, E>`, `E` being `String` when written `Failure<C, S>`;
+///   `from_failure`, `failure()`), which the runner needs to record and
+///   recover failures.
 ///
 /// # Attributes
 ///
@@ -59,11 +61,13 @@ use syn::{DeriveInput, parse_macro_input};
 /// - `#[state(terminal)]`: `is_terminal()` is true for it and its kind is in
 ///   `TERMINAL`; any number of variants.
 /// - `#[state(failure)]`: at most one variant, not the initial one, holding
-///   exactly one field of type `Failure<C, S>`: `Failed(Failure<OrderCommand,
-///   Order>)` or `Failed { failure: Failure<OrderCommand, Order> }`, where `C`
-///   is the command type and `S` this enum, spelt as its name (`Order`,
-///   `Order<T>`, `crate::Order`) or `Self`; `Failure` may be written with a
-///   path (`machine_core::Failure<C, S>`).
+///   exactly one field of type `Failure<C, S>` or `Failure<C, S, E>`:
+///   `Failed(Failure<OrderCommand, Order>)` or `Failed { failure:
+///   Failure<OrderCommand, Order, PaymentFault> }`, where `C` is the command
+///   type, `S` this enum, spelt as its name (`Order`, `Order<T>`,
+///   `crate::Order`) or `Self`, and `E` the recorded error (the text of the
+///   error when left out); `Failure` may be written with a path
+///   (`machine_core::Failure<C, S>`).
 ///
 /// # Errors
 ///

@@ -104,7 +104,7 @@ fn failure_variant(cx: &mut Ctxt, input: &StateEnum<'_>, variant: &Variant<'_, S
         );
         return;
     };
-    let Some((_, state)) = ast::failure_args(&field.ty) else {
+    let Some((_, state, _)) = ast::failure_args(&field.ty) else {
         cx.error_spanned_by(
             &field.ty,
             format!(

@@ -39,7 +39,15 @@ pub(crate) fn database_url() -> Option<String> {
 }
 
 pub(crate) fn write<'a>(id: &'a str, expected: u64, state: &str) -> Write<'a> {
-    Write { machine: M, id, expected, kind: "Open", state: state.to_owned(), command: "{\"cmd\":1}" }
+    Write {
+        machine: M,
+        id,
+        expected,
+        kind: "Open",
+        state: state.to_owned(),
+        command: "{\"cmd\":1}",
+        origin: machine_core::store::Origin::Command,
+    }
 }
 
 async fn version(store: &impl Store, id: &str) -> u64 {

@@ -28,7 +28,7 @@ const SHARDS: usize = 64;
 /// let store = Memory::new();
 /// let write = |expected| Write {
 ///     machine: "Order", id: "order-1", expected, kind: "Draft",
-///     state: "\"Draft\"".into(), command: "\"Create\"",
+///     state: "\"Draft\"".into(), command: "\"Create\"", origin: Default::default(),
 /// };
 /// store.commit(Commit::write(write(0))).await.unwrap();
 /// // A second writer that also loaded version 0 loses:
@@ -241,6 +241,7 @@ fn apply(shard: &mut Shard, write: &Write<'_>, cursor: Cursor, at: u64) -> Chang
             before: Some(previous.state.clone()),
             kind: kind.clone(),
             after: state.clone(),
+            origin: write.origin,
             at,
         };
         entry.history.push(change.clone());
@@ -259,6 +260,7 @@ fn apply(shard: &mut Shard, write: &Write<'_>, cursor: Cursor, at: u64) -> Chang
             before: None,
             kind: kind.clone(),
             after: state.clone(),
+            origin: write.origin,
             at,
         };
         let record = Record { version, kind, state, updated_at: at };
@@ -341,7 +343,15 @@ mod tests {
     use super::*;
 
     fn write(id: &'static str, expected: u64, state: &str) -> Write<'static> {
-        Write { machine: "M", id, expected, kind: "K", state: state.to_owned(), command: "\"cmd\"" }
+        Write {
+            machine: "M",
+            id,
+            expected,
+            kind: "K",
+            state: state.to_owned(),
+            command: "\"cmd\"",
+            origin: crate::store::Origin::Command,
+        }
     }
 
     fn check(id: &'static str, expected: u64) -> Check<'static> {

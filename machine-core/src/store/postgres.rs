@@ -2,7 +2,7 @@
 //! with single-statement compare-and-set writes.
 
 use super::key::{validate_id, validate_machine};
-use super::record::{Change, Commit, Cursor, Listed, Record, Write};
+use super::record::{Change, Check, Commit, Cursor, Listed, Record, Write};
 use super::sql::{backend, corrupt, is_identifier, next_version, version_from_db, version_to_db};
 use super::{Feed, Query, Store};
 use crate::error::{StoreError, VersionConflict};
@@ -193,24 +193,39 @@ impl Postgres {
         tx.commit().await.map_err(|e| conflict_or_backend(e, machine, id, expected))
     }
 
-    /// Checks and writes in order on a connection inside a transaction.
+    /// Checks and writes on a connection inside a transaction, in the order
+    /// of their records' keys (a record's own writes keep their order): two
+    /// commits that touch the same records then lock them in the same order,
+    /// so opposite transfers wait for each other instead of deadlocking.
     async fn apply(&self, conn: &mut PgConnection, commit: &Commit<'_>) -> Result<(), StoreError> {
-        for check in &commit.checks {
-            let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.sql.lock_version)))
-                .bind(check.machine)
-                .bind(check.id)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(|e| conflict_or_backend(e, check.machine, check.id, check.expected))?;
-            let current = version.map_or(Ok(0), version_from_db)?;
-            if current != check.expected {
-                return Err(
-                    VersionConflict::new(check.machine, check.id, check.expected.saturating_add(1), current).into()
-                );
+        let mut ops: Vec<(&str, &str, Result<&Check<'_>, &Write<'_>>)> = commit
+            .checks
+            .iter()
+            .map(|check| (check.machine, check.id, Ok(check)))
+            .chain(commit.writes.iter().map(|write| (write.machine, write.id, Err(write))))
+            .collect();
+        ops.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (_, _, op) in ops {
+            match op {
+                Ok(check) => self.check(conn, check).await?,
+                Err(write) => self.write(conn, write).await?,
             }
         }
-        for write in &commit.writes {
-            self.write(conn, write).await?;
+        Ok(())
+    }
+
+    /// A read check: the record is still at the version read, and stays so
+    /// until the transaction ends (`FOR SHARE`).
+    async fn check(&self, conn: &mut PgConnection, check: &Check<'_>) -> Result<(), StoreError> {
+        let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.sql.lock_version)))
+            .bind(check.machine)
+            .bind(check.id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| conflict_or_backend(e, check.machine, check.id, check.expected))?;
+        let current = version.map_or(Ok(0), version_from_db)?;
+        if current != check.expected {
+            return Err(VersionConflict::new(check.machine, check.id, check.expected.saturating_add(1), current).into());
         }
         Ok(())
     }

@@ -16,6 +16,17 @@ pub struct Record {
     pub updated_at: u64,
 }
 
+/// What wrote a history entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Origin {
+    /// A command sent to the record.
+    #[default]
+    Command,
+    /// [`Runner::recover`](crate::Runner::recover) replaying a recorded failure.
+    Recovery,
+}
+
 /// One new version of a record, written only if the record is at `expected`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write<'a> {
@@ -31,6 +42,8 @@ pub struct Write<'a> {
     pub state: String,
     /// The command that produced it, as JSON, for the history.
     pub command: &'a str,
+    /// What produced it, for the history.
+    pub origin: Origin,
 }
 
 /// A record the commit read but does not write: the commit fails if it is no
@@ -132,6 +145,8 @@ pub struct Change {
     pub kind: Arc<str>,
     /// The written state, as JSON.
     pub after: Arc<str>,
+    /// What wrote it: a command or a recovery.
+    pub origin: Origin,
     /// When it was written, in milliseconds since the Unix epoch.
     pub at: u64,
 }

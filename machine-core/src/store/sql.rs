@@ -43,6 +43,7 @@ where
         before: optional("state_before")?,
         kind: text("kind")?,
         after: text("state")?,
+        origin: crate::store::Origin::Command,
         at: unsigned(row.try_get("at").map_err(error)?),
     })
 }

@@ -2,11 +2,12 @@
 //! state with one set of deps, checked as it goes, with failure messages that
 //! name the case and the step and show what differs.
 
+use super::block;
 use super::diff;
 use super::record::{CommandKind, ErrorKind, StateKind, Transition};
 use super::suite::{Step, Suite, panic_message};
 use crate::error::Error;
-use crate::machine::{Machine, checked_transition};
+use crate::machine::AsyncMachine;
 use crate::{Command, Kind, State};
 use std::borrow::Borrow;
 use std::fmt;
@@ -26,7 +27,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// A step that failed must be expected: `when` after it, a fork, or the end
 /// of the case fail the test unless a `then_error`/`then_rejected` (or any
 /// `then…`) looked at it.
-pub struct Case<'s, M: Machine, D> {
+pub struct Case<'s, M: AsyncMachine, D> {
     suite: &'s mut Suite<M, D>,
     name: String,
     deps: D,
@@ -36,7 +37,7 @@ pub struct Case<'s, M: Machine, D> {
 }
 
 /// The outcome of the last `when`.
-struct Last<M: Machine> {
+struct Last<M: AsyncMachine> {
     /// `step 2 (Confirm on Pending)`.
     label: String,
     result: Result<(), Error<M::Error>>,
@@ -45,7 +46,7 @@ struct Last<M: Machine> {
 
 impl<'s, M, D> Case<'s, M, D>
 where
-    M: Machine,
+    M: AsyncMachine,
     M::State: Clone + fmt::Debug + PartialEq,
     M::Command: Clone + fmt::Debug,
 {
@@ -104,7 +105,7 @@ where
         let view = suite.view;
         let result = guarded(
             || format!("{context}: the transition panicked"),
-            || checked_transition::<M>(view(&self.deps), &command, &self.state),
+            || block::transition::<M>(view(&self.deps), &command, &self.state),
         );
         for hook in &mut suite.after_each {
             guarded(|| format!("{context}: an after_each hook panicked"), || hook(&mut self.deps, &step));
@@ -311,7 +312,7 @@ where
     }
 }
 
-impl<M: Machine, D> Drop for Case<'_, M, D> {
+impl<M: AsyncMachine, D> Drop for Case<'_, M, D> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             return;
@@ -325,7 +326,7 @@ impl<M: Machine, D> Drop for Case<'_, M, D> {
     }
 }
 
-impl<M: Machine, D> fmt::Debug for Case<'_, M, D>
+impl<M: AsyncMachine, D> fmt::Debug for Case<'_, M, D>
 where
     M::State: fmt::Debug,
 {

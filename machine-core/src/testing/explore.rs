@@ -2,9 +2,10 @@
 //! reached, to find transitions no case exercised. Seeded and ordered, so the
 //! same cases find the same things on every run.
 
+use super::block;
 use super::record::{ErrorKind, Recorded, Transition, TransitionOf};
 use super::suite::panic_message;
-use crate::machine::{Machine, checked_transition};
+use crate::machine::AsyncMachine;
 use crate::retry::Rng;
 use crate::{Command, State};
 use std::collections::{BTreeMap, BTreeSet};
@@ -137,7 +138,7 @@ pub(crate) fn run<M, D>(
     view: fn(&D) -> &M::Deps,
 ) -> Exploration<<M::State as State>::Kind, <M::Command as Command>::Kind>
 where
-    M: Machine,
+    M: AsyncMachine,
     M::State: Clone + fmt::Debug,
     M::Command: Clone + fmt::Debug,
 {
@@ -170,7 +171,7 @@ where
             let (state, command) = (&frontier[s], &commands[c]);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 let deps = make();
-                checked_transition::<M>(view(&deps), command, state)
+                block::transition::<M>(view(&deps), command, state)
             }));
             let (outcome, error) = match result {
                 Ok(Ok(reached)) => {

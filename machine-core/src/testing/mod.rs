@@ -25,6 +25,7 @@
 //!
 //! `docs/testing.md` walks through the workflow.
 
+mod block;
 mod case;
 mod coverage;
 mod diagram;

@@ -3,14 +3,14 @@
 //! or reported from it is the same on every run.
 
 use crate::error::Error;
-use crate::{Command, Kind, Machine, State};
+use crate::{AsyncMachine, Command, Kind, State};
 use std::collections::BTreeSet;
 use std::fmt;
 
 /// The kind enum of machine `M`'s states (`OrderKind`).
-pub type StateKind<M> = <<M as Machine>::State as State>::Kind;
+pub type StateKind<M> = <<M as AsyncMachine>::State as State>::Kind;
 /// The kind enum of machine `M`'s commands (`OrderCommandKind`).
-pub type CommandKind<M> = <<M as Machine>::Command as Command>::Kind;
+pub type CommandKind<M> = <<M as AsyncMachine>::Command as Command>::Kind;
 /// A [`Transition`] between machine `M`'s kinds.
 pub type TransitionOf<M> = Transition<StateKind<M>, CommandKind<M>>;
 
@@ -115,7 +115,7 @@ impl<S: Kind, C: Kind> fmt::Display for Transition<S, C> {
 
 /// Everything the cases exercised: transitions, and the distinct states and
 /// commands they used (for exploration), in the order first seen.
-pub(crate) struct Recorded<M: Machine> {
+pub(crate) struct Recorded<M: AsyncMachine> {
     pub(crate) transitions: BTreeSet<TransitionOf<M>>,
     pub(crate) states: Vec<M::State>,
     pub(crate) commands: Vec<M::Command>,
@@ -123,7 +123,7 @@ pub(crate) struct Recorded<M: Machine> {
     command_keys: BTreeSet<String>,
 }
 
-impl<M: Machine> Default for Recorded<M> {
+impl<M: AsyncMachine> Default for Recorded<M> {
     fn default() -> Self {
         Self {
             transitions: BTreeSet::new(),
@@ -135,7 +135,7 @@ impl<M: Machine> Default for Recorded<M> {
     }
 }
 
-impl<M: Machine> Recorded<M>
+impl<M: AsyncMachine> Recorded<M>
 where
     M::State: Clone + fmt::Debug,
     M::Command: Clone + fmt::Debug,

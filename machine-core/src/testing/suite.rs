@@ -8,7 +8,7 @@ use super::diagram::Diagram;
 use super::explore::{self, Exploration, Explore};
 use super::record::{CommandKind, Recorded, StateKind, TransitionOf};
 use super::report::Report;
-use crate::{Machine, State};
+use crate::{AsyncMachine, State};
 use std::any::Any;
 use std::fmt;
 use std::path::Path;
@@ -89,7 +89,7 @@ pub(crate) type Hook<M, D> = Box<dyn FnMut(&mut D, &Step<'_, StateKind<M>, Comma
 /// assert!(suite.diagram().as_str().contains("    Broken --> Broken : Go ✗ not allowed\n"));
 /// // In a real test: suite.assert_diagram("docs/diagrams/light.mmd");
 /// ```
-pub struct Suite<M: Machine, D = ()> {
+pub struct Suite<M: AsyncMachine, D = ()> {
     pub(crate) make_deps: Box<dyn FnMut() -> D>,
     pub(crate) view: fn(&D) -> &M::Deps,
     pub(crate) before_each: Vec<Hook<M, D>>,
@@ -100,7 +100,7 @@ pub struct Suite<M: Machine, D = ()> {
     exploration: Option<Exploration<StateKind<M>, CommandKind<M>>>,
 }
 
-impl<M: Machine<Deps = ()>> Suite<M, ()> {
+impl<M: AsyncMachine<Deps = ()>> Suite<M, ()> {
     /// A suite for a machine without dependencies (`type Deps = ()`).
     #[must_use]
     pub fn new() -> Self {
@@ -108,13 +108,13 @@ impl<M: Machine<Deps = ()>> Suite<M, ()> {
     }
 }
 
-impl<M: Machine<Deps = ()>> Default for Suite<M, ()> {
+impl<M: AsyncMachine<Deps = ()>> Default for Suite<M, ()> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<M: Machine> Suite<M, M::Deps>
+impl<M: AsyncMachine> Suite<M, M::Deps>
 where
     M::Deps: Sized,
 {
@@ -126,7 +126,7 @@ where
     }
 }
 
-impl<M: Machine, D> Suite<M, D> {
+impl<M: AsyncMachine, D> Suite<M, D> {
     /// A suite whose cases each get a `D` from `make`, and pass it to the
     /// transition as `view(&d)`.
     ///
@@ -254,7 +254,7 @@ impl<M: Machine, D> Suite<M, D> {
 
 impl<M, D> Suite<M, D>
 where
-    M: Machine,
+    M: AsyncMachine,
     M::State: Clone + fmt::Debug + PartialEq,
     M::Command: Clone + fmt::Debug,
 {
@@ -298,7 +298,7 @@ where
     }
 }
 
-impl<M: Machine, D> fmt::Debug for Suite<M, D> {
+impl<M: AsyncMachine, D> fmt::Debug for Suite<M, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Suite")
             .field("machine", &M::NAME)

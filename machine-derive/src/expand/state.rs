@@ -151,7 +151,8 @@ fn failure_state(
     where_clause: &TokenStream,
 ) -> Option<TokenStream> {
     let field = ast::single_field(variant.fields)?;
-    let (command, _) = ast::failure_args(&field.ty)?;
+    let (command, _, error) = ast::failure_args(&field.ty)?;
+    let error = error.map_or_else(|| quote!(::std::string::String), |error| quote!(#error));
     let ident = input.ident;
     let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
     let name = variant.ident;
@@ -174,14 +175,15 @@ fn failure_state(
         #[automatically_derived]
         impl #impl_generics ::machine_core::FailureState for #ident #ty_generics #where_clause {
             type Command = #command;
+            type Error = #error;
 
-            fn from_failure(failure: ::machine_core::Failure<Self::Command, Self>) -> Self {
+            fn from_failure(failure: ::machine_core::Failure<Self::Command, Self, Self::Error>) -> Self {
                 #build
             }
 
             fn failure(
                 &self,
-            ) -> ::core::option::Option<&::machine_core::Failure<Self::Command, Self>> {
+            ) -> ::core::option::Option<&::machine_core::Failure<Self::Command, Self, Self::Error>> {
                 match self {
                     #bind => #some,
                     #none_arm

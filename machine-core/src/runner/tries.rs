@@ -1,6 +1,6 @@
 //! One call's retries — the conflicts so far, the last wait, the attempt
-//! count — and what happens after a lost race, shared by the runner, atomic
-//! decisions and group commits so they retry alike.
+//! count — and what happens after a lost race: the pipeline's memory of a
+//! call, kept apart so the loop itself stays short.
 
 use crate::error::{Error, VersionConflict};
 use crate::retry::{Attempt, Clock, Decision, Policy};

@@ -2,15 +2,16 @@
 //! so the caller's own tables and the machine's state commit or roll back
 //! together (the "transactor" pattern).
 
+use super::group::Intent;
+use super::pipeline::Session;
+use super::{Outcome, Runner, codec};
 use crate::decision::{Decided, Decision, Draft, Rejection, Verdict};
 use crate::error::{Error, StoreError};
-use crate::machine::Machine;
-use crate::runner::{Outcome, Runner, Session, encode};
+use crate::machine::AsyncMachine;
 use crate::store::{Commit, Postgres, Record};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
-use std::borrow::Cow;
 use std::future::Future;
 
 /// The caller's connection, inside their transaction.
@@ -31,9 +32,9 @@ impl Session for InTransaction<'_> {
 
 impl<M> Runner<M, Postgres>
 where
-    M: Machine,
-    M::State: Serialize + DeserializeOwned + Send + Sync + 'static,
-    M::Command: Serialize + DeserializeOwned + Send + Sync + 'static,
+    M: AsyncMachine,
+    M::State: Serialize + DeserializeOwned + 'static,
+    M::Command: Serialize + DeserializeOwned + 'static,
 {
     /// Runs `command` on record `id` through `conn`, a connection inside a
     /// transaction you hold (`&mut *tx` for a `sqlx::Transaction`): the new
@@ -49,10 +50,10 @@ where
     /// not happen.
     ///
     /// ```no_run
-    /// # use machine_core::{Machine, Runner, store::Postgres};
-    /// # async fn demo<M: Machine>(runner: Runner<M, Postgres>, command: M::Command) -> Result<(), Box<dyn std::error::Error>>
-    /// # where M::State: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
-    /// #       M::Command: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// # use machine_core::{AsyncMachine, Runner, store::Postgres};
+    /// # async fn demo<M: AsyncMachine>(runner: Runner<M, Postgres>, command: M::Command) -> Result<(), Box<dyn std::error::Error>>
+    /// # where M::State: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    /// #       M::Command: serde::Serialize + serde::de::DeserializeOwned + 'static {
     /// let mut tx = runner.store().pool().begin().await?;
     /// runner.handle_in(&mut tx, "order-42", &command).await?;
     /// sqlx::query("INSERT INTO invoices (order_id) VALUES ($1)").bind("order-42").execute(&mut *tx).await?;
@@ -65,9 +66,9 @@ where
         id: &str,
         command: &M::Command,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
-        let command_json = encode::<M, _>(id, "command", command)?;
+        let json = codec::encode::<M, _, _>(id, "command", command)?;
         let session = InTransaction { store: self.store(), conn };
-        self.run(session, id, |state, _| self.plan(command, Cow::Borrowed(&command_json), state)).await
+        self.one(session, id, &Intent::Apply { command, json: &json }).await
     }
 }
 
@@ -78,9 +79,10 @@ impl Decision<'_, Postgres> {
     /// decision is retried on fresh data under Read Committed).
     pub async fn attempt_in<T, F>(self, conn: &mut PgConnection, decide: F) -> Result<Decided<T>, Error<Rejection>>
     where
+        T: Send,
         F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
     {
         let session = InTransaction { store: self.store(), conn };
-        self.run(session, decide).await
+        self.run(session, crate::decision::Now(decide)).await
     }
 }

@@ -1,0 +1,85 @@
+//! Typed states and commands to and from the JSON stores keep, with every
+//! error naming the record, and stored rows checked against what they claim.
+
+use super::outcome::{HistoryEntry, Versioned};
+use crate::error::{Error, StoreError};
+use crate::machine::AsyncMachine;
+use crate::store::{Change, Record};
+use crate::{Kind, State};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// The record's state, checked: it decodes, and its kind is the kind stored
+/// beside it (which kind queries list it under). A contradiction is reported
+/// as [`StoreError::Corrupt`], never silently repaired by the next write.
+pub(crate) fn decode_record<M: AsyncMachine, E>(id: &str, record: &Record) -> Result<Versioned<M::State>, Error<E>>
+where
+    M::State: DeserializeOwned,
+{
+    let state: M::State = decode::<M, _, E>(id, record.version, "state", &record.state)?;
+    let kind = state.kind().as_str();
+    if kind != &*record.kind {
+        return Err(Error::Store(StoreError::Corrupt {
+            machine: M::NAME.to_owned(),
+            id: id.to_owned(),
+            reason: format!(
+                "stored kind {:?} contradicts its state, which is {kind} (at version {})",
+                record.kind, record.version
+            ),
+        }));
+    }
+    Ok(Versioned { state, version: record.version })
+}
+
+/// One history entry, decoded.
+pub(crate) fn decode_change<M: AsyncMachine>(
+    id: &str,
+    change: &Change,
+) -> Result<HistoryEntry<M::Command, M::State>, Error<M::Error>>
+where
+    M::State: DeserializeOwned,
+    M::Command: DeserializeOwned,
+{
+    let version = change.version;
+    Ok(HistoryEntry {
+        version,
+        command: decode::<M, _, _>(id, version, "command", &change.command)?,
+        before: change
+            .before
+            .as_deref()
+            .map(|json| decode::<M, _, _>(id, version, "state before", json))
+            .transpose()?,
+        state: decode::<M, _, _>(id, version, "state", &change.after)?,
+        origin: change.origin,
+        at: change.at,
+    })
+}
+
+fn decode<M: AsyncMachine, T: DeserializeOwned, E>(
+    id: &str,
+    version: u64,
+    what: &'static str,
+    json: &str,
+) -> Result<T, Error<E>> {
+    serde_json::from_str(json).map_err(|source| Error::Decode {
+        machine: M::NAME,
+        id: id.to_owned(),
+        version,
+        what,
+        source: Arc::new(source),
+    })
+}
+
+pub(crate) fn encode<M: AsyncMachine, T: Serialize, E>(
+    id: &str,
+    what: &'static str,
+    value: &T,
+) -> Result<String, Error<E>> {
+    serde_json::to_string(value).map_err(|source| Error::Encode {
+        machine: M::NAME,
+        id: id.to_owned(),
+        what,
+        source: Arc::new(source),
+    })
+}

@@ -1,0 +1,186 @@
+//! Commands on one record — a single command, a coalesced group, a
+//! recovery — applied in order on one load and committed together: the
+//! runner's step of the pipeline.
+
+use super::codec::{decode_record, encode};
+use super::pipeline::{Plan, Planned, Step};
+use crate::error::{Error, StoreError};
+use crate::machine::{AsyncMachine, checked};
+use crate::store::{Origin, Record};
+use crate::{Kind, State};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::convert::Infallible;
+
+/// The failed command, the state it failed in and how often it failed, when
+/// a state is a failure (built from `FailureState`, which only some
+/// machines have).
+pub(crate) type Opener<M> =
+    fn(&<M as AsyncMachine>::State) -> Option<(<M as AsyncMachine>::Command, <M as AsyncMachine>::State, u32)>;
+
+/// The failure state to save for a transition error, or `None` when the
+/// machine calls that error a refusal: `(command, previous, error, attempts,
+/// failed_at)`.
+pub(crate) type Recorder<M> = fn(
+    &<M as AsyncMachine>::Command,
+    &<M as AsyncMachine>::State,
+    &<M as AsyncMachine>::Error,
+    u32,
+    u64,
+) -> Option<<M as AsyncMachine>::State>;
+
+/// What one member of a group asks for.
+pub(crate) enum Intent<'a, M: AsyncMachine> {
+    /// Run a command (with its JSON for the history).
+    Apply { command: &'a M::Command, json: &'a str },
+    /// Replay the recorded failure the record is in.
+    Recover(Opener<M>),
+}
+
+/// A member's result once its group committed.
+pub(crate) struct Saved<M: AsyncMachine> {
+    pub(crate) state: M::State,
+    /// The machine's error, when `state` is the failure it was recorded as.
+    pub(crate) failed: Option<M::Error>,
+    pub(crate) version: u64,
+}
+
+/// One member's result within a group.
+pub(crate) type Applied<M> = Result<Saved<M>, Error<<M as AsyncMachine>::Error>>;
+
+/// The group step: the intents, in order, on one record.
+pub(crate) struct Group<'a, M: AsyncMachine> {
+    pub(crate) id: &'a str,
+    pub(crate) deps: &'a M::Deps,
+    pub(crate) intents: &'a [Intent<'a, M>],
+    pub(crate) recorder: Option<Recorder<M>>,
+    pub(crate) now: &'a (dyn Fn() -> u64 + Send + Sync),
+}
+
+/// What one intent produced on the state it saw.
+struct Next<'a, M: AsyncMachine> {
+    state: M::State,
+    failed: Option<M::Error>,
+    command: Cow<'a, str>,
+    origin: Origin,
+}
+
+impl<'a, M> Group<'a, M>
+where
+    M: AsyncMachine,
+    M::State: Serialize + DeserializeOwned,
+    M::Command: Serialize,
+{
+    /// Runs `command` on `state`; an error the machine records as a failure
+    /// becomes the failure state (`attempts` is how often it has now failed).
+    async fn run(
+        &self,
+        command: &M::Command,
+        on: &M::State,
+        attempts: u32,
+    ) -> Result<(M::State, Option<M::Error>), Error<M::Error>> {
+        match checked::<M>(self.deps, Some(self.id), command, on).await {
+            Ok(next) => Ok((next, None)),
+            Err(Error::Rejected(error)) => {
+                match self.recorder.and_then(|record| record(command, on, &error, attempts, (self.now)())) {
+                    Some(failure) => Ok((failure, Some(error))),
+                    None => Err(Error::Rejected(error)),
+                }
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn next(&self, intent: &Intent<'a, M>, state: &M::State) -> Result<Next<'a, M>, Error<M::Error>> {
+        match intent {
+            Intent::Apply { command, json } => {
+                let (state, failed) = self.run(command, state, 1).await?;
+                Ok(Next { state, failed, command: Cow::Borrowed(json), origin: Origin::Command })
+            }
+            Intent::Recover(open) => {
+                let Some((command, previous, attempts)) = open(state) else {
+                    return Err(Error::NotFailed {
+                        machine: M::NAME,
+                        id: self.id.to_owned(),
+                        state: state.kind().as_str(),
+                    });
+                };
+                let json = encode::<M, _, _>(self.id, "command", &command)?;
+                let (state, failed) = self.run(&command, &previous, attempts.saturating_add(1)).await?;
+                Ok(Next { state, failed, command: Cow::Owned(json), origin: Origin::Recovery })
+            }
+        }
+    }
+}
+
+impl<'a, M> Step for Group<'a, M>
+where
+    M: AsyncMachine,
+    M::State: Serialize + DeserializeOwned,
+    M::Command: Serialize,
+{
+    type Value = Vec<Applied<M>>;
+    type Error = Infallible;
+
+    async fn plan(
+        &mut self,
+        loaded: Vec<Option<Record>>,
+        _attempt: u32,
+    ) -> Result<Plan<'_, Self::Value>, Error<Infallible>> {
+        let (base, version) = match loaded.into_iter().next().flatten() {
+            None => (M::State::initial(), 0),
+            Some(record) => {
+                let loaded = decode_record::<M, Infallible>(self.id, &record)?;
+                (loaded.state, loaded.version)
+            }
+        };
+        let mut writes: Vec<Planned<'_>> = Vec::with_capacity(self.intents.len());
+        let mut results: Vec<Applied<M>> = Vec::with_capacity(self.intents.len());
+        // Each intent sees the state the last saved one produced (kept in
+        // `results`, so states are never cloned).
+        let mut last: Option<usize> = None;
+        for intent in self.intents {
+            let state = match last.and_then(|at| results[at].as_ref().ok()) {
+                Some(saved) => &saved.state,
+                None => &base,
+            };
+            let expected = version + writes.len() as u64;
+            let Some(written) = expected.checked_add(1) else {
+                let overflow = StoreError::VersionOverflow {
+                    machine: M::NAME.to_owned(),
+                    id: self.id.to_owned(),
+                    version: expected,
+                };
+                results.push(Err(Error::Store(overflow)));
+                continue;
+            };
+            let next = match self.next(intent, state).await {
+                Ok(next) => next,
+                Err(error) => {
+                    results.push(Err(error));
+                    continue;
+                }
+            };
+            let json = match encode::<M, _, _>(self.id, "state", &next.state) {
+                Ok(json) => json,
+                Err(error) => {
+                    results.push(Err(error));
+                    continue;
+                }
+            };
+            writes.push(Planned {
+                machine: M::NAME,
+                id: self.id,
+                expected,
+                kind: next.state.kind().as_str(),
+                state: json,
+                command: next.command,
+                origin: next.origin,
+            });
+            last = Some(results.len());
+            results.push(Ok(Saved { state: next.state, failed: next.failed, version: written }));
+        }
+        Ok(Plan { writes, value: results })
+    }
+}

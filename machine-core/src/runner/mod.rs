@@ -1,0 +1,353 @@
+//! The load → handle → save loop: runs a machine's pure transition against a
+//! store, detects concurrent writers by version, and retries by policy.
+
+mod coalesce;
+mod codec;
+mod group;
+#[cfg(feature = "postgres")]
+mod join;
+mod outcome;
+pub(crate) mod pipeline;
+mod tries;
+
+pub use coalesce::Coalescing;
+pub use outcome::{HistoryEntry, Outcome, Versioned};
+
+use crate::FailureState;
+use crate::error::Error;
+use crate::failure::Failure;
+use crate::machine::{AsyncMachine, RecordFailures};
+use crate::retry::{Clock, Policy, Retry, TokioClock};
+use crate::store::Store;
+use coalesce::Coalescer;
+use group::{Applied, Group, Intent, Opener, Recorder};
+use pipeline::{Pipeline, Read, Session};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Runs commands against persisted machines of type `M` in store `St`.
+///
+/// Each [`handle`](Runner::handle) loads the record, checks the declared
+/// table, runs the transition, and saves the result only if nobody else wrote
+/// the record since it was loaded. When somebody did, the retry policy decides
+/// whether to reload and try again. A transition error is never retried.
+///
+/// `Runner` is cheap to clone (clones share the store, deps and policy) and is
+/// `Send + Sync`, so one runner can serve a whole service.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use machine_core::prelude::*;
+/// use machine_core::store::Memory;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// enum Counter { #[state(initial)] Zero, Counting(u64) }
+///
+/// #[derive(Command, Clone, Debug, Serialize, Deserialize)]
+/// #[command(state = Counter)]
+/// enum Count {
+///     #[command(from(Zero, Counting), to(Counting))]
+///     Add(u64),
+/// }
+///
+/// struct Counters;
+/// impl Machine for Counters {
+///     type State = Counter;
+///     type Command = Count;
+///     type Deps = ();
+///     type Error = std::convert::Infallible;
+///     fn transition(_: &(), Count::Add(n): &Count, state: &Counter) -> Result<Counter, Self::Error> {
+///         Ok(match state {
+///             Counter::Zero => Counter::Counting(*n),
+///             Counter::Counting(total) => Counter::Counting(total + n),
+///         })
+///     }
+/// }
+///
+/// let runner = Runner::<Counters, _>::new(Memory::new(), ());
+/// runner.handle("visits", &Count::Add(2)).await?;
+/// let out = runner.handle("visits", &Count::Add(3)).await?;
+/// assert_eq!((out.state, out.version, out.attempts), (Counter::Counting(5), 2, 1));
+/// # Ok(()) }
+/// ```
+pub struct Runner<M: AsyncMachine, St> {
+    store: Arc<St>,
+    deps: Arc<M::Deps>,
+    policy: Arc<dyn Policy>,
+    recorder: Option<Recorder<M>>,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    coalescer: Option<Arc<Coalescer<M, St>>>,
+    retry_clock: Arc<dyn Clock>,
+    machine: PhantomData<fn() -> M>,
+}
+
+impl<M, St> Runner<M, St>
+where
+    M: AsyncMachine,
+    M::State: Serialize + DeserializeOwned + 'static,
+    M::Command: Serialize + DeserializeOwned + 'static,
+    St: Store,
+{
+    /// A runner over `store` whose transitions get `deps`, with the default
+    /// [`Retry`] policy and failures not recorded.
+    ///
+    /// `deps` is anything that converts into `Arc<M::Deps>`: the value itself
+    /// for a sized type (or `()`), or an `Arc<dyn YourDeps>` for a trait object
+    /// (`Arc::new(real) as Arc<dyn YourDeps>`).
+    pub fn new(store: St, deps: impl Into<Arc<M::Deps>>) -> Self {
+        Self {
+            store: Arc::new(store),
+            deps: deps.into(),
+            policy: Arc::new(Retry::default()),
+            recorder: None,
+            clock: Arc::new(unix_millis),
+            coalescer: None,
+            retry_clock: Arc::new(TokioClock::new()),
+            machine: PhantomData,
+        }
+    }
+
+    /// Uses `policy` to decide what happens after a version conflict.
+    #[must_use]
+    pub fn retry(mut self, policy: impl Policy + 'static) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Uses `clock` (milliseconds since the Unix epoch) for failure timestamps.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Times retries with `clock`: the elapsed time policies see and the waits
+    /// between attempts. The default is tokio's clock; tests pass a
+    /// [`ManualClock`](crate::retry::ManualClock) so waits take no real time.
+    #[must_use]
+    pub fn retry_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.retry_clock = Arc::new(clock);
+        self
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &St {
+        &self.store
+    }
+
+    /// The dependencies transitions are called with.
+    #[must_use]
+    pub fn deps(&self) -> &M::Deps {
+        &self.deps
+    }
+
+    /// The pipeline this runner's calls go through.
+    fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline { policy: &*self.policy, clock: &*self.retry_clock }
+    }
+
+    /// Runs `command` on record `id`: load, check, transition, save, retried on
+    /// version conflicts by the policy.
+    ///
+    /// A record never written starts at [`State::initial`] and version 0. The
+    /// returned future does nothing until polled; dropping it stops the loop
+    /// (between attempts nothing is left half-done: a save is a single commit).
+    /// Work that must follow the save belongs after this returns `Ok`, which
+    /// happens at most once per call.
+    pub async fn handle(&self, id: &str, command: &M::Command) -> Result<Outcome<M::State>, Error<M::Error>> {
+        let json = codec::encode::<M, _, _>(id, "command", command)?;
+        match &self.coalescer {
+            Some(coalescer) => {
+                let intent = coalesce::Owned::Apply { command: (coalescer.clone_command)(command), json };
+                self.handle_coalesced(coalescer, id, intent).await
+            }
+            None => self.one(&*self.store, id, &Intent::Apply { command, json: &json }).await,
+        }
+    }
+
+    /// The record's current state and version, or `None` if it was never written.
+    pub async fn get(&self, id: &str) -> Result<Option<Versioned<M::State>>, Error<M::Error>> {
+        let record = self.store.load(M::NAME, id).await?;
+        record.map(|record| codec::decode_record::<M, _>(id, &record)).transpose()
+    }
+
+    /// The record's changes, oldest first, decoded.
+    pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry<M::Command, M::State>>, Error<M::Error>> {
+        let changes = self.store.history(M::NAME, id).await?;
+        changes.iter().map(|change| codec::decode_change::<M>(id, change)).collect()
+    }
+
+    /// One intent as a group of one, through `session`: admitted, attempted,
+    /// finished, like every call.
+    pub(crate) async fn one<S: Session>(
+        &self,
+        session: S,
+        id: &str,
+        intent: &Intent<'_, M>,
+    ) -> Result<Outcome<M::State>, Error<M::Error>> {
+        let pipeline = self.pipeline();
+        let call = pipeline.admit(M::NAME, id)?;
+        let result = self.alone(session, id, intent).await;
+        pipeline.finish(&call, &result);
+        result
+    }
+
+    /// The attempts of a group of one (the caller admits and finishes).
+    async fn alone<S: Session>(
+        &self,
+        session: S,
+        id: &str,
+        intent: &Intent<'_, M>,
+    ) -> Result<Outcome<M::State>, Error<M::Error>> {
+        let mut group = self.group(id, std::slice::from_ref(intent));
+        let read = Read { machine: M::NAME, id, validated: false };
+        match self.pipeline().attempts(session, &[read], &mut group).await {
+            Ok((mut applied, attempts)) => match applied.pop() {
+                Some(applied) => outcome::<M>(id, applied, attempts),
+                // A group of one plans exactly one result.
+                None => Err(Error::NotRead { machine: M::NAME, id: id.to_owned() }),
+            },
+            Err(error) => Err(widen(&error)),
+        }
+    }
+
+    /// The group step for `intents` on record `id`.
+    fn group<'a>(&'a self, id: &'a str, intents: &'a [Intent<'a, M>]) -> Group<'a, M> {
+        Group { id, deps: &self.deps, intents, recorder: self.recorder, now: &*self.clock }
+    }
+}
+
+/// A member's result as its caller sees it.
+fn outcome<M: AsyncMachine>(
+    id: &str,
+    applied: Applied<M>,
+    attempts: u32,
+) -> Result<Outcome<M::State>, Error<M::Error>> {
+    let saved = applied?;
+    match saved.failed {
+        None => Ok(Outcome { state: saved.state, version: saved.version, attempts }),
+        Some(source) => {
+            Err(Error::FailureRecorded { source, machine: M::NAME, id: id.to_owned(), version: saved.version })
+        }
+    }
+}
+
+/// A group-wide error (it never holds a machine error) for one caller.
+fn widen<E>(error: &Error<std::convert::Infallible>) -> Error<E> {
+    match error.share() {
+        Ok(error) => error,
+        Err(never) => match *never {},
+    }
+}
+
+impl<M, St> Runner<M, St>
+where
+    M: RecordFailures,
+    M::State: Clone + Serialize + DeserializeOwned + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + 'static,
+    St: Store,
+{
+    /// Saves the transition errors the machine classifies as failures
+    /// ([`RecordFailures::failure`]) as its `#[state(failure)]` state (the
+    /// command, the state it failed in, the kept error, a timestamp) instead
+    /// of only returning them. The save goes through the same version check
+    /// as any other; the call then returns [`Error::FailureRecorded`]. Every
+    /// other error is a refusal: returned, nothing written.
+    #[must_use]
+    pub fn record_failures(mut self) -> Self {
+        self.recorder = Some(failure_state::<M>);
+        self
+    }
+}
+
+impl<M, St> Runner<M, St>
+where
+    M: AsyncMachine,
+    M::State: FailureState<Command = M::Command> + Clone + Serialize + DeserializeOwned + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + 'static,
+    St: Store,
+{
+    /// Replays the failed command stored in record `id` on the state it failed
+    /// in, as a new version whose history entry is a recovery
+    /// ([`Origin::Recovery`](crate::store::Origin::Recovery)). Fails with
+    /// [`Error::NotFailed`] when the record is not in its failure state. If
+    /// the replay fails again and failures are recorded, the failure is
+    /// saved again with its attempt count raised and the original previous
+    /// state kept; a refusal leaves the record as it is.
+    pub async fn recover(&self, id: &str) -> Result<Outcome<M::State>, Error<M::Error>> {
+        let open: Opener<M> = open_failure::<M>;
+        match &self.coalescer {
+            Some(coalescer) => self.handle_coalesced(coalescer, id, coalesce::Owned::Recover(open)).await,
+            None => self.one(&*self.store, id, &Intent::Recover(open)).await,
+        }
+    }
+}
+
+fn failure_state<M>(
+    command: &M::Command,
+    previous: &M::State,
+    error: &M::Error,
+    attempts: u32,
+    failed_at: u64,
+) -> Option<M::State>
+where
+    M: RecordFailures,
+    M::State: Clone,
+    M::Command: Clone,
+{
+    let kept = M::failure(error)?;
+    Some(M::State::from_failure(Failure {
+        command: command.clone(),
+        previous: Box::new(previous.clone()),
+        error: kept,
+        attempts,
+        failed_at,
+    }))
+}
+
+fn open_failure<M>(state: &M::State) -> Option<(M::Command, M::State, u32)>
+where
+    M: AsyncMachine,
+    M::State: FailureState<Command = M::Command> + Clone,
+    M::Command: Clone,
+{
+    state.failure().map(|failure| (failure.command.clone(), (*failure.previous).clone(), failure.attempts))
+}
+
+fn unix_millis() -> u64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<M: AsyncMachine, St> Clone for Runner<M, St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            deps: Arc::clone(&self.deps),
+            policy: Arc::clone(&self.policy),
+            recorder: self.recorder,
+            clock: Arc::clone(&self.clock),
+            coalescer: self.coalescer.clone(),
+            retry_clock: Arc::clone(&self.retry_clock),
+            machine: PhantomData,
+        }
+    }
+}
+
+impl<M: AsyncMachine, St: fmt::Debug> fmt::Debug for Runner<M, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("machine", &M::NAME)
+            .field("store", &self.store)
+            .field("policy", &self.policy)
+            .field("record_failures", &self.recorder.is_some())
+            .field("coalescing", &self.coalescer.as_ref().map(|c| c.config))
+            .finish_non_exhaustive()
+    }
+}

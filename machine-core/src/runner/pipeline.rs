@@ -1,0 +1,193 @@
+//! The one loop every change goes through: admit → load → plan → one commit
+//! → policy. A driver (a command, a coalesced group, a decision, a recovery,
+//! a joined transaction) only says what to read and how to plan; retries,
+//! read checks, the policy's hooks and the error mapping live here once.
+
+use super::tries::Tries;
+use crate::error::{Error, StoreError};
+use crate::retry::{Call, Clock, Finish, Policy};
+use crate::store::{Check, Commit, Origin, Record, Store, Write};
+use std::borrow::Cow;
+use std::future::Future;
+
+/// Where the loop loads and commits: the runner's store, or a transaction the
+/// caller already holds (see `join`).
+pub(crate) trait Session: Send {
+    fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+    fn commit(&mut self, commit: Commit<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<St: Store> Session for &St {
+    fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
+        Store::load(*self, machine, id)
+    }
+
+    fn commit(&mut self, commit: Commit<'_>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Store::commit(*self, commit)
+    }
+}
+
+/// A record an attempt loads. A `validated` read that the attempt does not
+/// write is committed as a version check, so what the plan saw was one
+/// consistent snapshot even when it writes nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Read<'a> {
+    pub(crate) machine: &'static str,
+    pub(crate) id: &'a str,
+    pub(crate) validated: bool,
+}
+
+/// One write an attempt decided on; it owns what it computed (the state's
+/// JSON, a recovered command's JSON) and borrows the rest from the driver.
+pub(crate) struct Planned<'a> {
+    pub(crate) machine: &'static str,
+    pub(crate) id: &'a str,
+    pub(crate) expected: u64,
+    pub(crate) kind: &'static str,
+    pub(crate) state: String,
+    pub(crate) command: Cow<'a, str>,
+    pub(crate) origin: Origin,
+}
+
+impl Planned<'_> {
+    /// The store's write, moving the state out (a plan is committed once).
+    fn take_write(&mut self) -> Write<'_> {
+        Write {
+            machine: self.machine,
+            id: self.id,
+            expected: self.expected,
+            kind: self.kind,
+            state: std::mem::take(&mut self.state),
+            command: &self.command,
+            origin: self.origin,
+        }
+    }
+}
+
+/// What one attempt decided: the writes to commit and what the driver gets
+/// back if they commit.
+pub(crate) struct Plan<'a, T> {
+    pub(crate) writes: Vec<Planned<'a>>,
+    pub(crate) value: T,
+}
+
+/// A driver's planning of one attempt, from the records it named. The plan
+/// borrows from the step (no lifetime parameter on the trait: with one, the
+/// compiler cannot show that a spawned group commit is `Send`).
+pub(crate) trait Step {
+    /// What a committed attempt hands back.
+    type Value;
+    /// The machine error type of the errors planning can end with.
+    type Error;
+
+    /// Plans attempt `attempt` (the first is 1) on `loaded`, one entry per
+    /// read in order (`None`: never written). An `Err` ends the call; it is
+    /// never retried.
+    fn plan(
+        &mut self,
+        loaded: Vec<Option<Record>>,
+        attempt: u32,
+    ) -> impl Future<Output = Result<Plan<'_, Self::Value>, Error<Self::Error>>>;
+}
+
+/// The policy and the clock a call retries by.
+#[derive(Clone, Copy)]
+pub(crate) struct Pipeline<'p> {
+    pub(crate) policy: &'p dyn Policy,
+    pub(crate) clock: &'p dyn Clock,
+}
+
+impl Pipeline<'_> {
+    /// Asks the policy to let a call on `(machine, id)` start; refused calls
+    /// never touch the store.
+    pub(crate) fn admit<'i, E>(&self, machine: &'static str, id: &'i str) -> Result<Call<'i>, Error<E>> {
+        let call = Call::new(machine, id);
+        match self.policy.admit(&call) {
+            Ok(()) => Ok(call),
+            Err(refused) => Err(Error::CircuitOpen { machine, id: id.to_owned(), retry_after: refused.retry_after }),
+        }
+    }
+
+    /// Tells the policy how an admitted call ended.
+    pub(crate) fn finish<T, E>(&self, call: &Call<'_>, result: &Result<T, Error<E>>) {
+        self.policy.finish(call, finish_of(result));
+    }
+
+    /// A whole call: admitted, its attempts, the policy told how it ended.
+    pub(crate) async fn call<S, P>(
+        &self,
+        session: S,
+        reads: &[Read<'_>],
+        step: &mut P,
+    ) -> Result<(P::Value, u32), Error<P::Error>>
+    where
+        S: Session,
+        P: Step,
+    {
+        let (machine, id) = reads.first().map_or(("", ""), |read| (read.machine, read.id));
+        let call = self.admit(machine, id)?;
+        let result = self.attempts(session, reads, step).await;
+        self.finish(&call, &result);
+        result
+    }
+
+    /// The loop: load every read, plan, commit once (writes plus checks of
+    /// the validated reads not written), and on a conflict ask the policy
+    /// whether to go round again. Returns the plan's value and the number of
+    /// attempts it took.
+    pub(crate) async fn attempts<S, P>(
+        &self,
+        mut session: S,
+        reads: &[Read<'_>],
+        step: &mut P,
+    ) -> Result<(P::Value, u32), Error<P::Error>>
+    where
+        S: Session,
+        P: Step,
+    {
+        let mut tries = Tries::new(self.clock);
+        loop {
+            let attempt = tries.start();
+            let mut loaded = Vec::with_capacity(reads.len());
+            for read in reads {
+                loaded.push(session.load(read.machine, read.id).await?);
+            }
+            let versions: Vec<u64> = loaded.iter().map(|record| record.as_ref().map_or(0, |r| r.version)).collect();
+            let mut plan = step.plan(loaded, attempt).await?;
+            let checks: Vec<Check<'_>> = reads
+                .iter()
+                .zip(versions)
+                .filter(|(read, _)| {
+                    read.validated && !plan.writes.iter().any(|w| w.machine == read.machine && w.id == read.id)
+                })
+                .map(|(read, expected)| Check { machine: read.machine, id: read.id, expected })
+                .collect();
+            if plan.writes.is_empty() && checks.is_empty() {
+                return Ok((plan.value, attempt));
+            }
+            let writes = plan.writes.iter_mut().map(Planned::take_write).collect();
+            match session.commit(Commit { writes, checks }).await {
+                Ok(()) => return Ok((plan.value, attempt)),
+                Err(StoreError::Conflict(conflict)) => tries.lost(self.policy, self.clock, conflict).await?,
+                Err(other) => return Err(Error::Store(other)),
+            }
+        }
+    }
+}
+
+/// How a call ended, for [`Policy::finish`]: saved (a recorded failure is a
+/// successful save), given up after conflicts, a store failure, or anything
+/// else (refusals say nothing about contention or the store's health).
+pub(crate) fn finish_of<T, E>(result: &Result<T, Error<E>>) -> Finish {
+    match result {
+        Ok(_) | Err(Error::FailureRecorded { .. }) => Finish::Committed,
+        Err(
+            Error::RetriesExhausted { .. }
+            | Error::Thrashing { .. }
+            | Error::DeadlineExceeded { .. }
+            | Error::BudgetExhausted { .. },
+        ) => Finish::GaveUp,
+        Err(Error::Store(StoreError::Backend { .. })) => Finish::StoreFailed,
+        Err(_) => Finish::Other,
+    }
+}
