@@ -6,7 +6,7 @@ mod conformance;
 
 use machine_core::decision::{Decided, Decision, Key, Verdict};
 use machine_core::prelude::*;
-use machine_core::store::{Change, Commit, Memory, Record, Store, Write};
+use machine_core::store::{Change, Commit, Memory, Origin, Record, Store, Write};
 use machine_core::{StoreError, decision::Rejection};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -288,6 +288,7 @@ impl Store for RivalOnce {
                 kind: "Open",
                 state,
                 command: "null",
+                origin: Origin::Command,
             };
             self.inner.commit(Commit::write(rival)).await?;
         }

@@ -241,6 +241,7 @@ where
                                 kind: planned.next.kind().as_str(),
                                 state: json,
                                 command: &job.command_json,
+                                origin: crate::store::Origin::Command,
                             });
                             state = planned.next.clone();
                         }

@@ -400,6 +400,7 @@ impl<'s, St: Store> Decision<'s, St> {
                     kind: p.kind,
                     state: p.state.clone(),
                     command: &p.command,
+                    origin: crate::store::Origin::Command,
                 })
                 .collect();
             let checks = loaded

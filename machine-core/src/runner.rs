@@ -346,6 +346,7 @@ where
                 kind: planned.next.kind().as_str(),
                 state: encode::<M, _>(id, "state", &planned.next)?,
                 command: &planned.command,
+                origin: crate::store::Origin::Command,
             };
             match session.commit(Commit::write(write)).await {
                 Ok(()) => {

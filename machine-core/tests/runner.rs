@@ -2,7 +2,7 @@
 //! refused, and that refusals write nothing.
 
 use machine_core::prelude::*;
-use machine_core::store::{Change, Commit, Memory, Record, Store, Write};
+use machine_core::store::{Change, Commit, Memory, Origin, Record, Store, Write};
 use machine_core::{HistoryEntry, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -211,7 +211,15 @@ async fn corrupt_stored_state_is_a_decode_error_naming_id_and_version() {
     let runner = runner();
     runner.handle("good", &OrderCommand::Add("tea".into())).await.unwrap();
     for (id, json) in [("corrupt", "{not json"), ("unknown", "\"Teleported\"")] {
-        let write = Write { machine: "Order", id, expected: 0, kind: "Draft", state: json.into(), command: "null" };
+        let write = Write {
+            machine: "Order",
+            id,
+            expected: 0,
+            kind: "Draft",
+            state: json.into(),
+            command: "null",
+            origin: Origin::Command,
+        };
         runner.store().commit(Commit::write(write)).await.unwrap();
         let error = runner.handle(id, &OrderCommand::Cancel).await.unwrap_err();
         match &error {

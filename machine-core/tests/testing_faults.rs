@@ -4,7 +4,7 @@
 //! forwarded to the wrapped store otherwise.
 
 use machine_core::prelude::*;
-use machine_core::store::{Commit, Memory, Store, Write};
+use machine_core::store::{Commit, Memory, Origin, Store, Write};
 use machine_core::testing::{Fault, FaultyStore, InjectedFault, Injection, Op, Schedule};
 use machine_core::{StoreError, retry};
 use serde::{Deserialize, Serialize};
@@ -157,7 +157,15 @@ async fn the_first_matching_rule_wins_and_clones_share_the_plan() {
 #[tokio::test]
 async fn without_rules_every_call_is_forwarded() {
     let store = FaultyStore::new(Memory::new());
-    let write = |expected| Write { machine: "M", id: "a", expected, kind: "K", state: "1".into(), command: "\"c\"" };
+    let write = |expected| Write {
+        machine: "M",
+        id: "a",
+        expected,
+        kind: "K",
+        state: "1".into(),
+        command: "\"c\"",
+        origin: Origin::Command,
+    };
     store.commit(Commit::write(write(0))).await.unwrap();
     let stale = store.commit(Commit::write(write(0))).await.unwrap_err();
     assert_eq!(stale.conflict().map(|c| (c.attempted, c.current)), Some((1, 1)), "the inner store's own conflict");

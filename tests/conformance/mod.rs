@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test binary uses the part it needs
 
 use machine_core::prelude::*;
-use machine_core::store::{Check, Commit, Cursor, Feed, Query, Store, Write};
+use machine_core::store::{Change, Check, Commit, Cursor, Feed, Origin, Query, Store, Write};
 use machine_core::store::{Postgres, Sqlite};
 use machine_core::{StoreError, VersionConflict};
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,54 @@ pub(crate) trait Harness: Store + Feed + Query + Clone {
     /// `false` when the store cannot hold such a row (e.g. invalid JSON in a
     /// `jsonb` column, versions it does not support).
     fn raw_record(&self, machine: &str, id: &str, version: u64, state: &str) -> impl Future<Output = bool> + Send;
+
+    /// Writes record `(machine, id)` as the store would at version 1 (kind
+    /// `Open`, state `1`), then stores `value` in `column` behind the store's
+    /// back, bypassing every check that can be bypassed; `false` (and nothing
+    /// written) when the store cannot hold such a row.
+    fn plant_record(&self, machine: &str, id: &str, column: &str, value: Raw) -> impl Future<Output = bool> + Send;
+
+    /// Likewise for one history row of version 1 (command `null`, origin
+    /// `command`, kind `Open`, state `1`) with `value` stored in `column`.
+    fn plant_history(&self, machine: &str, id: &str, column: &str, value: Raw) -> impl Future<Output = bool> + Send;
+
+    /// Every stored row of record `(machine, id)`, record and history, as
+    /// exact text, to show that nothing rewrote them.
+    fn raw_rows(&self, machine: &str, id: &str) -> impl Future<Output = Vec<String>> + Send;
+
+    /// Deletes every row of record `(machine, id)`.
+    fn remove_rows(&self, machine: &str, id: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// A value as another program might have stored it in a column.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Raw {
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Valid text.
+    Text(&'static str),
+    /// Bytes stored as text although they are not UTF-8.
+    BadText(&'static [u8]),
+    /// Bytes.
+    Blob(&'static [u8]),
+    /// SQL NULL.
+    Null,
+}
+
+impl Raw {
+    /// SQLite's name for the storage class the value must end up in
+    /// (`typeof`): a harness refuses a plant that type affinity converted.
+    pub(crate) fn storage_class(self) -> &'static str {
+        match self {
+            Self::Int(_) => "integer",
+            Self::Real(_) => "real",
+            Self::Text(_) | Self::BadText(_) => "text",
+            Self::Blob(_) => "blob",
+            Self::Null => "null",
+        }
+    }
 }
 
 pub(crate) const M: &str = "Conformance";
@@ -39,7 +87,15 @@ pub(crate) fn database_url() -> Option<String> {
 }
 
 pub(crate) fn write<'a>(id: &'a str, expected: u64, state: &str) -> Write<'a> {
-    Write { machine: M, id, expected, kind: "Open", state: state.to_owned(), command: "{\"cmd\":1}" }
+    Write {
+        machine: M,
+        id,
+        expected,
+        kind: "Open",
+        state: state.to_owned(),
+        command: "{\"cmd\":1}",
+        origin: Origin::Command,
+    }
 }
 
 async fn version(store: &impl Store, id: &str) -> u64 {
@@ -270,6 +326,164 @@ pub(crate) async fn no_lost_updates_with_32_writers(store: impl Harness) {
     assert_eq!(record.version, 3200);
     assert_eq!(serde_json::from_str::<Counter>(&record.state).unwrap(), Counter::Open(3200));
     assert_eq!(store.history(M, "hot").await.unwrap().len(), 3200);
+}
+
+pub(crate) async fn origins_round_trip_through_history_and_the_feed(store: impl Harness) {
+    let recovery = |id, expected, state| Write { origin: Origin::Recovery, ..write(id, expected, state) };
+    store.commit(Commit::write(write("o", 0, "1"))).await.unwrap();
+    store.commit(Commit::write(recovery("o", 1, "2"))).await.unwrap();
+    let mixed = Commit { writes: vec![write("o", 2, "3"), recovery("p", 0, "1")], checks: vec![] };
+    store.commit(mixed).await.unwrap();
+    let history: Vec<_> = store.history(M, "o").await.unwrap().iter().map(|c| (c.version, c.origin)).collect();
+    assert_eq!(history, [(1, Origin::Command), (2, Origin::Recovery), (3, Origin::Command)]);
+    let feed: Vec<_> = feed_of(&store, 4).await.iter().map(|c| (c.id.to_string(), c.version, c.origin)).collect();
+    let expected =
+        [("o", 1, Origin::Command), ("o", 2, Origin::Recovery), ("o", 3, Origin::Command), ("p", 1, Origin::Recovery)];
+    assert_eq!(feed, expected.map(|(id, version, origin)| (id.to_owned(), version, origin)));
+}
+
+/// The whole feed once it holds at least `count` changes. PostgreSQL's feed
+/// holds back changes while any older transaction in the database is still
+/// open (another test's, say), so it is asked again for a while.
+async fn feed_of(store: &impl Harness, count: usize) -> Vec<Change> {
+    for _ in 0..100 {
+        let changes = store.changes(Cursor::START, 1000).await.unwrap();
+        if changes.len() >= count {
+            return changes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the feed never showed {count} changes");
+}
+
+/// Record rows as no store writes them: `(column, value)`.
+const BAD_RECORDS: &[(&str, Raw)] = &[
+    ("version", Raw::Int(0)),
+    ("version", Raw::Int(-7)),
+    ("version", Raw::Real(1.5)),
+    // Not '1': SQLite's INTEGER affinity stores that as the integer 1.
+    ("version", Raw::Text("one")),
+    ("version", Raw::Blob(b"\x01")),
+    ("version", Raw::Null),
+    ("kind", Raw::Blob(b"Open")),
+    ("state", Raw::Blob(b"1")),
+    ("state", Raw::BadText(b"\xff\xfe")),
+    ("state", Raw::Null),
+    ("updated_at", Raw::Real(0.5)),
+    ("updated_at", Raw::Text("yesterday")),
+    ("updated_at", Raw::Int(-1)),
+];
+
+/// History rows as no store writes them: `(column, value)`.
+const BAD_HISTORY: &[(&str, Raw)] = &[
+    ("version", Raw::Int(0)),
+    ("version", Raw::Int(-2)),
+    ("version", Raw::Real(2.5)),
+    ("version", Raw::Text("two")),
+    ("command", Raw::Blob(b"null")),
+    ("kind", Raw::Blob(b"Open")),
+    ("state", Raw::Blob(b"1")),
+    ("state", Raw::BadText(b"\xc3\x28")),
+    ("origin", Raw::Text("teleported")),
+    ("origin", Raw::Blob(b"command")),
+    ("at", Raw::Real(0.5)),
+    ("at", Raw::Text("noon")),
+    ("at", Raw::Int(-1)),
+];
+
+/// Whether `error` is the `Corrupt` error of record `(M, id)` about `column`.
+fn names(error: &StoreError, id: &str, column: &str) -> bool {
+    matches!(error, StoreError::Corrupt { machine, id: got, reason }
+        if machine == M && got == id && reason.contains(&format!("stored {column} ")))
+        && !error.is_retryable()
+        && error.to_string().starts_with(&format!("corrupt record {M} {id:?}: "))
+}
+
+pub(crate) async fn corrupt_records_are_named_and_left_untouched(store: impl Harness) {
+    let runner = Runner::<Counters, _>::new(store.clone(), ());
+    runner.handle("good", &CounterCommand::Increment).await.unwrap();
+    let mut planted = 0;
+    for (n, &(column, value)) in BAD_RECORDS.iter().enumerate() {
+        let id = format!("bad-{n}"); // sorts before "good", so it is in the first page
+        if !store.plant_record(M, &id, column, value).await {
+            eprintln!("skipped: this store cannot hold a record whose {column} is {value:?}");
+            continue;
+        }
+        planted += 1;
+        let rows = store.raw_rows(M, &id).await;
+        let case = format!("{column} = {value:?}");
+        let loaded = store.load(M, &id).await.unwrap_err();
+        assert!(names(&loaded, &id, column), "{case}: {loaded:?}");
+        // A page holding the row fails naming it; later pages are unaffected.
+        let page = store.by_kind(M, "Open", None, 100).await;
+        if column == "kind" {
+            let ids: Vec<_> = page.unwrap().into_iter().map(|l| l.id).collect();
+            assert_eq!(ids, ["good"], "{case}: a kind that is not text matches no kind");
+        } else {
+            let error = page.unwrap_err();
+            assert!(names(&error, &id, column), "{case}: {error:?}");
+        }
+        let next: Vec<_> = store.by_kind(M, "Open", Some(&id), 100).await.unwrap().into_iter().map(|l| l.id).collect();
+        assert_eq!(next, ["good"], "{case}");
+        // The runner stops at once instead of retrying a write that cannot land.
+        let handled = runner.handle(&id, &CounterCommand::Increment).await.unwrap_err();
+        assert!(matches!(&handled, Error::Store(e) if names(e, &id, column)), "{case}: {handled:?}");
+        assert!(!handled.is_retryable(), "{case}");
+        if column == "version" {
+            for expected in [0, 1] {
+                let error = store.commit(Commit::write(write(&id, expected, "2"))).await.unwrap_err();
+                assert!(names(&error, &id, column), "{case}, write expecting {expected}: {error:?}");
+            }
+            let check = Check { machine: M, id: &id, expected: 0 };
+            let error = store.commit(Commit { writes: vec![write("other", 0, "1")], checks: vec![check] }).await;
+            assert!(names(&error.unwrap_err(), &id, column), "{case}: read check");
+            assert_eq!(store.load(M, "other").await.unwrap(), None, "{case}: nothing of the commit applied");
+        }
+        assert_eq!(store.raw_rows(M, &id).await, rows, "{case}: the row is left as it was");
+        assert_eq!(version(&store, "good").await, 1, "{case}: the neighbour still loads");
+        store.remove_rows(M, &id).await;
+    }
+    eprintln!("{planted} of {} corrupt records planted", BAD_RECORDS.len());
+    assert_eq!(runner.handle("good", &CounterCommand::Increment).await.unwrap().version, 2);
+}
+
+pub(crate) async fn corrupt_history_entries_are_named_and_left_untouched(store: impl Harness) {
+    store.commit(Commit::write(write("good", 0, "1"))).await.unwrap();
+    let clean = feed_of(&store, 1).await;
+    let mut planted = 0;
+    for (n, &(column, value)) in BAD_HISTORY.iter().enumerate() {
+        let id = format!("bad-{n}");
+        if !store.plant_history(M, &id, column, value).await {
+            eprintln!("skipped: this store cannot hold a history entry whose {column} is {value:?}");
+            continue;
+        }
+        planted += 1;
+        let rows = store.raw_rows(M, &id).await;
+        let case = format!("{column} = {value:?}");
+        let error = store.history(M, &id).await.unwrap_err();
+        assert!(names(&error, &id, column), "{case}: {error:?}");
+        assert!(error.to_string().contains("history entry "), "{case}: the entry's cursor is named: {error}");
+        // The feed cannot skip a change, so the page holding it fails naming
+        // it; the pages before it still read.
+        let mut feed = store.changes(Cursor::START, 1000).await;
+        for _ in 0..100 {
+            if feed.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            feed = store.changes(Cursor::START, 1000).await;
+        }
+        let error = feed.unwrap_err();
+        assert!(names(&error, &id, column), "{case}: {error:?}");
+        let before = u32::try_from(clean.len()).unwrap();
+        assert_eq!(store.changes(Cursor::START, before).await.unwrap(), clean, "{case}");
+        assert_eq!(store.history(M, "good").await.unwrap().len(), 1, "{case}: other histories still read");
+        assert_eq!(version(&store, "good").await, 1, "{case}");
+        assert_eq!(store.raw_rows(M, &id).await, rows, "{case}: the row is left as it was");
+        store.remove_rows(M, &id).await;
+    }
+    eprintln!("{planted} of {} corrupt history entries planted", BAD_HISTORY.len());
+    assert_eq!(store.changes(Cursor::START, 1000).await.unwrap(), clean, "readable again once the rows are gone");
 }
 
 // ---------------------------------------------------------------------------

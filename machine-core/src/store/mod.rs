@@ -19,7 +19,7 @@ pub use key::{MAX_KEY_LEN, validate_id, validate_machine};
 pub use memory::Memory;
 #[cfg(feature = "postgres")]
 pub use postgres::{Postgres, PostgresOptions};
-pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Record, Write};
+pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Origin, Record, Write};
 #[cfg(feature = "sqlite")]
 pub use sqlite::Sqlite;
 
