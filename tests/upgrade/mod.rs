@@ -91,9 +91,12 @@ async fn an_old_sqlite_file_is_upgraded_with_its_records_and_history_intact() {
     let quoted = "o'2 \"quoted\"";
 
     let paid = store.load("Order", "o-1").await.unwrap().unwrap();
-    assert_eq!((paid.version, &*paid.kind, &*paid.state, paid.updated_at), (2, "Paid", "{\"paid\":10}", 1700000000002));
+    assert_eq!(
+        (paid.version, &*paid.kind, &*paid.state, paid.updated_at),
+        (2, "Paid", "{\"paid\":10}", 1_700_000_000_002)
+    );
     let draft = store.load("Order", quoted).await.unwrap().unwrap();
-    assert_eq!((draft.version, &*draft.kind, &*draft.state, draft.updated_at), (1, "Draft", "{}", 1700000000003));
+    assert_eq!((draft.version, &*draft.kind, &*draft.state, draft.updated_at), (1, "Draft", "{}", 1_700_000_000_003));
 
     let history = store.history("Order", "o-1").await.unwrap();
     let summary: Vec<_> = history
@@ -103,8 +106,8 @@ async fn an_old_sqlite_file_is_upgraded_with_its_records_and_history_intact() {
     assert_eq!(
         summary,
         [
-            (1, 1, "\"Create\"", None, "{}", Origin::Command, 1700000000001),
-            (2, 2, "{\"Pay\":10}", Some("{}"), "{\"paid\":10}", Origin::Command, 1700000000002),
+            (1, 1, "\"Create\"", None, "{}", Origin::Command, 1_700_000_000_001),
+            (2, 2, "{\"Pay\":10}", Some("{}"), "{\"paid\":10}", Origin::Command, 1_700_000_000_002),
         ],
         "old entries read as written, by commands"
     );

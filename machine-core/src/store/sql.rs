@@ -279,4 +279,120 @@ mod tests {
         }
         assert_eq!(version_from_db("m", "i", 1).unwrap(), 1);
     }
+
+    #[cfg(feature = "sqlite")]
+    mod rows {
+        use super::super::*;
+        use sqlx::AssertSqlSafe;
+        use sqlx::sqlite::{SqlitePool, SqliteRow};
+
+        fn driver(error: sqlx::Error) -> StoreError {
+            backend(error, |_| false)
+        }
+
+        async fn row(pool: &SqlitePool, columns: &str) -> SqliteRow {
+            sqlx::query(AssertSqlSafe(format!("SELECT {columns}"))).fetch_one(pool).await.unwrap()
+        }
+
+        fn reason(result: Result<impl std::fmt::Debug, StoreError>, machine: &str, id: &str) -> String {
+            match result {
+                Err(StoreError::Corrupt { machine: m, id: i, reason }) if m == machine && i == id => reason,
+                other => panic!("not a Corrupt error naming {machine} {id:?}: {other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn every_value_a_store_never_writes_is_named_with_its_record() {
+            let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+            let cases = [
+                ("NULL, 'K', '1', 0", "stored version is NULL"),
+                ("0, 'K', '1', 0", "stored version 0 is not a valid version (versions start at 1)"),
+                ("-1, 'K', '1', 0", "stored version -1 is not a valid version (versions start at 1)"),
+                ("1.5, 'K', '1', 0", "stored version is REAL, not an integer"),
+                ("'1', 'K', '1', 0", "stored version is TEXT, not an integer"),
+                ("X'01', 'K', '1', 0", "stored version is BLOB, not an integer"),
+                ("1, NULL, '1', 0", "stored kind is NULL"),
+                ("1, X'4b', '1', 0", "stored kind is BLOB, not text"),
+                ("1, 'K', 7, 0", "stored state is INTEGER, not text"),
+                ("1, 'K', CAST(X'fffe' AS TEXT), 0", "stored state is not text: invalid utf-8"),
+                ("1, 'K', '1', 0.5", "stored updated_at is REAL, not an integer"),
+                ("1, 'K', '1', -5", "stored updated_at -5 is negative"),
+            ];
+            for (values, expected) in cases {
+                let named = row_with(&pool, values, &["version", "kind", "state", "updated_at"]).await;
+                let reason = reason(record(&named, "Order", "order-42", driver), "Order", "order-42");
+                assert!(reason.starts_with(expected), "{values}: {reason}");
+            }
+            let good =
+                row_with(&pool, "3, 'K', '{}', 1700000000000", &["version", "kind", "state", "updated_at"]).await;
+            let record = record(&good, "Order", "order-42", driver).unwrap();
+            assert_eq!(
+                (record.version, &*record.kind, &*record.state, record.updated_at),
+                (3, "K", "{}", 1_700_000_000_000)
+            );
+        }
+
+        /// A one-row result of `values` under the names `columns`.
+        async fn row_with(pool: &SqlitePool, values: &str, columns: &[&str]) -> SqliteRow {
+            let select: Vec<String> = values.split(", ").zip(columns).map(|(v, c)| format!("{v} AS {c}")).collect();
+            row(pool, &select.join(", ")).await
+        }
+
+        #[tokio::test]
+        async fn history_entries_name_their_record_and_cursor() {
+            let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+            let columns = [
+                "seq",
+                "machine",
+                "id",
+                "version",
+                "command",
+                "origin",
+                "kind",
+                "state",
+                "at",
+                "kind_before",
+                "state_before",
+            ];
+            let good = row_with(&pool, "7, 'M', 'i', 2, 'null', 'recovery', 'K', '2', 5, 'K', '1'", &columns).await;
+            let entry = change(&good, None, driver).unwrap();
+            assert_eq!(
+                (entry.cursor, entry.origin, entry.before.as_deref()),
+                (Cursor { tx: 0, seq: 7 }, Origin::Recovery, Some("1"))
+            );
+            let cases = [
+                (
+                    "7, 'M', 'i', 2, 'null', 'replayed', 'K', '2', 5, NULL, NULL",
+                    "M",
+                    "i",
+                    "history entry 0:7: stored origin \"replayed\" is not one this version knows",
+                ),
+                (
+                    "7, 'M', 'i', 0, 'null', 'command', 'K', '2', 5, NULL, NULL",
+                    "M",
+                    "i",
+                    "history entry 0:7: stored version 0 is not a valid version",
+                ),
+                (
+                    "7, 'M', 'i', 2, X'00', 'command', 'K', '2', 5, NULL, NULL",
+                    "M",
+                    "i",
+                    "history entry 0:7: stored command is BLOB, not text",
+                ),
+                ("-7, 'M', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL", "M", "i", "stored seq -7 is negative"),
+                (
+                    "7, X'00', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL",
+                    UNREADABLE,
+                    UNREADABLE,
+                    "stored machine is BLOB, not text",
+                ),
+                ("7, 'M', NULL, 2, 'null', 'command', 'K', '2', 5, NULL, NULL", "M", UNREADABLE, "stored id is NULL"),
+            ];
+            for (values, machine, id, expected) in cases {
+                let row = row_with(&pool, values, &columns).await;
+                let reason = reason(change(&row, None, driver), machine, id);
+                assert!(reason.starts_with(expected), "{values}: {reason}");
+            }
+        }
+    }
 }
