@@ -6,7 +6,7 @@ mod conformance;
 
 use machine_core::decision::{Decided, Decision, Key, Verdict};
 use machine_core::prelude::*;
-use machine_core::store::{Change, Commit, Memory, Record, Store, Write};
+use machine_core::store::{Change, Commit, Memory, Origin, Record, Store, Write};
 use machine_core::{StoreError, decision::Rejection};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -288,7 +288,7 @@ impl Store for RivalOnce {
                 kind: "Open",
                 state,
                 command: "null",
-                origin: machine_core::store::Origin::Command,
+                origin: Origin::Command,
             };
             self.inner.commit(Commit::write(rival)).await?;
         }

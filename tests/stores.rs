@@ -4,9 +4,29 @@
 //! skipped; under `CI=true` they fail instead.
 
 mod conformance;
+mod upgrade;
 
-use conformance::{Harness, M, database_url, drop_schema, postgres, remove_sqlite, sqlite, unique};
-use machine_core::store::{Commit, Memory, Postgres, Sqlite, Store, Write};
+use conformance::{Harness, M, Raw, database_url, drop_schema, postgres, remove_sqlite, sqlite, unique};
+use machine_core::store::{Commit, Memory, Origin, Postgres, Sqlite, Store, Write};
+use sqlx::{AssertSqlSafe, Connection};
+
+/// Binds a [`Raw`] value as the next parameter of a query.
+macro_rules! bind_raw {
+    ($query:expr, $raw:expr) => {
+        match $raw {
+            Raw::Int(value) => $query.bind(value),
+            Raw::Real(value) => $query.bind(value),
+            Raw::Text(value) => $query.bind(value),
+            Raw::BadText(value) | Raw::Blob(value) => $query.bind(value),
+            Raw::Null => $query.bind(None::<String>),
+        }
+    };
+}
+
+/// The columns a test may plant into; anything else is a test bug.
+fn plantable(column: &str) -> bool {
+    ["version", "kind", "state", "updated_at", "command", "origin", "at"].contains(&column)
+}
 
 impl Harness for Memory {
     async fn raw_record(&self, machine: &str, id: &str, version: u64, state: &str) -> bool {
@@ -19,11 +39,66 @@ impl Harness for Memory {
                 kind: "Open",
                 state: state.to_owned(),
                 command: "null",
-                origin: machine_core::store::Origin::Command,
+                origin: Origin::Command,
             };
             self.commit(Commit::write(write)).await.is_ok()
         }
     }
+
+    // Nothing but the store itself writes the memory store's rows.
+    async fn plant_record(&self, _: &str, _: &str, _: &str, _: Raw) -> bool {
+        false
+    }
+
+    async fn plant_history(&self, _: &str, _: &str, _: &str, _: Raw) -> bool {
+        false
+    }
+
+    async fn raw_rows(&self, machine: &str, id: &str) -> Vec<String> {
+        let record = self.load(machine, id).await.ok().flatten().map(|r| format!("{r:?}"));
+        let history = self.history(machine, id).await.unwrap_or_default().into_iter().map(|c| format!("{c:?}"));
+        record.into_iter().chain(history).collect()
+    }
+
+    async fn remove_rows(&self, _: &str, _: &str) {}
+}
+
+/// Runs `insert` (binding machine and id), then stores `value` in
+/// `table.column` of that row, all in one transaction on a connection
+/// that ignores CHECK constraints, as another program might; rolls back
+/// unless the value kept its storage class.
+async fn plant_sqlite(
+    store: &Sqlite,
+    insert: &str,
+    table: &str,
+    machine: &str,
+    id: &str,
+    column: &str,
+    value: Raw,
+) -> bool {
+    assert!(plantable(column), "{column}");
+    let Ok(mut conn) = store.pool().acquire().await else { return false };
+    let expression = if matches!(value, Raw::BadText(_)) { "CAST(? AS TEXT)" } else { "?" };
+    let update = format!("UPDATE {table} SET {column} = {expression} WHERE machine = ? AND id = ?");
+    let class = format!("SELECT typeof({column}) FROM {table} WHERE machine = ? AND id = ?");
+    let planted = async {
+        sqlx::raw_sql("PRAGMA ignore_check_constraints = ON").execute(&mut *conn).await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query(AssertSqlSafe(insert.to_owned())).bind(machine).bind(id).execute(&mut *tx).await?;
+        bind_raw!(sqlx::query(AssertSqlSafe(update)), value).bind(machine).bind(id).execute(&mut *tx).await?;
+        let stored: String =
+            sqlx::query_scalar(AssertSqlSafe(class)).bind(machine).bind(id).fetch_one(&mut *tx).await?;
+        if stored != value.storage_class() {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(true)
+    }
+    .await
+    .unwrap_or(false);
+    // Back in the pool, the connection must check constraints again.
+    sqlx::raw_sql("PRAGMA ignore_check_constraints = OFF").execute(&mut *conn).await.expect("reset pragma");
+    planted
 }
 
 impl Harness for Sqlite {
@@ -37,6 +112,83 @@ impl Harness for Sqlite {
             .await
             .is_ok()
     }
+
+    async fn plant_record(&self, machine: &str, id: &str, column: &str, value: Raw) -> bool {
+        let insert = "INSERT OR REPLACE INTO machine_records (machine, id, version, kind, state, updated_at)
+                      VALUES (?, ?, 1, 'Open', '1', 0)";
+        plant_sqlite(self, insert, "machine_records", machine, id, column, value).await
+    }
+
+    async fn plant_history(&self, machine: &str, id: &str, column: &str, value: Raw) -> bool {
+        let insert = "INSERT INTO machine_history (machine, id, version, command, origin, kind, state, at)
+                      VALUES (?, ?, 1, 'null', 'command', 'Open', '1', 0)";
+        plant_sqlite(self, insert, "machine_history", machine, id, column, value).await
+    }
+
+    async fn raw_rows(&self, machine: &str, id: &str) -> Vec<String> {
+        // Storage class and bytes of every column: exact, and readable even
+        // when the text is not UTF-8.
+        let exact = |columns: &[&str]| {
+            columns.iter().map(|c| format!("typeof({c}) || ':' || hex({c})")).collect::<Vec<_>>().join(" || '|' || ")
+        };
+        let sql = format!(
+            "SELECT 'record ' || {} FROM machine_records WHERE machine = ?1 AND id = ?2
+             UNION ALL SELECT * FROM (SELECT 'history ' || seq || ' ' || {} FROM machine_history
+                                      WHERE machine = ?1 AND id = ?2 ORDER BY seq)",
+            exact(&["version", "kind", "state", "updated_at"]),
+            exact(&["version", "command", "origin", "kind", "state", "at"]),
+        );
+        sqlx::query_scalar(AssertSqlSafe(sql)).bind(machine).bind(id).fetch_all(self.pool()).await.expect("raw rows")
+    }
+
+    async fn remove_rows(&self, machine: &str, id: &str) {
+        for table in ["machine_records", "machine_history"] {
+            let sql = format!("DELETE FROM {table} WHERE machine = ? AND id = ?");
+            sqlx::query(AssertSqlSafe(sql)).bind(machine).bind(id).execute(self.pool()).await.expect("remove rows");
+        }
+    }
+}
+
+/// Runs `insert` (binding machine and id) and stores `value` in `column`
+/// of that row, in one transaction: `false` and nothing written when the
+/// column's type or a constraint refuses it, or when PostgreSQL converted the
+/// value to the column's type (1.5 into a `bigint` is rounded to 2: a valid
+/// value, not a corrupt one).
+async fn plant_postgres(
+    store: &Postgres,
+    insert: String,
+    table: &str,
+    machine: &str,
+    id: &str,
+    column: &str,
+    value: Raw,
+) -> bool {
+    assert!(plantable(column), "{column}");
+    // Typed parameters, so the server converts or refuses instead of reading
+    // one type's bytes as another's.
+    let (parameter, text) = match value {
+        Raw::Int(v) => ("$3::int8", v.to_string()),
+        Raw::Real(v) => ("$3::float8", v.to_string()),
+        Raw::Text(v) => ("$3::text", v.to_owned()),
+        // No column is bytea or nullable, and text is always valid UTF-8.
+        Raw::BadText(_) | Raw::Blob(_) | Raw::Null => return false,
+    };
+    let schema = store.schema();
+    let update = format!("UPDATE {schema}.{table} SET {column} = {parameter} WHERE machine = $1 AND id = $2");
+    let stored = format!("SELECT {column}::text FROM {schema}.{table} WHERE machine = $1 AND id = $2");
+    async {
+        let mut tx = store.pool().begin().await?;
+        sqlx::query(AssertSqlSafe(insert)).bind(machine).bind(id).execute(&mut *tx).await?;
+        bind_raw!(sqlx::query(AssertSqlSafe(update)).bind(machine).bind(id), value).execute(&mut *tx).await?;
+        let kept: String = sqlx::query_scalar(AssertSqlSafe(stored)).bind(machine).bind(id).fetch_one(&mut *tx).await?;
+        if kept != text {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(true)
+    }
+    .await
+    .unwrap_or(false)
 }
 
 impl Harness for Postgres {
@@ -54,6 +206,40 @@ impl Harness for Postgres {
             .execute(self.pool())
             .await
             .is_ok()
+    }
+
+    async fn plant_record(&self, machine: &str, id: &str, column: &str, value: Raw) -> bool {
+        let insert = format!(
+            "INSERT INTO {}.machine_records (machine, id, version, kind, state) VALUES ($1, $2, 1, 'Open', '1')",
+            self.schema()
+        );
+        plant_postgres(self, insert, "machine_records", machine, id, column, value).await
+    }
+
+    async fn plant_history(&self, machine: &str, id: &str, column: &str, value: Raw) -> bool {
+        let insert = format!(
+            "INSERT INTO {}.machine_history (machine, id, version, command, origin, kind, state)
+             VALUES ($1, $2, 1, 'null', 'command', 'Open', '1')",
+            self.schema()
+        );
+        plant_postgres(self, insert, "machine_history", machine, id, column, value).await
+    }
+
+    async fn raw_rows(&self, machine: &str, id: &str) -> Vec<String> {
+        let sql = format!(
+            "SELECT 'record ' || r::text FROM {0}.machine_records r WHERE machine = $1 AND id = $2
+             UNION ALL SELECT * FROM (SELECT 'history ' || h::text FROM {0}.machine_history h
+                                      WHERE machine = $1 AND id = $2 ORDER BY seq) AS entries",
+            self.schema()
+        );
+        sqlx::query_scalar(AssertSqlSafe(sql)).bind(machine).bind(id).fetch_all(self.pool()).await.expect("raw rows")
+    }
+
+    async fn remove_rows(&self, machine: &str, id: &str) {
+        for table in ["machine_records", "machine_history"] {
+            let sql = format!("DELETE FROM {}.{table} WHERE machine = $1 AND id = $2", self.schema());
+            sqlx::query(AssertSqlSafe(sql)).bind(machine).bind(id).execute(self.pool()).await.expect("remove rows");
+        }
     }
 }
 
@@ -97,6 +283,9 @@ conformance!(
     ids_are_validated_and_stored_verbatim,
     versions_at_the_limit_are_typed_errors,
     corrupt_rows_are_decode_errors_and_harm_no_other_record,
+    corrupt_records_are_named_and_left_untouched,
+    corrupt_history_entries_are_named_and_left_untouched,
+    origins_round_trip_through_history_and_the_feed,
     no_lost_updates_with_32_writers,
 );
 

@@ -92,16 +92,17 @@ pub enum StoreError {
         /// The version that cannot be incremented.
         version: u64,
     },
-    /// A stored row is not what the store writes (a version of 0 or below,
-    /// a state that is not text, a kind that contradicts its state): written
-    /// by another program or by hand. The row is left as it is; nothing that
-    /// depends on it is written until someone repairs it.
+    /// A stored row is not what the store writes (a version of 0 or below, a
+    /// value of the wrong type, text that is not UTF-8, an unknown origin):
+    /// written by something other than this store. The row was left as it is;
+    /// other records are not affected. Trying again cannot help: the row must
+    /// be repaired.
     Corrupt {
-        /// The record's machine.
+        /// The record's machine, as stored.
         machine: String,
-        /// The record's id.
+        /// The record's id, as stored.
         id: String,
-        /// What is wrong with it.
+        /// What is wrong with the row (the column and what was found there).
         reason: String,
     },
     /// The backend failed (I/O, connection, driver); `retryable` says whether
@@ -494,5 +495,28 @@ impl<E> Error<E> {
 impl<E> From<StoreError> for Error<E> {
     fn from(error: StoreError) -> Self {
         Self::Store(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_corrupt_record_is_named_and_not_retryable() {
+        let corrupt = StoreError::Corrupt {
+            machine: "Order".into(),
+            id: "order-42".into(),
+            reason: "stored version 0 is not a valid version (versions start at 1)".into(),
+        };
+        assert_eq!(
+            corrupt.to_string(),
+            "corrupt record Order \"order-42\": stored version 0 is not a valid version (versions start at 1)"
+        );
+        assert!(!corrupt.is_retryable());
+        assert!(corrupt.source().is_none());
+        assert!(corrupt.conflict().is_none());
+        assert!(!Error::<std::convert::Infallible>::Store(corrupt).is_retryable());
     }
 }

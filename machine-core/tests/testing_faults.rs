@@ -4,7 +4,7 @@
 //! forwarded to the wrapped store otherwise.
 
 use machine_core::prelude::*;
-use machine_core::store::{Commit, Memory, Store, Write};
+use machine_core::store::{Commit, Memory, Origin, Store, Write};
 use machine_core::testing::{Fault, FaultyStore, InjectedFault, Injection, Op, Schedule};
 use machine_core::{StoreError, retry};
 use serde::{Deserialize, Serialize};
@@ -164,7 +164,7 @@ async fn without_rules_every_call_is_forwarded() {
         kind: "K",
         state: "1".into(),
         command: "\"c\"",
-        origin: machine_core::store::Origin::Command,
+        origin: Origin::Command,
     };
     store.commit(Commit::write(write(0))).await.unwrap();
     let stale = store.commit(Commit::write(write(0))).await.unwrap_err();

@@ -4,8 +4,15 @@
 
 #![allow(dead_code)] // each test binary uses the part it needs
 
+mod corrupt;
+
+#[allow(unused_imports)] // as for dead code: not every test binary runs these
+pub(crate) use corrupt::{
+    corrupt_history_entries_are_named_and_left_untouched, corrupt_records_are_named_and_left_untouched,
+};
+
 use machine_core::prelude::*;
-use machine_core::store::{Check, Commit, Cursor, Feed, Query, Store, Write};
+use machine_core::store::{Change, Check, Commit, Cursor, Feed, Origin, Query, Store, Write};
 use machine_core::store::{Postgres, Sqlite};
 use machine_core::{StoreError, VersionConflict};
 use serde::{Deserialize, Serialize};
@@ -20,6 +27,54 @@ pub(crate) trait Harness: Store + Feed + Query + Clone {
     /// `false` when the store cannot hold such a row (e.g. invalid JSON in a
     /// `jsonb` column, versions it does not support).
     fn raw_record(&self, machine: &str, id: &str, version: u64, state: &str) -> impl Future<Output = bool> + Send;
+
+    /// Writes record `(machine, id)` as the store would at version 1 (kind
+    /// `Open`, state `1`), then stores `value` in `column` behind the store's
+    /// back, bypassing every check that can be bypassed; `false` (and nothing
+    /// written) when the store cannot hold such a row.
+    fn plant_record(&self, machine: &str, id: &str, column: &str, value: Raw) -> impl Future<Output = bool> + Send;
+
+    /// Likewise for one history row of version 1 (command `null`, origin
+    /// `command`, kind `Open`, state `1`) with `value` stored in `column`.
+    fn plant_history(&self, machine: &str, id: &str, column: &str, value: Raw) -> impl Future<Output = bool> + Send;
+
+    /// Every stored row of record `(machine, id)`, record and history, as
+    /// exact text, to show that nothing rewrote them.
+    fn raw_rows(&self, machine: &str, id: &str) -> impl Future<Output = Vec<String>> + Send;
+
+    /// Deletes every row of record `(machine, id)`.
+    fn remove_rows(&self, machine: &str, id: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// A value as another program might have stored it in a column.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Raw {
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Valid text.
+    Text(&'static str),
+    /// Bytes stored as text although they are not UTF-8.
+    BadText(&'static [u8]),
+    /// Bytes.
+    Blob(&'static [u8]),
+    /// SQL NULL.
+    Null,
+}
+
+impl Raw {
+    /// SQLite's name for the storage class the value must end up in
+    /// (`typeof`): a harness refuses a plant that type affinity converted.
+    pub(crate) fn storage_class(self) -> &'static str {
+        match self {
+            Self::Int(_) => "integer",
+            Self::Real(_) => "real",
+            Self::Text(_) | Self::BadText(_) => "text",
+            Self::Blob(_) => "blob",
+            Self::Null => "null",
+        }
+    }
 }
 
 pub(crate) const M: &str = "Conformance";
@@ -46,11 +101,11 @@ pub(crate) fn write<'a>(id: &'a str, expected: u64, state: &str) -> Write<'a> {
         kind: "Open",
         state: state.to_owned(),
         command: "{\"cmd\":1}",
-        origin: machine_core::store::Origin::Command,
+        origin: Origin::Command,
     }
 }
 
-async fn version(store: &impl Store, id: &str) -> u64 {
+pub(crate) async fn version(store: &impl Store, id: &str) -> u64 {
     store.load(M, id).await.unwrap().map_or(0, |r| r.version)
 }
 
@@ -278,6 +333,34 @@ pub(crate) async fn no_lost_updates_with_32_writers(store: impl Harness) {
     assert_eq!(record.version, 3200);
     assert_eq!(serde_json::from_str::<Counter>(&record.state).unwrap(), Counter::Open(3200));
     assert_eq!(store.history(M, "hot").await.unwrap().len(), 3200);
+}
+
+pub(crate) async fn origins_round_trip_through_history_and_the_feed(store: impl Harness) {
+    let recovery = |id, expected, state| Write { origin: Origin::Recovery, ..write(id, expected, state) };
+    store.commit(Commit::write(write("o", 0, "1"))).await.unwrap();
+    store.commit(Commit::write(recovery("o", 1, "2"))).await.unwrap();
+    let mixed = Commit { writes: vec![write("o", 2, "3"), recovery("p", 0, "1")], checks: vec![] };
+    store.commit(mixed).await.unwrap();
+    let history: Vec<_> = store.history(M, "o").await.unwrap().iter().map(|c| (c.version, c.origin)).collect();
+    assert_eq!(history, [(1, Origin::Command), (2, Origin::Recovery), (3, Origin::Command)]);
+    let feed: Vec<_> = feed_of(&store, 4).await.iter().map(|c| (c.id.to_string(), c.version, c.origin)).collect();
+    let expected =
+        [("o", 1, Origin::Command), ("o", 2, Origin::Recovery), ("o", 3, Origin::Command), ("p", 1, Origin::Recovery)];
+    assert_eq!(feed, expected.map(|(id, version, origin)| (id.to_owned(), version, origin)));
+}
+
+/// The whole feed once it holds at least `count` changes. PostgreSQL's feed
+/// holds back changes while any older transaction in the database is still
+/// open (another test's, say), so it is asked again for a while.
+pub(crate) async fn feed_of(store: &impl Harness, count: usize) -> Vec<Change> {
+    for _ in 0..100 {
+        let changes = store.changes(Cursor::START, 1000).await.unwrap();
+        if changes.len() >= count {
+            return changes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the feed never showed {count} changes");
 }
 
 // ---------------------------------------------------------------------------

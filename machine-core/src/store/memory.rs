@@ -23,12 +23,12 @@ const SHARDS: usize = 64;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use machine_core::store::{Commit, Memory, Store, Write};
+/// use machine_core::store::{Commit, Memory, Origin, Store, Write};
 ///
 /// let store = Memory::new();
 /// let write = |expected| Write {
 ///     machine: "Order", id: "order-1", expected, kind: "Draft",
-///     state: "\"Draft\"".into(), command: "\"Create\"", origin: Default::default(),
+///     state: "\"Draft\"".into(), command: "\"Create\"", origin: Origin::Command,
 /// };
 /// store.commit(Commit::write(write(0))).await.unwrap();
 /// // A second writer that also loaded version 0 loses:
@@ -237,11 +237,11 @@ fn apply(shard: &mut Shard, write: &Write<'_>, cursor: Cursor, at: u64) -> Chang
             id: entry.id.clone(),
             version,
             command,
+            origin: write.origin,
             kind_before: Some(previous.kind.clone()),
             before: Some(previous.state.clone()),
             kind: kind.clone(),
             after: state.clone(),
-            origin: write.origin,
             at,
         };
         entry.history.push(change.clone());
@@ -256,11 +256,11 @@ fn apply(shard: &mut Shard, write: &Write<'_>, cursor: Cursor, at: u64) -> Chang
             id: id.clone(),
             version,
             command,
+            origin: write.origin,
             kind_before: None,
             before: None,
             kind: kind.clone(),
             after: state.clone(),
-            origin: write.origin,
             at,
         };
         let record = Record { version, kind, state, updated_at: at };
@@ -341,6 +341,7 @@ impl std::fmt::Debug for Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Origin;
 
     fn write(id: &'static str, expected: u64, state: &str) -> Write<'static> {
         Write {
@@ -350,7 +351,7 @@ mod tests {
             kind: "K",
             state: state.to_owned(),
             command: "\"cmd\"",
-            origin: crate::store::Origin::Command,
+            origin: Origin::Command,
         }
     }
 

@@ -38,6 +38,10 @@ use std::future::Future;
 /// - each write appends one [`Change`] to the history in the same commit.
 /// - ids and machine names are validated ([`validate_id`]), never spliced into
 ///   queries, and stored verbatim.
+/// - a stored row the store would never have written (a version below 1, a
+///   value of the wrong type, text that is not UTF-8, an unknown [`Origin`])
+///   is read as [`StoreError::Corrupt`] naming its record, never accepted,
+///   repaired or rewritten; other records are not affected.
 pub trait Store: Send + Sync + 'static {
     /// The record `(machine, id)`, or `None` if it was never written.
     fn load(&self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
@@ -59,6 +63,10 @@ pub trait Store: Send + Sync + 'static {
 /// guarantees that is in its own docs.
 pub trait Feed: Store {
     /// Up to `limit` changes after `after`, in cursor order.
+    ///
+    /// A corrupt entry fails, with [`StoreError::Corrupt`] naming its record
+    /// and cursor, every page that would hold it, as skipping it would lose a
+    /// change for good; pages before it still read.
     fn changes(&self, after: Cursor, limit: u32) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
 }
 
@@ -67,6 +75,9 @@ pub trait Query: Store {
     /// Up to `limit` records of `machine` whose state is of `kind`, with ids
     /// greater than `after_id` (all when `None`), ordered by id. Pass the last
     /// id of a page to get the next one.
+    ///
+    /// A corrupt record fails the page that would hold it with
+    /// [`StoreError::Corrupt`] naming it; pages after its id still read.
     fn by_kind(
         &self,
         machine: &str,

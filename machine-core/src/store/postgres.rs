@@ -1,13 +1,15 @@
 //! The production store: PostgreSQL, shared by every instance of a service,
 //! with single-statement compare-and-set writes.
 
+mod schema;
+
 use super::key::{validate_id, validate_machine};
 use super::record::{Change, Check, Commit, Cursor, Listed, Record, Write};
-use super::sql::{backend, corrupt, is_identifier, next_version, version_from_db, version_to_db};
+use super::sql::{backend, is_identifier, next_version, out_of_range, version_from_db, version_to_db};
 use super::{Feed, Query, Store};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use std::sync::Arc;
 
 /// A [`Store`] in PostgreSQL (feature `postgres`).
@@ -142,7 +144,7 @@ impl Postgres {
              CREATE TABLE IF NOT EXISTS {schema}.machine_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         );
         sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut *tx).await.map_err(pg_error)?;
-        for (version, script) in migrations(schema) {
+        for (version, script) in schema::migrations(schema) {
             let applied =
                 sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {schema}.machine_migrations WHERE version = $1")))
                     .bind(version)
@@ -172,7 +174,7 @@ impl Postgres {
         validate_id(id)?;
         let row =
             Statements::query(&self.sql.load).bind(machine).bind(id).fetch_optional(conn).await.map_err(pg_error)?;
-        row.as_ref().map(record).transpose()
+        row.map(|row| super::sql::record(&row, machine, id, pg_error)).transpose()
     }
 
     /// Applies `commit` through `conn`: inside your own transaction, the
@@ -223,7 +225,7 @@ impl Postgres {
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| conflict_or_backend(e, check.machine, check.id, check.expected))?;
-        let current = version.map_or(Ok(0), version_from_db)?;
+        let current = version.map_or(Ok(0), |v| version_from_db(check.machine, check.id, v))?;
         if current != check.expected {
             return Err(VersionConflict::new(check.machine, check.id, check.expected.saturating_add(1), current).into());
         }
@@ -246,6 +248,7 @@ impl Postgres {
         let written = query
             .bind(write.command)
             .bind(next)
+            .bind(write.origin.as_str())
             .execute(&mut *conn)
             .await
             .map_err(|e| conflict_or_backend(e, write.machine, write.id, write.expected))?;
@@ -256,7 +259,7 @@ impl Postgres {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(pg_error)?;
-            let current = version.map_or(Ok(0), version_from_db)?;
+            let current = version.map_or(Ok(0), |v| version_from_db(write.machine, write.id, v))?;
             return Err(VersionConflict::new(write.machine, write.id, write.expected.saturating_add(1), current).into());
         }
         Ok(())
@@ -270,39 +273,6 @@ fn validate(commit: &Commit<'_>) -> Result<(), StoreError> {
         validate_id(id)?;
     }
     Ok(())
-}
-
-/// The schema's migrations, in order. Text columns compared or sorted by the
-/// store use the "C" collation, so ids order by bytes as in every other store.
-fn migrations(schema: &str) -> [(i32, String); 1] {
-    [(
-        1,
-        format!(
-            "CREATE TABLE {schema}.machine_records (
-                machine text COLLATE \"C\" NOT NULL,
-                id text COLLATE \"C\" NOT NULL,
-                version bigint NOT NULL CHECK (version > 0),
-                kind text COLLATE \"C\" NOT NULL,
-                state jsonb NOT NULL,
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (machine, id)
-            );
-            CREATE INDEX machine_records_kind ON {schema}.machine_records (machine, kind, id);
-            CREATE TABLE {schema}.machine_history (
-                seq bigserial PRIMARY KEY,
-                tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
-                machine text COLLATE \"C\" NOT NULL,
-                id text COLLATE \"C\" NOT NULL,
-                version bigint NOT NULL,
-                command jsonb NOT NULL,
-                kind text COLLATE \"C\" NOT NULL,
-                state jsonb NOT NULL,
-                at timestamptz NOT NULL DEFAULT now(),
-                UNIQUE (machine, id, version)
-            );
-            CREATE INDEX machine_history_feed ON {schema}.machine_history (tx, seq);"
-        ),
-    )]
 }
 
 /// The store's statements, with the schema validated and spliced in once.
@@ -332,7 +302,7 @@ impl Statements {
         let history = format!("{schema}.machine_history");
         let epoch_ms = |column: &str| format!("(extract(epoch from {column}) * 1000)::bigint");
         let change_columns = format!(
-            "h.seq, h.tx::text AS tx, h.machine, h.id, h.version, h.command::text AS command, h.kind,
+            "h.seq, h.tx::text AS tx, h.machine, h.id, h.version, h.command::text AS command, h.origin, h.kind,
              h.state::text AS state, {at} AS at",
             at = epoch_ms("h.at")
         );
@@ -345,22 +315,22 @@ impl Statements {
             .into(),
             version: format!("SELECT version FROM {records} WHERE machine = $1 AND id = $2").into(),
             lock_version: format!("SELECT version FROM {records} WHERE machine = $1 AND id = $2 FOR SHARE").into(),
-            // $1 machine, $2 id, $3 kind, $4 state, $5 command, $6 version.
+            // $1 machine, $2 id, $3 kind, $4 state, $5 command, $6 version, $7 origin.
             create: format!(
                 "WITH written AS (
                     INSERT INTO {records} (machine, id, version, kind, state) VALUES ($1, $2, $6, $3, $4::jsonb)
                     ON CONFLICT (machine, id) DO NOTHING RETURNING version)
-                 INSERT INTO {history} (machine, id, version, command, kind, state)
-                 SELECT $1, $2, version, $5::jsonb, $3, $4::jsonb FROM written"
+                 INSERT INTO {history} (machine, id, version, command, origin, kind, state)
+                 SELECT $1, $2, version, $5::jsonb, $7, $3, $4::jsonb FROM written"
             )
             .into(),
-            // $1 machine, $2 id, $3 expected, $4 kind, $5 state, $6 command, $7 version.
+            // $1 machine, $2 id, $3 expected, $4 kind, $5 state, $6 command, $7 version, $8 origin.
             update: format!(
                 "WITH written AS (
                     UPDATE {records} SET version = $7, kind = $4, state = $5::jsonb, updated_at = now()
                     WHERE machine = $1 AND id = $2 AND version = $3 RETURNING version)
-                 INSERT INTO {history} (machine, id, version, command, kind, state)
-                 SELECT $1, $2, version, $6::jsonb, $4, $5::jsonb FROM written"
+                 INSERT INTO {history} (machine, id, version, command, origin, kind, state)
+                 SELECT $1, $2, version, $6::jsonb, $8, $4, $5::jsonb FROM written"
             )
             .into(),
             history: format!(
@@ -412,14 +382,8 @@ fn conflict_or_backend(error: sqlx::Error, machine: &str, id: &str, expected: u6
     pg_error(error)
 }
 
-fn record(row: &PgRow) -> Result<Record, StoreError> {
-    super::sql::record(row, pg_error)
-}
-
 fn change(row: &PgRow) -> Result<Change, StoreError> {
-    let tx: &str = row.try_get("tx").map_err(pg_error)?;
-    let tx = tx.parse().map_err(|_| corrupt(format!("transaction id {tx:?} is not a number")))?;
-    super::sql::change(row, tx, pg_error)
+    super::sql::change(row, Some("tx"), pg_error)
 }
 
 impl Store for Postgres {
@@ -450,7 +414,7 @@ impl Store for Postgres {
 
 impl Feed for Postgres {
     async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
-        let seq = i64::try_from(after.seq).map_err(|_| corrupt(format!("cursor {after} is out of range")))?;
+        let seq = i64::try_from(after.seq).map_err(|_| out_of_range(format!("cursor {after} is out of range")))?;
         let rows = Statements::query(&self.sql.feed)
             .bind(after.tx.to_string())
             .bind(seq)
@@ -479,6 +443,6 @@ impl Query for Postgres {
             .fetch_all(&self.pool)
             .await
             .map_err(pg_error)?;
-        rows.iter().map(|row| Ok(Listed { id: row.try_get("id").map_err(pg_error)?, record: record(row)? })).collect()
+        rows.iter().map(|row| super::sql::listed(row, machine, pg_error)).collect()
     }
 }

@@ -16,17 +16,6 @@ pub struct Record {
     pub updated_at: u64,
 }
 
-/// What wrote a history entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Origin {
-    /// A command sent to the record.
-    #[default]
-    Command,
-    /// [`Runner::recover`](crate::Runner::recover) replaying a recorded failure.
-    Recovery,
-}
-
 /// One new version of a record, written only if the record is at `expected`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write<'a> {
@@ -42,8 +31,52 @@ pub struct Write<'a> {
     pub state: String,
     /// The command that produced it, as JSON, for the history.
     pub command: &'a str,
-    /// What produced it, for the history.
+    /// Why the write happened, kept with its history entry.
     pub origin: Origin,
+}
+
+/// Why a version was written: what a history entry records so audits and
+/// feed consumers can tell a replayed failure from a fresh command.
+///
+/// Stored as the text of [`as_str`](Origin::as_str); new kinds may be added,
+/// so match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Origin {
+    /// A command handled as sent (the default).
+    #[default]
+    Command,
+    /// A recorded failure's command replayed by
+    /// [`Runner::recover`](crate::Runner::recover).
+    Recovery,
+}
+
+impl Origin {
+    /// The name stored in the history: `"command"` or `"recovery"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Command => "command",
+            Self::Recovery => "recovery",
+        }
+    }
+
+    /// The origin stored as `text`, or `None` for a name this version does
+    /// not know.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "command" => Some(Self::Command),
+            "recovery" => Some(Self::Recovery),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A record the commit read but does not write: the commit fails if it is no
@@ -137,6 +170,8 @@ pub struct Change {
     pub version: u64,
     /// The command that produced it, as JSON.
     pub command: Arc<str>,
+    /// Why it was written: a command, or a recovery replaying one.
+    pub origin: Origin,
     /// The kind of the state before (`None` for the record's creation).
     pub kind_before: Option<Arc<str>>,
     /// The state before, as JSON (`None` for the record's creation).
@@ -145,8 +180,23 @@ pub struct Change {
     pub kind: Arc<str>,
     /// The written state, as JSON.
     pub after: Arc<str>,
-    /// What wrote it: a command or a recovery.
-    pub origin: Origin,
     /// When it was written, in milliseconds since the Unix epoch.
     pub at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Origin;
+
+    #[test]
+    fn origins_round_trip_through_their_stored_names() {
+        for origin in [Origin::Command, Origin::Recovery] {
+            assert_eq!(Origin::parse(origin.as_str()), Some(origin));
+            assert_eq!(origin.to_string(), origin.as_str());
+        }
+        assert_eq!(Origin::default(), Origin::Command);
+        for unknown in ["", "Command", "replay", "command "] {
+            assert_eq!(Origin::parse(unknown), None, "{unknown:?}");
+        }
+    }
 }

@@ -1,50 +1,185 @@
-//! What the SQL stores share: version and time conversions, and turning
+//! What the SQL stores share: reading rows back (where data another program
+//! left is caught and named), version and time conversions, and turning
 //! driver errors into typed, classified store errors.
 
-use super::record::{Change, Cursor, Record};
+use super::record::{Change, Cursor, Listed, Origin, Record};
 use crate::error::StoreError;
-use sqlx::{Decode, Row, Type};
+use sqlx::{Decode, Row, Type, TypeInfo, ValueRef};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A record from a row with columns `version`, `kind`, `state`, `updated_at`.
-pub(crate) fn record<R: Row>(row: &R, error: fn(sqlx::Error) -> StoreError) -> Result<Record, StoreError>
+/// Reads the columns of one stored row of record `(machine, id)`.
+///
+/// Anything this store would never have written (a NULL, a value of the
+/// wrong type, which SQLite's type affinity lets other programs store, text
+/// that is not UTF-8, a version below 1) is [`StoreError::Corrupt`] naming
+/// the record; driver failures stay [`StoreError::Backend`]. A good row costs
+/// what plain `try_get` calls cost: the cause is only looked into on failure.
+pub(crate) struct Fields<'a, R> {
+    row: &'a R,
+    machine: &'a str,
+    id: &'a str,
+    /// For history rows: where the entry is in the feed, so it can be found.
+    entry: Option<Cursor>,
+    error: fn(sqlx::Error) -> StoreError,
+}
+
+/// Stands in for a machine name or id that cannot be read as text itself;
+/// the reason says which column it is.
+const UNREADABLE: &str = "(unreadable)";
+
+impl<'a, R: Row> Fields<'a, R>
 where
     for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: sqlx::ColumnIndex<R>,
 {
-    Ok(Record {
-        version: version_from_db(row.try_get("version").map_err(error)?)?,
-        kind: Arc::from(row.try_get::<&str, _>("kind").map_err(error)?),
-        state: Arc::from(row.try_get::<&str, _>("state").map_err(error)?),
-        updated_at: unsigned(row.try_get("updated_at").map_err(error)?),
-    })
+    /// The fields of `row`, which belongs to record `(machine, id)`.
+    pub(crate) fn new(row: &'a R, machine: &'a str, id: &'a str, error: fn(sqlx::Error) -> StoreError) -> Self {
+        Self { row, machine, id, entry: None, error }
+    }
+
+    /// A `StoreError::Corrupt` naming this row's record.
+    fn corrupt(&self, reason: &str) -> StoreError {
+        let reason = match self.entry {
+            Some(cursor) => format!("history entry {cursor}: {reason}"),
+            None => reason.to_owned(),
+        };
+        StoreError::Corrupt { machine: self.machine.to_owned(), id: self.id.to_owned(), reason }
+    }
+
+    /// Why `column` failed to decode as `T` (`expected` in words), looked into
+    /// only once it did: NULL, another storage class, or bytes that are not
+    /// valid for the type.
+    fn refused<T: Type<R::Database>>(&self, column: &str, expected: &str, error: sqlx::Error) -> StoreError {
+        let sqlx::Error::ColumnDecode { source, .. } = &error else { return (self.error)(error) };
+        let reason = match self.row.try_get_raw(column) {
+            Ok(value) if value.is_null() => format!("stored {column} is NULL"),
+            Ok(value) if !T::compatible(&value.type_info()) => {
+                format!("stored {column} is {}, not {expected}", value.type_info().name())
+            }
+            _ => format!("stored {column} is not {expected}: {source}"),
+        };
+        self.corrupt(&reason)
+    }
+
+    fn optional_text(&self, column: &str) -> Result<Option<&'a str>, StoreError> {
+        self.row.try_get::<Option<&str>, _>(column).map_err(|e| self.refused::<&str>(column, "text", e))
+    }
+
+    pub(crate) fn text(&self, column: &str) -> Result<&'a str, StoreError> {
+        self.optional_text(column)?.ok_or_else(|| self.corrupt(&format!("stored {column} is NULL")))
+    }
+
+    fn integer(&self, column: &str) -> Result<i64, StoreError> {
+        match self.row.try_get::<Option<i64>, _>(column) {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => Err(self.corrupt(&format!("stored {column} is NULL"))),
+            Err(error) => Err(self.refused::<i64>(column, "an integer", error)),
+        }
+    }
+
+    /// A version column: an integer of at least 1.
+    pub(crate) fn version(&self, column: &str) -> Result<u64, StoreError> {
+        let value = self.integer(column)?;
+        u64::try_from(value).ok().filter(|&version| version > 0).ok_or_else(|| self.corrupt(&invalid_version(value)))
+    }
+
+    /// A sequence number or time: a non-negative integer.
+    fn unsigned(&self, column: &str) -> Result<u64, StoreError> {
+        let value = self.integer(column)?;
+        u64::try_from(value).map_err(|_| self.corrupt(&format!("stored {column} {value} is negative")))
+    }
+
+    /// The stored record: columns `version`, `kind`, `state`, `updated_at`.
+    pub(crate) fn record(&self) -> Result<Record, StoreError> {
+        Ok(Record {
+            version: self.version("version")?,
+            kind: Arc::from(self.text("kind")?),
+            state: Arc::from(self.text("state")?),
+            updated_at: self.unsigned("updated_at")?,
+        })
+    }
+}
+
+/// The reason for a stored version below 1.
+fn invalid_version(version: i64) -> String {
+    format!("stored version {version} is not a valid version (versions start at 1)")
+}
+
+/// A record from a row with columns `version`, `kind`, `state`, `updated_at`
+/// of record `(machine, id)`.
+pub(crate) fn record<R: Row>(
+    row: &R,
+    machine: &str,
+    id: &str,
+    error: fn(sqlx::Error) -> StoreError,
+) -> Result<Record, StoreError>
+where
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    Fields::new(row, machine, id, error).record()
+}
+
+/// A record of a kind query: columns `id` and those of [`record`].
+pub(crate) fn listed<R: Row>(row: &R, machine: &str, error: fn(sqlx::Error) -> StoreError) -> Result<Listed, StoreError>
+where
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let id = Fields::new(row, machine, UNREADABLE, error).text("id")?;
+    Ok(Listed { id: id.to_owned(), record: record(row, machine, id, error)? })
 }
 
 /// A history entry from a row with columns `seq`, `machine`, `id`, `version`,
-/// `command`, `kind`, `state`, `at`, `kind_before`, `state_before`; `tx` is
-/// the committing transaction's order (0 where commits are serial).
-pub(crate) fn change<R: Row>(row: &R, tx: u64, error: fn(sqlx::Error) -> StoreError) -> Result<Change, StoreError>
+/// `command`, `origin`, `kind`, `state`, `at`, `kind_before`, `state_before`,
+/// and, where commits run in parallel (PostgreSQL), `tx`: the committing
+/// transaction's order as text (0 where there is no such column).
+pub(crate) fn change<R: Row>(
+    row: &R,
+    tx_column: Option<&str>,
+    error: fn(sqlx::Error) -> StoreError,
+) -> Result<Change, StoreError>
 where
     for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: sqlx::ColumnIndex<R>,
 {
-    let text = |column: &str| row.try_get::<&str, _>(column).map(Arc::from).map_err(error);
-    let optional = |column: &str| row.try_get::<Option<&str>, _>(column).map(|v| v.map(Arc::from)).map_err(error);
+    // The record's name first, so every later error can carry it; a name
+    // that is not text is itself the corruption reported.
+    let mut fields = Fields::new(row, UNREADABLE, UNREADABLE, error);
+    let machine = fields.text("machine")?;
+    fields.machine = machine;
+    let id = fields.text("id")?;
+    fields.id = id;
+    let tx = match tx_column {
+        Some(column) => {
+            let text = fields.text(column)?;
+            text.parse().map_err(|_| fields.corrupt(&format!("stored transaction id {text:?} is not a number")))?
+        }
+        None => 0,
+    };
+    let cursor = Cursor { tx, seq: fields.unsigned("seq")? };
+    fields.entry = Some(cursor);
+    let origin = fields.text("origin")?;
+    let origin = Origin::parse(origin).ok_or_else(|| {
+        fields.corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery)"))
+    })?;
     Ok(Change {
-        cursor: Cursor { tx, seq: unsigned(row.try_get("seq").map_err(error)?) },
-        machine: text("machine")?,
-        id: text("id")?,
-        version: version_from_db(row.try_get("version").map_err(error)?)?,
-        command: text("command")?,
-        kind_before: optional("kind_before")?,
-        before: optional("state_before")?,
-        kind: text("kind")?,
-        after: text("state")?,
-        origin: crate::store::Origin::Command,
-        at: unsigned(row.try_get("at").map_err(error)?),
+        cursor,
+        machine: Arc::from(machine),
+        id: Arc::from(id),
+        version: fields.version("version")?,
+        command: Arc::from(fields.text("command")?),
+        origin,
+        kind_before: fields.optional_text("kind_before")?.map(Arc::from),
+        before: fields.optional_text("state_before")?.map(Arc::from),
+        kind: Arc::from(fields.text("kind")?),
+        after: Arc::from(fields.text("state")?),
+        at: fields.unsigned("at")?,
     })
 }
 
@@ -66,14 +201,17 @@ fn overflow(machine: &str, id: &str, version: u64) -> StoreError {
     StoreError::VersionOverflow { machine: machine.to_owned(), id: id.to_owned(), version }
 }
 
-/// A stored version; a negative one can only come from outside tampering.
-pub(crate) fn version_from_db(version: i64) -> Result<u64, StoreError> {
-    u64::try_from(version).map_err(|_| corrupt(format!("negative version {version} in the database")))
-}
-
-/// A non-negative database integer as `u64` (sequence numbers, times).
-pub(crate) fn unsigned(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or_default()
+/// A stored version of record `(machine, id)`; below 1 it can only have been
+/// written by something other than this store.
+pub(crate) fn version_from_db(machine: &str, id: &str, version: i64) -> Result<u64, StoreError> {
+    match u64::try_from(version) {
+        Ok(version) if version > 0 => Ok(version),
+        _ => Err(StoreError::Corrupt {
+            machine: machine.to_owned(),
+            id: id.to_owned(),
+            reason: invalid_version(version),
+        }),
+    }
 }
 
 pub(crate) fn now_millis() -> i64 {
@@ -81,7 +219,8 @@ pub(crate) fn now_millis() -> i64 {
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub(crate) fn corrupt(message: String) -> StoreError {
+/// A request the database cannot express (a cursor past `i64::MAX`).
+pub(crate) fn out_of_range(message: String) -> StoreError {
     StoreError::backend(message, false)
 }
 
@@ -130,6 +269,130 @@ mod tests {
         );
         assert!(matches!(next_version("m", "i", u64::MAX), Err(StoreError::VersionOverflow { .. })));
         assert!(version_to_db("m", "i", max + 1).is_err());
-        assert!(version_from_db(-1).is_err());
+        for invalid in [0, -1, i64::MIN] {
+            let error = version_from_db("m", "i", invalid).unwrap_err();
+            assert!(
+                matches!(&error, StoreError::Corrupt { machine, id, .. } if machine == "m" && id == "i"),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains(&format!("stored version {invalid} is not a valid version")), "{error}");
+        }
+        assert_eq!(version_from_db("m", "i", 1).unwrap(), 1);
+    }
+
+    #[cfg(feature = "sqlite")]
+    mod rows {
+        use super::super::*;
+        use sqlx::AssertSqlSafe;
+        use sqlx::sqlite::{SqlitePool, SqliteRow};
+
+        fn driver(error: sqlx::Error) -> StoreError {
+            backend(error, |_| false)
+        }
+
+        async fn row(pool: &SqlitePool, columns: &str) -> SqliteRow {
+            sqlx::query(AssertSqlSafe(format!("SELECT {columns}"))).fetch_one(pool).await.unwrap()
+        }
+
+        fn reason(result: Result<impl std::fmt::Debug, StoreError>, machine: &str, id: &str) -> String {
+            match result {
+                Err(StoreError::Corrupt { machine: m, id: i, reason }) if m == machine && i == id => reason,
+                other => panic!("not a Corrupt error naming {machine} {id:?}: {other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn every_value_a_store_never_writes_is_named_with_its_record() {
+            let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+            let cases = [
+                ("NULL, 'K', '1', 0", "stored version is NULL"),
+                ("0, 'K', '1', 0", "stored version 0 is not a valid version (versions start at 1)"),
+                ("-1, 'K', '1', 0", "stored version -1 is not a valid version (versions start at 1)"),
+                ("1.5, 'K', '1', 0", "stored version is REAL, not an integer"),
+                ("'1', 'K', '1', 0", "stored version is TEXT, not an integer"),
+                ("X'01', 'K', '1', 0", "stored version is BLOB, not an integer"),
+                ("1, NULL, '1', 0", "stored kind is NULL"),
+                ("1, X'4b', '1', 0", "stored kind is BLOB, not text"),
+                ("1, 'K', 7, 0", "stored state is INTEGER, not text"),
+                ("1, 'K', CAST(X'fffe' AS TEXT), 0", "stored state is not text: invalid utf-8"),
+                ("1, 'K', '1', 0.5", "stored updated_at is REAL, not an integer"),
+                ("1, 'K', '1', -5", "stored updated_at -5 is negative"),
+            ];
+            for (values, expected) in cases {
+                let named = row_with(&pool, values, &["version", "kind", "state", "updated_at"]).await;
+                let reason = reason(record(&named, "Order", "order-42", driver), "Order", "order-42");
+                assert!(reason.starts_with(expected), "{values}: {reason}");
+            }
+            let good =
+                row_with(&pool, "3, 'K', '{}', 1700000000000", &["version", "kind", "state", "updated_at"]).await;
+            let record = record(&good, "Order", "order-42", driver).unwrap();
+            assert_eq!(
+                (record.version, &*record.kind, &*record.state, record.updated_at),
+                (3, "K", "{}", 1_700_000_000_000)
+            );
+        }
+
+        /// A one-row result of `values` under the names `columns`.
+        async fn row_with(pool: &SqlitePool, values: &str, columns: &[&str]) -> SqliteRow {
+            let select: Vec<String> = values.split(", ").zip(columns).map(|(v, c)| format!("{v} AS {c}")).collect();
+            row(pool, &select.join(", ")).await
+        }
+
+        #[tokio::test]
+        async fn history_entries_name_their_record_and_cursor() {
+            let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+            let columns = [
+                "seq",
+                "machine",
+                "id",
+                "version",
+                "command",
+                "origin",
+                "kind",
+                "state",
+                "at",
+                "kind_before",
+                "state_before",
+            ];
+            let good = row_with(&pool, "7, 'M', 'i', 2, 'null', 'recovery', 'K', '2', 5, 'K', '1'", &columns).await;
+            let entry = change(&good, None, driver).unwrap();
+            assert_eq!(
+                (entry.cursor, entry.origin, entry.before.as_deref()),
+                (Cursor { tx: 0, seq: 7 }, Origin::Recovery, Some("1"))
+            );
+            let cases = [
+                (
+                    "7, 'M', 'i', 2, 'null', 'replayed', 'K', '2', 5, NULL, NULL",
+                    "M",
+                    "i",
+                    "history entry 0:7: stored origin \"replayed\" is not one this version knows",
+                ),
+                (
+                    "7, 'M', 'i', 0, 'null', 'command', 'K', '2', 5, NULL, NULL",
+                    "M",
+                    "i",
+                    "history entry 0:7: stored version 0 is not a valid version",
+                ),
+                (
+                    "7, 'M', 'i', 2, X'00', 'command', 'K', '2', 5, NULL, NULL",
+                    "M",
+                    "i",
+                    "history entry 0:7: stored command is BLOB, not text",
+                ),
+                ("-7, 'M', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL", "M", "i", "stored seq -7 is negative"),
+                (
+                    "7, X'00', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL",
+                    UNREADABLE,
+                    UNREADABLE,
+                    "stored machine is BLOB, not text",
+                ),
+                ("7, 'M', NULL, 2, 'null', 'command', 'K', '2', 5, NULL, NULL", "M", UNREADABLE, "stored id is NULL"),
+            ];
+            for (values, machine, id, expected) in cases {
+                let row = row_with(&pool, values, &columns).await;
+                let reason = reason(change(&row, None, driver), machine, id);
+                assert!(reason.starts_with(expected), "{values}: {reason}");
+            }
+        }
     }
 }

@@ -1,41 +1,17 @@
 //! The embedded, durable store: one SQLite file (or memory), safe for several
 //! processes at once.
 
+mod schema;
+
 use super::key::{validate_id, validate_machine};
 use super::record::{Change, Commit, Cursor, Listed, Record};
-use super::sql::{backend, corrupt, next_version, now_millis, version_from_db, version_to_db};
+use super::sql::{Fields, backend, next_version, now_millis, out_of_range, version_to_db};
 use super::{Feed, Query, Store};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
-
-/// Schema versions, applied in order, each once; recorded in `machine_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS machine_records (
-        machine TEXT NOT NULL,
-        id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        state TEXT NOT NULL,
-        updated_at INTEGER NOT NULL,
-        PRIMARY KEY (machine, id)
-    ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS machine_records_kind ON machine_records (machine, kind, id);
-    CREATE TABLE IF NOT EXISTS machine_history (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        machine TEXT NOT NULL,
-        id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        command TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        state TEXT NOT NULL,
-        at INTEGER NOT NULL
-    );
-    CREATE UNIQUE INDEX IF NOT EXISTS machine_history_record ON machine_history (machine, id, version);",
-)];
 
 /// How long a writer waits for another process's write lock before the
 /// commit fails with a retryable [`StoreError::Backend`].
@@ -102,7 +78,7 @@ impl Sqlite {
     /// schema. Enable WAL and a busy timeout on it for multi-process use.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         let store = Self { pool };
-        store.migrate().await?;
+        schema::migrate(&store.pool).await?;
         Ok(store)
     }
 
@@ -110,35 +86,6 @@ impl Sqlite {
     #[must_use]
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-
-    /// Applies the migrations not yet recorded, under the write lock, so
-    /// processes opening the same file at once apply each exactly once.
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sqlite_error)?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS machine_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(sqlite_error)?;
-        for &(version, script) in MIGRATIONS {
-            let applied = sqlx::query("SELECT 1 FROM machine_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(sqlite_error)?;
-            if applied.is_none() {
-                sqlx::raw_sql(script).execute(&mut *tx).await.map_err(sqlite_error)?;
-                sqlx::query("INSERT INTO machine_migrations (version, applied_at) VALUES (?, ?)")
-                    .bind(version)
-                    .bind(now_millis())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sqlite_error)?;
-            }
-        }
-        tx.commit().await.map_err(sqlite_error)
     }
 }
 
@@ -152,22 +99,20 @@ fn sqlite_error(error: sqlx::Error) -> StoreError {
     backend(error, retryable_code)
 }
 
-fn record(row: &SqliteRow) -> Result<Record, StoreError> {
-    super::sql::record(row, sqlite_error)
-}
-
 fn change(row: &SqliteRow) -> Result<Change, StoreError> {
-    super::sql::change(row, 0, sqlite_error)
+    super::sql::change(row, None, sqlite_error)
 }
 
+/// The stored version (0: no record). A stored version that is not a valid
+/// one is an error here too: taken for 0 it would make every write conflict.
 async fn current_version(conn: &mut SqliteConnection, machine: &str, id: &str) -> Result<u64, StoreError> {
-    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM machine_records WHERE machine = ? AND id = ?")
+    let row = sqlx::query("SELECT version FROM machine_records WHERE machine = ? AND id = ?")
         .bind(machine)
         .bind(id)
         .fetch_optional(conn)
         .await
         .map_err(sqlite_error)?;
-    version.map_or(Ok(0), version_from_db)
+    row.map_or(Ok(0), |row| Fields::new(&row, machine, id, sqlite_error).version("version"))
 }
 
 /// Applies `commit` on `conn`, which must be inside a write transaction.
@@ -219,12 +164,14 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
             return Err(VersionConflict::new(write.machine, write.id, write.expected.saturating_add(1), current).into());
         }
         sqlx::query(
-            "INSERT INTO machine_history (machine, id, version, command, kind, state, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO machine_history (machine, id, version, command, origin, kind, state, at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(write.machine)
         .bind(write.id)
         .bind(next)
         .bind(write.command)
+        .bind(write.origin.as_str())
         .bind(write.kind)
         .bind(&write.state)
         .bind(now)
@@ -246,7 +193,7 @@ impl Store for Sqlite {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(sqlite_error)?;
-        row.as_ref().map(record).transpose()
+        row.map(|row| super::sql::record(&row, machine, id, sqlite_error)).transpose()
     }
 
     async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
@@ -261,7 +208,7 @@ impl Store for Sqlite {
         validate_machine(machine)?;
         validate_id(id)?;
         let rows = sqlx::query(
-            "SELECT seq, machine, id, version, command, kind, state, at,
+            "SELECT seq, machine, id, version, command, origin, kind, state, at,
                     LAG(kind) OVER record AS kind_before, LAG(state) OVER record AS state_before
              FROM machine_history WHERE machine = ? AND id = ?
              WINDOW record AS (ORDER BY version) ORDER BY version",
@@ -277,9 +224,9 @@ impl Store for Sqlite {
 
 impl Feed for Sqlite {
     async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
-        let after = i64::try_from(after.seq).map_err(|_| corrupt(format!("cursor {after} is out of range")))?;
+        let after = i64::try_from(after.seq).map_err(|_| out_of_range(format!("cursor {after} is out of range")))?;
         let rows = sqlx::query(
-            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.kind, h.state, h.at,
+            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.origin, h.kind, h.state, h.at,
                     p.kind AS kind_before, p.state AS state_before
              FROM machine_history h
              LEFT JOIN machine_history p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
@@ -315,8 +262,6 @@ impl Query for Sqlite {
         .fetch_all(&self.pool)
         .await
         .map_err(sqlite_error)?;
-        rows.iter()
-            .map(|row| Ok(Listed { id: row.try_get("id").map_err(sqlite_error)?, record: record(row)? }))
-            .collect()
+        rows.iter().map(|row| super::sql::listed(row, machine, sqlite_error)).collect()
     }
 }

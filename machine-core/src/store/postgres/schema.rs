@@ -1,0 +1,45 @@
+//! The PostgreSQL schema's versioned migrations, applied on connect in one
+//! transaction under an advisory lock (see `Postgres::migrate`).
+
+/// The schema's migrations, in order. Text columns compared or sorted by the
+/// store use the "C" collation, so ids order by bytes as in every other store.
+pub(super) fn migrations(schema: &str) -> [(i32, String); 2] {
+    [
+        (
+            1,
+            format!(
+                "CREATE TABLE {schema}.machine_records (
+                machine text COLLATE \"C\" NOT NULL,
+                id text COLLATE \"C\" NOT NULL,
+                version bigint NOT NULL CHECK (version > 0),
+                kind text COLLATE \"C\" NOT NULL,
+                state jsonb NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (machine, id)
+            );
+            CREATE INDEX machine_records_kind ON {schema}.machine_records (machine, kind, id);
+            CREATE TABLE {schema}.machine_history (
+                seq bigserial PRIMARY KEY,
+                tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                machine text COLLATE \"C\" NOT NULL,
+                id text COLLATE \"C\" NOT NULL,
+                version bigint NOT NULL,
+                command jsonb NOT NULL,
+                kind text COLLATE \"C\" NOT NULL,
+                state jsonb NOT NULL,
+                at timestamptz NOT NULL DEFAULT now(),
+                UNIQUE (machine, id, version)
+            );
+            CREATE INDEX machine_history_feed ON {schema}.machine_history (tx, seq);"
+            ),
+        ),
+        // A constant default is stored once in the catalog (no table
+        // rewrite), and rows from before origins existed were all commands.
+        (
+            2,
+            format!(
+                "ALTER TABLE {schema}.machine_history ADD COLUMN origin text COLLATE \"C\" NOT NULL DEFAULT 'command'"
+            ),
+        ),
+    ]
+}

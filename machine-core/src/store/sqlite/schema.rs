@@ -1,0 +1,121 @@
+//! The SQLite schema and its versioned migrations, applied on open under the
+//! write lock, all of them in one transaction: a file is upgraded completely
+//! or, when a migration is refused, left exactly as it was.
+
+use super::sqlite_error;
+use crate::error::StoreError;
+use crate::store::sql::now_millis;
+use sqlx::{Row, SqlitePool};
+
+/// One schema version.
+struct Migration {
+    /// Recorded in `machine_migrations` once applied.
+    version: i64,
+    /// A query for the first row the script cannot carry over, with columns
+    /// `machine`, `id` and `reason`: if it finds one, the upgrade stops with
+    /// [`StoreError::Corrupt`] naming that record instead of failing midway
+    /// with a bare constraint error.
+    refuse: Option<&'static str>,
+    /// The statements.
+    script: &'static str,
+}
+
+/// Schema versions, applied in order, each once.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        refuse: None,
+        script: "CREATE TABLE IF NOT EXISTS machine_records (
+            machine TEXT NOT NULL,
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (machine, id)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS machine_records_kind ON machine_records (machine, kind, id);
+        CREATE TABLE IF NOT EXISTS machine_history (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            machine TEXT NOT NULL,
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            command TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            at INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS machine_history_record ON machine_history (machine, id, version);",
+    },
+    // SQLite cannot add a CHECK to a table, so the table is rebuilt: the
+    // SQLite manual's create-copy-drop-rename procedure. Nothing references
+    // `machine_records`, so foreign keys need no care.
+    Migration {
+        version: 2,
+        refuse: Some(
+            "SELECT CAST(machine AS TEXT) AS machine, CAST(id AS TEXT) AS id,
+                    'stored version ' || quote(version) || ' is not a valid version (versions start at 1); '
+                    || 'the upgrade to schema version 2 adds CHECK (version > 0), so repair or delete this row '
+                    || 'and open the store again' AS reason
+             FROM machine_records WHERE version IS NULL OR NOT (version > 0) ORDER BY machine, id LIMIT 1",
+        ),
+        script: "CREATE TABLE machine_records_v2 (
+            machine TEXT NOT NULL,
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version > 0),
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (machine, id)
+        ) WITHOUT ROWID;
+        INSERT INTO machine_records_v2 (machine, id, version, kind, state, updated_at)
+            SELECT machine, id, version, kind, state, updated_at FROM machine_records;
+        DROP TABLE machine_records;
+        ALTER TABLE machine_records_v2 RENAME TO machine_records;
+        CREATE INDEX machine_records_kind ON machine_records (machine, kind, id);",
+    },
+    // Rows from before origins existed were all written by commands.
+    Migration {
+        version: 3,
+        refuse: None,
+        script: "ALTER TABLE machine_history ADD COLUMN origin TEXT NOT NULL DEFAULT 'command';",
+    },
+];
+
+/// Applies the migrations not yet recorded, under the write lock, so
+/// processes opening the same file at once apply each exactly once.
+pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    // Dropped unfinished on any error, the transaction rolls back every
+    // migration of this call: the file stays as it was.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(sqlite_error)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS machine_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(sqlite_error)?;
+    for migration in MIGRATIONS {
+        let applied = sqlx::query("SELECT 1 FROM machine_migrations WHERE version = ?")
+            .bind(migration.version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sqlite_error)?;
+        if applied.is_some() {
+            continue;
+        }
+        if let Some(refuse) = migration.refuse
+            && let Some(row) = sqlx::query(refuse).fetch_optional(&mut *tx).await.map_err(sqlite_error)?
+        {
+            let text = |column: &str| row.try_get::<Option<String>, _>(column).ok().flatten().unwrap_or_default();
+            return Err(StoreError::Corrupt { machine: text("machine"), id: text("id"), reason: text("reason") });
+        }
+        sqlx::raw_sql(migration.script).execute(&mut *tx).await.map_err(sqlite_error)?;
+        sqlx::query("INSERT INTO machine_migrations (version, applied_at) VALUES (?, ?)")
+            .bind(migration.version)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlite_error)?;
+    }
+    tx.commit().await.map_err(sqlite_error)
+}
