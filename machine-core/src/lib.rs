@@ -18,6 +18,9 @@ pub use machine_derive::{Command, State};
 mod coalesce;
 mod command;
 pub mod decision;
+// README.md and docs/*.md as doctests; see the module.
+#[cfg(doctest)]
+mod docs;
 mod error;
 mod failure;
 #[cfg(feature = "postgres")]
