@@ -45,10 +45,18 @@ pub enum OrderError {
 pub enum Order {
     #[state(initial)]
     Draft,
-    Pending { items: Vec<Item>, placed_at: u64 },
-    Confirmed { items: Vec<Item>, placed_at: u64 },
+    Pending {
+        items: Vec<Item>,
+        placed_at: u64,
+    },
+    Confirmed {
+        items: Vec<Item>,
+        placed_at: u64,
+    },
     #[state(terminal)]
-    Cancelled { reason: String },
+    Cancelled {
+        reason: String,
+    },
     #[state(failure)]
     Failed(Failure<OrderCommand, Order>),
 }
@@ -63,4 +71,3 @@ pub enum OrderCommand {
     #[command(from(Draft, Pending, Confirmed), to(Cancelled))]
     Cancel { reason: String },
 }
-
