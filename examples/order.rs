@@ -1,6 +1,9 @@
 //! An order service's machine, written the way the docs recommend: the
 //! transition's dependencies sit behind a trait, so unit tests drive the pure
-//! transition with mockall mocks and no store at all.
+//! transition with mockall mocks and no store at all. The transition only
+//! reads through them (a clock, a stock check): under contention the runner
+//! may run it several times for one command, so anything with an effect, here
+//! reserving the stock, runs after `runner.handle` returned `Ok`, once.
 //!
 //! `cargo run --example order` runs a short scenario; `cargo test --example order`
 //! runs the unit tests at the bottom of this file.
@@ -62,14 +65,17 @@ enum OrderError {
     Stock(#[from] StockError),
 }
 
-/// Everything the transition needs from outside: a clock and the warehouse.
+/// Everything the transition needs from outside: a clock and a look at the
+/// warehouse. Read-only on purpose: the transition may run several times for
+/// one command (once per attempt under contention), and only the last result
+/// is saved, so nothing it calls may change anything.
 /// `automock` generates `MockOrderDeps` for the tests below.
 #[cfg_attr(test, mockall::automock)]
 trait OrderDeps: Send + Sync {
     /// Now, in seconds since the Unix epoch.
     fn now(&self) -> u64;
-    /// Holds stock for `items`, or says what is short.
-    fn reserve(&self, items: &[Item]) -> Result<(), StockError>;
+    /// Says whether `items` are in stock, or what is short; reserves nothing.
+    fn check_stock(&self, items: &[Item]) -> Result<(), StockError>;
 }
 
 struct OrderMachine;
@@ -89,7 +95,9 @@ impl Machine for OrderMachine {
                 Ok(Order::Pending { items: items.clone(), placed_at: deps.now() })
             }
             (OrderCommand::Confirm, Order::Pending { items, placed_at }) => {
-                deps.reserve(items)?;
+                // Only a check: reserving here would reserve once per attempt.
+                // The caller reserves after the confirmation is committed.
+                deps.check_stock(items)?;
                 Ok(Order::Confirmed { items: items.clone(), placed_at: *placed_at })
             }
             (OrderCommand::Cancel { reason }, _) => Ok(Order::Cancelled { reason: reason.clone() }),
@@ -104,39 +112,87 @@ struct Warehouse {
     stock: Mutex<HashMap<String, u32>>,
 }
 
-impl OrderDeps for Warehouse {
-    fn now(&self) -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+impl Warehouse {
+    fn new(stock: impl IntoIterator<Item = (&'static str, u32)>) -> Self {
+        Self { stock: Mutex::new(stock.into_iter().map(|(sku, n)| (sku.to_owned(), n)).collect()) }
     }
 
+    /// How many of `sku` are left.
+    fn available(&self, sku: &str) -> u32 {
+        self.stock.lock().unwrap_or_else(PoisonError::into_inner).get(sku).copied().unwrap_or(0)
+    }
+
+    /// Takes `items` out of stock, all or nothing. Not part of `OrderDeps`:
+    /// it has an effect, so the transition never calls it; `confirm` does,
+    /// after the commit.
     fn reserve(&self, items: &[Item]) -> Result<(), StockError> {
         let mut stock = self.stock.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::short(&stock, items)?;
+        for item in items {
+            *stock.entry(item.sku.clone()).or_default() -= item.quantity;
+        }
+        Ok(())
+    }
+
+    fn short(stock: &HashMap<String, u32>, items: &[Item]) -> Result<(), StockError> {
         for item in items {
             let available = stock.get(&item.sku).copied().unwrap_or(0);
             if available < item.quantity {
                 return Err(StockError::Short { sku: item.sku.clone(), available });
             }
         }
-        for item in items {
-            *stock.entry(item.sku.clone()).or_default() -= item.quantity;
-        }
         Ok(())
+    }
+}
+
+impl OrderDeps for Warehouse {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    fn check_stock(&self, items: &[Item]) -> Result<(), StockError> {
+        Self::short(&self.stock.lock().unwrap_or_else(PoisonError::into_inner), items)
+    }
+}
+
+/// Confirms order `id` and then reserves its stock. The reservation runs only
+/// after `handle` returned `Ok`, so exactly once per confirmation, however many
+/// attempts the commit took. Stock taken by someone else between the check
+/// and the reservation cancels the order: a business outcome, not a retry.
+async fn confirm<St: machine_core::store::Store>(
+    runner: &Runner<OrderMachine, St>,
+    warehouse: &Warehouse,
+    id: &str,
+) -> Result<Outcome<Order>, Error<OrderError>> {
+    let confirmed = runner.handle(id, &OrderCommand::Confirm).await?;
+    let Order::Confirmed { items, .. } = &confirmed.state else { return Ok(confirmed) };
+    match warehouse.reserve(items) {
+        Ok(()) => Ok(confirmed),
+        Err(short) => runner.handle(id, &OrderCommand::Cancel { reason: short.to_string() }).await,
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let warehouse: Arc<dyn OrderDeps> = Arc::new(Warehouse { stock: Mutex::new(HashMap::from([("mug".into(), 3)])) });
-    let runner = Runner::<OrderMachine, _>::new(Memory::new(), warehouse);
+    let warehouse = Arc::new(Warehouse::new([("mug", 3)]));
+    let deps: Arc<dyn OrderDeps> = warehouse.clone();
+    let runner = Runner::<OrderMachine, _>::new(Memory::new(), deps);
 
     let mugs = |quantity| vec![Item { sku: "mug".into(), quantity }];
     runner.handle("order-1", &OrderCommand::Place { items: mugs(2) }).await?;
-    let confirmed = runner.handle("order-1", &OrderCommand::Confirm).await?;
-    println!("order-1: {:?} at v{}", confirmed.state.kind(), confirmed.version);
+    let confirmed = confirm(&runner, &warehouse, "order-1").await?;
+    println!(
+        "order-1: {:?} at v{}, {} mug(s) left",
+        confirmed.state.kind(),
+        confirmed.version,
+        warehouse.available("mug")
+    );
 
+    // The check inside the transition sees 1 mug left: out of stock is a
+    // business refusal, returned with the order left as it was, and nothing
+    // is reserved.
     runner.handle("order-2", &OrderCommand::Place { items: mugs(2) }).await?;
-    // Out of stock is a business refusal: returned, the order left as it was.
-    match runner.handle("order-2", &OrderCommand::Confirm).await {
+    match confirm(&runner, &warehouse, "order-2").await {
         Err(Error::Rejected(error)) => println!("order-2: refused: {error}"),
         other => return Err(format!("expected a stock refusal, got {other:?}").into()),
     }
@@ -186,7 +242,7 @@ mod tests {
     fn permissive() -> MockOrderDeps {
         let mut deps = MockOrderDeps::new();
         deps.expect_now().return_const(NOW);
-        deps.expect_reserve().returning(|_| Ok(()));
+        deps.expect_check_stock().returning(|_| Ok(()));
         deps
     }
 
@@ -198,7 +254,7 @@ mod tests {
             .case("place, confirm, cancel")
             .before(|deps| {
                 deps.expect_now().times(1).return_const(NOW);
-                deps.expect_reserve().never();
+                deps.expect_check_stock().never();
             })
             .when(OrderCommand::Place { items: mug(2) })
             .then(Order::Pending { items: mug(2), placed_at: NOW })
@@ -206,7 +262,7 @@ mod tests {
                 case.when(cancel("changed mind")).then(cancelled("changed mind"));
             })
             .before(|deps| {
-                deps.expect_reserve().with(eq(mug(2))).times(1).returning(|_| Ok(()));
+                deps.expect_check_stock().with(eq(mug(2))).times(1).returning(|_| Ok(()));
             })
             .when(OrderCommand::Confirm)
             .then(Order::Confirmed { items: mug(2), placed_at: NOW })
@@ -227,7 +283,7 @@ mod tests {
             .case("a stock shortage is the machine's error")
             .given(Order::Pending { items: mug(2), placed_at: 5 })
             .before(|deps| {
-                deps.expect_reserve()
+                deps.expect_check_stock()
                     .times(1)
                     .returning(|_| Err(StockError::Short { sku: "mug".into(), available: 1 }));
             })
@@ -268,19 +324,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stock_gone_after_the_check_cancels_the_confirmed_order() {
+        // The transition's check sees 2 mugs; someone takes one before the
+        // reservation, which then fails and cancels the order.
+        let mut deps = MockOrderDeps::new();
+        deps.expect_now().return_const(NOW);
+        deps.expect_check_stock().times(1).returning(|_| Ok(()));
+        let runner = Runner::<OrderMachine, _>::new(Memory::new(), Arc::new(deps) as Arc<dyn OrderDeps>);
+        let warehouse = Warehouse::new([("mug", 1)]);
+
+        runner.handle("order-1", &OrderCommand::Place { items: mug(2) }).await.unwrap();
+        let out = confirm(&runner, &warehouse, "order-1").await.unwrap();
+        assert_eq!((out.state, out.version), (cancelled("only 1 of mug left"), 3));
+        assert_eq!(warehouse.available("mug"), 1, "nothing reserved");
+    }
+
+    #[tokio::test]
     async fn confirming_survives_lost_races_and_reports_a_flaky_store() {
-        let warehouse: Arc<dyn OrderDeps> =
-            Arc::new(Warehouse { stock: Mutex::new(HashMap::from([("mug".into(), 10)])) });
+        let warehouse = Arc::new(Warehouse::new([("mug", 10)]));
         // Commits 2 and 3 (the first two tries of `Confirm`) lose a race;
         // commit 5 fails as a dropped connection would.
         let store = FaultyStore::new(Memory::new())
             .conflicts(Schedule::calls([2, 3]))
             .transient(Op::Commit, Schedule::calls([5]));
-        let runner = Runner::<OrderMachine, _>::new(store, warehouse).retry(Retry::fixed(Duration::ZERO));
+        let deps: Arc<dyn OrderDeps> = warehouse.clone();
+        let runner = Runner::<OrderMachine, _>::new(store, deps).retry(Retry::fixed(Duration::ZERO));
 
         runner.handle("order-1", &OrderCommand::Place { items: mug(2) }).await.unwrap();
-        let confirmed = runner.handle("order-1", &OrderCommand::Confirm).await.unwrap();
+        let confirmed = confirm(&runner, &warehouse, "order-1").await.unwrap();
         assert_eq!((confirmed.state.kind(), confirmed.version, confirmed.attempts), (OrderKind::Confirmed, 2, 3));
+        // The transition ran three times; the stock was reserved once.
+        assert_eq!(warehouse.available("mug"), 8);
 
         let error = runner.handle("order-1", &cancel("late")).await.unwrap_err();
         assert!(matches!(&error, Error::Store(store) if store.is_retryable()), "{error:?}");

@@ -164,8 +164,9 @@ async fn bank_invariant_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(postgres_tests), ignore = "set DATABASE_URL to run the PostgreSQL tests")]
 async fn bank_invariant_on_postgres() {
-    let Some(store) = conformance::postgres().await else { return };
+    let store = conformance::postgres().await;
     bank_invariant_holds(store.clone()).await;
     conformance::drop_schema(&store).await;
 }
@@ -348,8 +349,9 @@ async fn exhausted_retries_are_an_error_so_no_callback_can_run() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "set DATABASE_URL to run the PostgreSQL tests")]
 async fn a_decision_joins_the_callers_transaction() {
-    let Some(store) = conformance::postgres().await else { return };
+    let store = conformance::postgres().await;
     let (a, b) = (Key::<Accounts>::new("a"), Key::<Accounts>::new("b"));
     let deposit = |key: &Key<Accounts>| {
         let key = key.clone();

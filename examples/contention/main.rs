@@ -103,7 +103,10 @@ fn policies() -> Vec<(&'static str, Retry)> {
         ("decorrelated x25", exp().jitter(Jitter::Decorrelated).max_attempts(25)),
         ("full, cap 20ms x50", exp().max_delay(20 * MS).jitter(Jitter::Full).max_attempts(50)),
         ("adaptive + full x25", Retry::adaptive(MS).max_delay(100 * MS).jitter(Jitter::Full).max_attempts(25)),
-        ("default (exp+equal x25)", Retry::default()),
+        // The runner's default (exponential 1 ms, cap 100 ms, equal jitter,
+        // 100 attempts); docs/retry-contention.md predates the move from 25
+        // attempts and labels it `default (exp+equal x25)`.
+        ("default (exp+equal x100)", Retry::default()),
     ]
 }
 

@@ -17,6 +17,9 @@ pub use machine_derive::{Command, State};
 
 mod command;
 pub mod decision;
+// README.md and docs/*.md as doctests; see the module.
+#[cfg(doctest)]
+mod docs;
 mod error;
 mod failure;
 mod kind;
