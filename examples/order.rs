@@ -36,8 +36,6 @@ enum Order {
     Cancelled {
         reason: String,
     },
-    #[state(failure)]
-    Failed(Failure<OrderCommand, Order>),
 }
 
 #[derive(Command, Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -178,7 +178,7 @@ async fn aborted_decisions_write_nothing_and_skip_the_callback() {
     let (decided, after) = transfer(&store, "a", "b", 5)
         .await
         .unwrap()
-        .and_then(async |_: &()| {
+        .and_then(async |(): &()| {
             ran.fetch_add(1, Ordering::SeqCst);
             Ok::<(), std::io::Error>(())
         })
@@ -355,7 +355,7 @@ async fn a_decision_joins_the_callers_transaction() {
     let (a, b) = (Key::<Accounts>::new("a"), Key::<Accounts>::new("b"));
     let deposit = |key: &Key<Accounts>| {
         let key = key.clone();
-        move |d: &mut machine_core::decision::Draft<'_>| {
+        move |d: &mut machine_core::decision::Draft| {
             d.apply(&key, &(), &Money::Deposit(5))?;
             Ok(Verdict::Commit(()))
         }

@@ -182,12 +182,12 @@ struct Pending {
 
 /// The snapshot a decision's closure works on: read states, apply commands.
 /// Nothing reaches the store until the closure returns [`Verdict::Commit`].
-pub struct Draft<'a> {
-    loaded: &'a [Loaded],
+pub struct Draft {
+    loaded: Vec<Loaded>,
     pending: Vec<Pending>,
 }
 
-impl Draft<'_> {
+impl Draft {
     fn position<M: AsyncMachine>(&self, key: &Key<M>) -> Result<usize, Error<Rejection>> {
         self.loaded
             .iter()
@@ -395,7 +395,7 @@ impl<'s, St: Store> Decision<'s, St> {
     pub async fn attempt<T, F>(self, decide: F) -> Result<Decided<T>, Error<Rejection>>
     where
         T: Send,
-        F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
+        F: FnMut(&mut Draft) -> Result<Verdict<T>, Error<Rejection>>,
     {
         let store = self.store;
         self.run(store, Now(decide)).await
@@ -406,9 +406,44 @@ impl<'s, St: Store> Decision<'s, St> {
     /// ([`Draft::apply_async`](Draft::apply_async)). The closure returns its
     /// work boxed, `|draft| Box::pin(async move { … })`: a boxed future is
     /// known to be `Send`, so the decision can run in a spawned task.
+    ///
+    /// The boxed future may borrow the draft and nothing else of the
+    /// closure's surroundings: move what it needs into it (`async move`),
+    /// cloning keys and an `Arc` of the deps, as each attempt gets a fresh
+    /// future:
+    ///
+    /// ```
+    /// # use machine_core::decision::{Decision, Deciding, Key, Verdict};
+    /// # use machine_core::{AsyncMachine, Command, State, store::Memory};
+    /// # use std::sync::Arc;
+    /// # #[derive(State, Clone, Debug, serde::Serialize, serde::Deserialize)]
+    /// # enum Seat { #[state(initial)] Free, Taken }
+    /// # #[derive(Command, Clone, Debug, serde::Serialize, serde::Deserialize)]
+    /// # #[command(state = Seat)] enum Book { #[command(from(Free), to(Taken))] Take }
+    /// # struct Seats;
+    /// # impl AsyncMachine for Seats {
+    /// #     type State = Seat; type Command = Book; type Deps = (); type Error = std::convert::Infallible;
+    /// #     async fn transition(_: &(), _: &Book, _: &Seat) -> Result<Seat, Self::Error> { Ok(Seat::Taken) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (store, deps) = (Memory::new(), Arc::new(()));
+    /// let seat = Key::<Seats>::new("12A");
+    /// let decided = Decision::new(&store)
+    ///     .read(&seat)
+    ///     .attempt_async(|draft| -> Deciding<'_, ()> {
+    ///         let (seat, deps) = (seat.clone(), Arc::clone(&deps));
+    ///         Box::pin(async move {
+    ///             draft.apply_async(&seat, &*deps, &Book::Take).await?;
+    ///             Ok(Verdict::Commit(()))
+    ///         })
+    ///     })
+    ///     .await?;
+    /// assert!(decided.is_committed());
+    /// # Ok(()) }
+    /// ```
     pub async fn attempt_async<T, F>(self, decide: F) -> Result<Decided<T>, Error<Rejection>>
     where
-        F: for<'d> FnMut(&'d mut Draft<'_>) -> Deciding<'d, T>,
+        F: for<'d> FnMut(&'d mut Draft) -> Deciding<'d, T>,
     {
         let store = self.store;
         self.run(store, Later(decide)).await
@@ -422,7 +457,7 @@ impl<'s, St: Store> Decision<'s, St> {
         let reads: Vec<Read<'_>> =
             self.reads.iter().map(|(machine, id, validated)| Read { machine, id, validated: *validated }).collect();
         let pipeline = Pipeline { policy: &*self.policy, clock: &*self.clock };
-        let mut step = Step2 { reads: &reads, decide, value: PhantomData };
+        let mut step = Deliberation { reads: &reads, decide, value: PhantomData };
         let ((verdict, wrote), attempts) = pipeline.call(session, &reads, &mut step).await?;
         Ok(match verdict {
             Verdict::Abort(reason) => Decided::Aborted { reason, attempts },
@@ -439,7 +474,7 @@ pub type Deciding<'d, T> = Pin<Box<dyn Future<Output = Result<Verdict<T>, Error<
 pub(crate) trait Decide<T> {
     fn decide<'d>(
         &'d mut self,
-        draft: &'d mut Draft<'_>,
+        draft: &'d mut Draft,
     ) -> impl Future<Output = Result<Verdict<T>, Error<Rejection>>> + Send;
 }
 
@@ -448,11 +483,11 @@ pub(crate) struct Now<F>(pub(crate) F);
 
 impl<T: Send, F> Decide<T> for Now<F>
 where
-    F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
+    F: FnMut(&mut Draft) -> Result<Verdict<T>, Error<Rejection>>,
 {
     fn decide<'d>(
         &'d mut self,
-        draft: &'d mut Draft<'_>,
+        draft: &'d mut Draft,
     ) -> impl Future<Output = Result<Verdict<T>, Error<Rejection>>> + Send {
         std::future::ready((self.0)(draft))
     }
@@ -463,24 +498,24 @@ struct Later<F>(F);
 
 impl<T, F> Decide<T> for Later<F>
 where
-    F: for<'d> FnMut(&'d mut Draft<'_>) -> Deciding<'d, T>,
+    F: for<'d> FnMut(&'d mut Draft) -> Deciding<'d, T>,
 {
     fn decide<'d>(
         &'d mut self,
-        draft: &'d mut Draft<'_>,
+        draft: &'d mut Draft,
     ) -> impl Future<Output = Result<Verdict<T>, Error<Rejection>>> + Send {
         (self.0)(draft)
     }
 }
 
 /// A decision's step of the pipeline: its closure on a fresh draft.
-struct Step2<'a, T, D> {
+struct Deliberation<'a, T, D> {
     reads: &'a [Read<'a>],
     decide: D,
     value: PhantomData<fn() -> T>,
 }
 
-impl<T, D: Decide<T>> Step for Step2<'_, T, D> {
+impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
     /// The verdict, and whether it applied any command.
     type Value = (Verdict<T>, bool);
     type Error = Rejection;
@@ -501,7 +536,7 @@ impl<T, D: Decide<T>> Step for Step2<'_, T, D> {
                 state: record.map(|r| r.state),
             })
             .collect();
-        let mut draft = Draft { loaded: &loaded, pending: Vec::new() };
+        let mut draft = Draft { loaded, pending: Vec::new() };
         let verdict = self.decide.decide(&mut draft).await?;
         let pending = match verdict {
             // An abort writes nothing, whatever the closure applied first.

@@ -113,13 +113,13 @@ impl<M: Machine> AsyncMachine for M {
     type Error = M::Error;
     const NAME: &'static str = <M as Machine>::NAME;
 
-    fn transition(
+    // Computed when polled, so the future holds nothing but the borrows.
+    async fn transition(
         deps: &Self::Deps,
         command: &Self::Command,
         state: &Self::State,
-    ) -> impl Future<Output = Result<Self::State, Self::Error>> + Send {
-        // Computed when polled, so nothing but the borrows is held.
-        async move { <M as Machine>::transition(deps, command, state) }
+    ) -> Result<Self::State, Self::Error> {
+        <M as Machine>::transition(deps, command, state)
     }
 }
 
@@ -192,13 +192,16 @@ pub trait RecordFailures: AsyncMachine<State: FailureState<Command = Self::Comma
     fn failure(error: &Self::Error) -> Option<<Self::State as FailureState>::Error>;
 }
 
+/// The declared edge of a machine's command, if it has one.
+type EdgeOf<M> = Option<Edge<<<M as AsyncMachine>::State as State>::Kind>>;
+
 /// Refuses `command` before the transition when the declared table does not
 /// allow it from `state`; returns the command's edge for [`check_to`].
 fn check_from<M: AsyncMachine>(
     id: Option<&str>,
     command: &M::Command,
     state: &M::State,
-) -> Result<Option<Edge<<M::State as State>::Kind>>, Error<M::Error>> {
+) -> Result<EdgeOf<M>, Error<M::Error>> {
     let command_kind = command.kind();
     let edge = <M::Command as Transitions<M::State>>::edge(command_kind);
     if let Some(edge) = &edge
@@ -218,7 +221,7 @@ fn check_from<M: AsyncMachine>(
 /// is always accepted).
 fn check_to<M: AsyncMachine>(
     id: Option<&str>,
-    edge: Option<Edge<<M::State as State>::Kind>>,
+    edge: EdgeOf<M>,
     command: &M::Command,
     state: &M::State,
     next: M::State,

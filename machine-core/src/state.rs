@@ -49,6 +49,11 @@ pub trait State: Sized {
     /// that leaves it empty draws no terminal markers.
     const TERMINAL: &'static [Self::Kind] = &[];
 
+    /// The kind of the `#[state(failure)]` variant, if there is one: what
+    /// [`is_failure`](State::is_failure) says of values, for code that has
+    /// only kinds (the declared diagram draws the edges into and out of it).
+    const FAILURE: Option<Self::Kind> = None;
+
     /// Whether this is the `#[state(failure)]` variant. The runner accepts a
     /// failure state as the result of any command, whatever its `to(..)` says.
     fn is_failure(&self) -> bool {

@@ -200,7 +200,7 @@ where
         let call = pipeline.admit(M::NAME, id)?;
         let (reply, outcome) = oneshot::channel();
         let result = match coalescer.enqueue(id, Job { intent, reply }) {
-            Err(job) => self.alone(&*self.store(), id, &job.intent.intent()).await,
+            Err(job) => self.alone(self.store(), id, &job.intent.intent()).await,
             Ok(start) => {
                 if start {
                     (coalescer.spawn_worker)(self.clone(), id.to_owned());
@@ -232,7 +232,7 @@ where
             let intents: Vec<Intent<'_, M>> = batch.iter().map(|job| job.intent.intent()).collect();
             let mut group = self.group(id, &intents);
             let read = Read { machine: M::NAME, id, validated: false };
-            self.pipeline().attempts(&*self.store(), &[read], &mut group).await
+            self.pipeline().attempts(self.store(), &[read], &mut group).await
         };
         match result {
             Ok((applied, attempts)) => {

@@ -32,11 +32,11 @@ where
     Ok(Versioned { state, version: record.version })
 }
 
+/// A machine's decoded history entry.
+pub(crate) type EntryOf<M> = HistoryEntry<<M as AsyncMachine>::Command, <M as AsyncMachine>::State>;
+
 /// One history entry, decoded.
-pub(crate) fn decode_change<M: AsyncMachine>(
-    id: &str,
-    change: &Change,
-) -> Result<HistoryEntry<M::Command, M::State>, Error<M::Error>>
+pub(crate) fn decode_change<M: AsyncMachine>(id: &str, change: &Change) -> Result<EntryOf<M>, Error<M::Error>>
 where
     M::State: DeserializeOwned,
     M::Command: DeserializeOwned,

@@ -114,7 +114,7 @@ where
     }
 }
 
-impl<'a, M> Step for Group<'a, M>
+impl<M> Step for Group<'_, M>
 where
     M: AsyncMachine,
     M::State: Serialize + DeserializeOwned,

@@ -80,7 +80,7 @@ impl Decision<'_, Postgres> {
     pub async fn attempt_in<T, F>(self, conn: &mut PgConnection, decide: F) -> Result<Decided<T>, Error<Rejection>>
     where
         T: Send,
-        F: FnMut(&mut Draft<'_>) -> Result<Verdict<T>, Error<Rejection>>,
+        F: FnMut(&mut Draft) -> Result<Verdict<T>, Error<Rejection>>,
     {
         let session = InTransaction { store: self.store(), conn };
         self.run(session, crate::decision::Now(decide)).await

@@ -155,7 +155,7 @@ where
     /// Runs `command` on record `id`: load, check, transition, save, retried on
     /// version conflicts by the policy.
     ///
-    /// A record never written starts at [`State::initial`] and version 0. The
+    /// A record never written starts at [`State::initial`](crate::State::initial) and version 0. The
     /// returned future does nothing until polled; dropping it stops the loop
     /// (between attempts nothing is left half-done: a save is a single commit).
     /// Work that must follow the save belongs after this returns `Ok`, which

@@ -19,12 +19,31 @@ impl Wake for Unpark {
     }
 }
 
-/// Polls `future` on this thread until it is ready, parking between polls.
+thread_local! {
+    /// A current-thread runtime with timers, made the first time a suite on
+    /// this thread runs an async transition outside any runtime.
+    static RUNTIME: Option<tokio::runtime::Runtime> =
+        tokio::runtime::Builder::new_current_thread().enable_time().build().ok();
+}
+
+/// Runs `future` to completion on this thread.
 ///
-/// Mocked deps answer at once; a dependency that needs a runtime's timers or
-/// I/O needs a real runtime, which a unit test of a pure transition should
-/// not.
+/// In a plain `#[test]` that is a small current-thread tokio runtime with
+/// timers, so deps may sleep or yield as real async code does. Called from
+/// inside a runtime (which cannot be blocked on), the future is polled here,
+/// parking between polls: fine for mocks that answer at once.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return park_on(future);
+    }
+    RUNTIME.with(|runtime| match runtime {
+        Some(runtime) => runtime.block_on(future),
+        None => park_on(future),
+    })
+}
+
+/// Polls `future` on this thread until it is ready, parking between polls.
+fn park_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);

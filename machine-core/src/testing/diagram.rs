@@ -22,6 +22,10 @@ use std::path::Path;
 /// - `Pending --> Pending : Confirm ✗ rejected` for one that failed (the state
 ///   stays, so the edge loops; the `✗` and the error's kind tell it apart —
 ///   Mermaid state diagrams cannot style single edges);
+/// - in the declared diagram of a state with a `#[state(failure)]` variant,
+///   `Pending --> Failed : Confirm ✗ failure` for each command that may fail
+///   there and `Failed --> Confirmed : recover` for each state a recovery may
+///   produce;
 /// - `Cancelled --> [*]` for a `#[state(terminal)]` state that appears.
 ///
 /// State names Mermaid would read as keywords (`State`, `Note`, `Default`,
@@ -55,6 +59,20 @@ impl Diagram {
         S: State,
         C: Kind,
     {
+        Self::draw_with::<S, C>(transitions, comments, &Failing::default())
+    }
+
+    /// [`draw`](Diagram::draw), with the declared ways into and out of the
+    /// failure state.
+    fn draw_with<'t, S, C>(
+        transitions: impl IntoIterator<Item = &'t Transition<S::Kind, C>>,
+        comments: &[String],
+        failing: &Failing<S::Kind, C>,
+    ) -> Self
+    where
+        S: State,
+        C: Kind,
+    {
         let transitions: BTreeSet<&Transition<S::Kind, C>> = transitions.into_iter().collect();
         let initial = S::initial().kind();
         let mut kinds = BTreeSet::from([initial]);
@@ -63,6 +81,11 @@ impl Diagram {
             if let Ok(to) = transition.outcome {
                 kinds.insert(to);
             }
+        }
+        if let Some(failed) = failing.kind {
+            kinds.insert(failed);
+            kinds.extend(failing.into.iter().map(|(from, _)| *from));
+            kinds.extend(failing.recovers_to.iter().copied());
         }
 
         let mut text = String::from("stateDiagram-v2\n");
@@ -83,6 +106,15 @@ impl Diagram {
                 Ok(to) => writeln!(text, "    {from} --> {} : {command}", node(to)),
                 Err(error) => writeln!(text, "    {from} --> {from} : {command} ✗ {error}"),
             };
+        }
+        if let Some(failed) = failing.kind {
+            let failed = node(failed);
+            for (from, command) in &failing.into {
+                let _ = writeln!(text, "    {} --> {failed} : {} ✗ failure", node(*from), label(command.as_str()));
+            }
+            for to in &failing.recovers_to {
+                let _ = writeln!(text, "    {failed} --> {} : recover", node(*to));
+            }
         }
         for kind in S::TERMINAL.iter().filter(|kind| kinds.contains(kind)) {
             let _ = writeln!(text, "    {} --> [*]", node(*kind));
@@ -137,6 +169,22 @@ impl fmt::Display for Diagram {
 #[must_use]
 pub fn declared_diagram<S: State, C: Transitions<S>>() -> Diagram {
     let transitions = declared_transitions::<S, C>();
+    let mut failing = Failing::<S::Kind, C::Kind> { kind: S::FAILURE, ..Failing::default() };
+    if let Some(failed) = S::FAILURE {
+        let mut into = BTreeSet::new();
+        let mut recovers_to = BTreeSet::new();
+        for &command in <C as Command>::Kind::ALL {
+            let Some(edge) = C::edge(command) else { continue };
+            let before = into.len();
+            into.extend(edge.from.iter().filter(|&&from| from != failed).map(|&from| (from, command)));
+            // Only a command that can fail into the state can be recovered.
+            if into.len() > before {
+                recovers_to.extend(edge.to.iter().copied());
+            }
+        }
+        failing.into = into.into_iter().collect();
+        failing.recovers_to = recovers_to.into_iter().collect();
+    }
     let mut comments = vec![format!(
         "The declared transition table of {}: every from(..) x to(..) edge. Drawn by machine_core::testing.",
         S::NAME
@@ -149,7 +197,23 @@ pub fn declared_diagram<S: State, C: Transitions<S>>() -> Diagram {
     if !unchecked.is_empty() {
         comments.push(format!("Commands without declared edges (not drawn): {}", unchecked.join(", ")));
     }
-    Diagram::draw::<S, _>(&transitions, &comments)
+    Diagram::draw_with::<S, _>(&transitions, &comments, &failing)
+}
+
+/// The declared ways into and out of the failure state: any checked command
+/// may fail into it (whether it does is the machine's
+/// [`RecordFailures`](crate::RecordFailures) choice), and `recover` leaves it
+/// for a state the failed command may produce.
+struct Failing<S, C> {
+    kind: Option<S>,
+    into: Vec<(S, C)>,
+    recovers_to: Vec<S>,
+}
+
+impl<S, C> Default for Failing<S, C> {
+    fn default() -> Self {
+        Self { kind: None, into: Vec::new(), recovers_to: Vec::new() }
+    }
 }
 
 /// Words Mermaid's state-diagram lexer, which is case-insensitive, reads as
@@ -188,6 +252,42 @@ fn label(name: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use crate::testing::ErrorKind;
+
+    #[derive(crate::State, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[allow(dead_code)]
+    enum Payment {
+        #[state(initial)]
+        Due,
+        Paid,
+        #[state(failure)]
+        Failed(crate::Failure<Pay, Payment>),
+    }
+
+    #[derive(crate::Command, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[command(state = Payment)]
+    #[allow(dead_code)]
+    enum Pay {
+        #[command(from(Due), to(Paid))]
+        Charge,
+        #[command(from(Failed), to(Due))]
+        Reset,
+    }
+
+    #[test]
+    fn the_declared_diagram_draws_the_ways_into_and_out_of_the_failure_state() {
+        let text = declared_diagram::<Payment, Pay>().to_string();
+        let edges: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(
+            edges,
+            [
+                "    [*] --> Due",
+                "    Due --> Paid : Charge",
+                "    Failed --> Due : Reset",
+                "    Due --> Failed : Charge ✗ failure",
+                "    Failed --> Paid : recover",
+            ]
+        );
+    }
 
     #[derive(crate::State, Debug)]
     #[allow(dead_code)]

@@ -43,6 +43,7 @@ impl ErrorKind {
             Error::Rejected(_) | Error::FailureRecorded { .. } => Self::Rejected,
             Error::NotAllowed { .. } => Self::NotAllowed,
             Error::Undeclared { .. } => Self::Undeclared,
+            Error::Panicked { .. } => Self::Panicked,
             _ => Self::Other,
         }
     }

@@ -82,7 +82,10 @@ fn expand(input: &StateEnum<'_>, checked: bool) -> TokenStream {
 
     let is_failure = failure.map(|variant| {
         let pattern = pattern(variant.ident, variant.fields);
+        let failure_kind = variant.ident;
         quote! {
+            const FAILURE: ::core::option::Option<#kind> = ::core::option::Option::Some(#kind::#failure_kind);
+
             fn is_failure(&self) -> bool {
                 ::core::matches!(self, #pattern)
             }
