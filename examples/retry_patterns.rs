@@ -141,8 +141,8 @@ async fn main() {
 async fn conflict_detailed() {
     println!("\n== conflict-detailed: the hook sees every conflict; thrashing gives up early\n");
     let store = Database::default();
-    let policy = Retry::exponential(MS).jitter(Jitter::Full).thrashing_after(3).on_conflict(|attempt, decision| {
-        println!("  conflict #{} (gap {}): {decision:?}", attempt.number, attempt.conflict.gap());
+    let policy = Retry::exponential(MS).jitter(Jitter::Full).thrashing_after(3).on_conflict(|attempt, action| {
+        println!("  conflict #{} (gap {}): {action:?}", attempt.number, attempt.conflict.gap());
     });
     let runner = Runner::<Stocks, _>::new(store.clone(), ()).retry(policy);
     runner.handle("stock", &Take::One).await.expect("no contention yet");

@@ -8,7 +8,7 @@ mod conformance;
 
 use machine_core::decision::{Decided, Decision, Key, Rejection, Verdict};
 use machine_core::prelude::*;
-use machine_core::retry::{Attempt, Budget, Call, Decision as Next, Finish, Policy, Refused};
+use machine_core::retry::{Action, Attempt, Budget, Call, Finish, Policy, Refused};
 use machine_core::store::{Change, Commit, Memory, Origin, Record, Store, Write};
 use machine_core::testing::{FaultyStore, Schedule};
 use machine_core::{Coalescing, StoreError};
@@ -315,8 +315,8 @@ struct Hooks {
 }
 
 impl Policy for Hooks {
-    fn decide(&self, _: &Attempt<'_>) -> Next {
-        Next::Retry(Duration::ZERO)
+    fn decide(&self, _: &Attempt<'_>) -> Action {
+        Action::Retry(Duration::ZERO)
     }
     fn admit(&self, _: &Call<'_>) -> Result<(), Refused> {
         if self.refuse.load(Ordering::SeqCst) {

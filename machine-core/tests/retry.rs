@@ -6,7 +6,7 @@ mod common;
 
 use common::{Contended, Count, Counters, conflict};
 use machine_core::prelude::*;
-use machine_core::retry::{Budget, Call, CircuitBreaker, CircuitState, Decision, ManualClock};
+use machine_core::retry::{Action, Budget, Call, CircuitBreaker, CircuitState, ManualClock};
 use std::error::Error as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -95,8 +95,8 @@ async fn every_conflict_reaches_the_hook_with_its_decision() {
     let clock = ManualClock::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let policy = Retry::fixed(MS).max_attempts(3).on_conflict(move |attempt, decision| {
-        log.lock().unwrap().push(format!("#{} {}: {decision:?}", attempt.number, attempt.conflict));
+    let policy = Retry::fixed(MS).max_attempts(3).on_conflict(move |attempt, action| {
+        log.lock().unwrap().push(format!("#{} {}: {action:?}", attempt.number, attempt.conflict));
     });
     let runner = runner(Contended::always(), policy, &clock);
     runner.handle("c", &Count::Add(1)).await.unwrap_err();
@@ -180,9 +180,9 @@ async fn a_custom_policy_sees_every_conflict_of_the_call() {
     #[derive(Debug)]
     struct UntilGapSum(u64);
     impl machine_core::retry::Policy for UntilGapSum {
-        fn decide(&self, attempt: &machine_core::retry::Attempt<'_>) -> Decision {
+        fn decide(&self, attempt: &machine_core::retry::Attempt<'_>) -> Action {
             let total: u64 = attempt.conflicts.iter().map(VersionConflict::gap).sum();
-            if total < self.0 { Decision::Retry(Duration::ZERO) } else { Decision::GiveUp }
+            if total < self.0 { Action::Retry(Duration::ZERO) } else { Action::GiveUp }
         }
     }
     let store = Contended::always().rivals(2);

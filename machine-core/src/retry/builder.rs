@@ -3,14 +3,14 @@
 //! breaker, and a hook that sees every conflict.
 
 use super::backoff::{self, Adaptive, Backoff, Jitter};
-use super::{Attempt, Budget, Call, CircuitBreaker, Decision, Finish, Policy, Refused, Rng};
+use super::{Attempt, Budget, Call, CircuitBreaker, Action, Finish, Policy, Refused, Rng};
 use crate::error::VersionConflict;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Called with every conflict and what the policy decided about it.
-type Hook = Arc<dyn Fn(&Attempt<'_>, &Decision) + Send + Sync>;
+type Hook = Arc<dyn Fn(&Attempt<'_>, &Action) + Send + Sync>;
 
 /// The built-in retry [`Policy`].
 ///
@@ -50,7 +50,7 @@ type Hook = Arc<dyn Fn(&Attempt<'_>, &Decision) + Send + Sync>;
 ///     .max_attempts(10)
 ///     .deadline(Duration::from_secs(2))
 ///     .thrashing_after(3)
-///     .on_conflict(|attempt, decision| eprintln!("{} lost: {decision:?}", attempt.conflict));
+///     .on_conflict(|attempt, action| eprintln!("{} lost: {action:?}", attempt.conflict));
 /// assert_eq!(policy.attempts(), 10);
 /// ```
 #[derive(Clone)]
@@ -176,7 +176,7 @@ impl Retry {
     /// Calls `hook` with every conflict and the decision taken about it, for
     /// logs and metrics. It runs on the caller's task: keep it quick.
     #[must_use]
-    pub fn on_conflict(mut self, hook: impl Fn(&Attempt<'_>, &Decision) + Send + Sync + 'static) -> Self {
+    pub fn on_conflict(mut self, hook: impl Fn(&Attempt<'_>, &Action) + Send + Sync + 'static) -> Self {
         self.on_conflict = Some(Arc::new(hook));
         self
     }
@@ -210,21 +210,21 @@ impl Retry {
         recent.windows(2).all(|pair| pair[0] == pair[1])
     }
 
-    fn choose(&self, attempt: &Attempt<'_>) -> Decision {
+    fn choose(&self, attempt: &Attempt<'_>) -> Action {
         if self.thrashing(attempt.conflicts) {
-            return Decision::Thrashing;
+            return Action::Thrashing;
         }
         if attempt.number >= self.max_attempts {
-            return Decision::GiveUp;
+            return Action::GiveUp;
         }
         let wait = self.delay(attempt.number, attempt.conflict.gap(), attempt.previous_wait);
         if self.deadline.is_some_and(|deadline| attempt.elapsed.saturating_add(wait) >= deadline) {
-            return Decision::DeadlineExceeded;
+            return Action::DeadlineExceeded;
         }
         if self.budget.as_ref().is_some_and(|budget| !budget.withdraw()) {
-            return Decision::OverBudget;
+            return Action::OverBudget;
         }
-        Decision::Retry(wait)
+        Action::Retry(wait)
     }
 }
 
@@ -239,7 +239,7 @@ impl Default for Retry {
 }
 
 impl Policy for Retry {
-    fn decide(&self, attempt: &Attempt<'_>) -> Decision {
+    fn decide(&self, attempt: &Attempt<'_>) -> Action {
         let decision = self.choose(attempt);
         if let Some(hook) = &self.on_conflict {
             hook(attempt, &decision);

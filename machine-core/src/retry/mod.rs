@@ -39,7 +39,7 @@ use std::time::Duration;
 /// must be synchronised by the policy.
 ///
 /// ```
-/// use machine_core::retry::{Attempt, Decision, Policy};
+/// use machine_core::retry::{Attempt, Action, Policy};
 /// use std::time::Duration;
 ///
 /// /// Retries immediately while fewer than three writers overtook us.
@@ -47,18 +47,18 @@ use std::time::Duration;
 /// struct SmallGaps;
 ///
 /// impl Policy for SmallGaps {
-///     fn decide(&self, attempt: &Attempt<'_>) -> Decision {
+///     fn decide(&self, attempt: &Attempt<'_>) -> Action {
 ///         if attempt.conflict.gap() < 3 && attempt.number < 20 {
-///             Decision::Retry(Duration::ZERO)
+///             Action::Retry(Duration::ZERO)
 ///         } else {
-///             Decision::GiveUp
+///             Action::GiveUp
 ///         }
 ///     }
 /// }
 /// ```
 pub trait Policy: Send + Sync + Debug {
     /// What to do after attempt `attempt.number` lost a race.
-    fn decide(&self, attempt: &Attempt<'_>) -> Decision;
+    fn decide(&self, attempt: &Attempt<'_>) -> Action;
 
     /// Asked once per call, before its first attempt: `Err` fails the call at
     /// once with [`Error::CircuitOpen`](crate::Error::CircuitOpen), and the
@@ -78,7 +78,7 @@ pub trait Policy: Send + Sync + Debug {
 /// What a [`Policy`] tells the runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Decision {
+pub enum Action {
     /// Wait this long, then reload and try again.
     Retry(Duration),
     /// Stop and report [`Error::RetriesExhausted`](crate::Error::RetriesExhausted).
@@ -176,7 +176,7 @@ impl Refused {
 }
 
 impl<P: Policy + ?Sized> Policy for std::sync::Arc<P> {
-    fn decide(&self, attempt: &Attempt<'_>) -> Decision {
+    fn decide(&self, attempt: &Attempt<'_>) -> Action {
         (**self).decide(attempt)
     }
     fn admit(&self, call: &Call<'_>) -> Result<(), Refused> {
@@ -188,7 +188,7 @@ impl<P: Policy + ?Sized> Policy for std::sync::Arc<P> {
 }
 
 impl<P: Policy + ?Sized> Policy for Box<P> {
-    fn decide(&self, attempt: &Attempt<'_>) -> Decision {
+    fn decide(&self, attempt: &Attempt<'_>) -> Action {
         (**self).decide(attempt)
     }
     fn admit(&self, call: &Call<'_>) -> Result<(), Refused> {

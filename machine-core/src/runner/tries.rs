@@ -3,7 +3,7 @@
 //! call, kept apart so the loop itself stays short.
 
 use crate::error::{Error, VersionConflict};
-use crate::retry::{Attempt, Clock, Decision, Policy};
+use crate::retry::{Attempt, Clock, Action, Policy};
 use std::time::Duration;
 
 pub(crate) struct Tries {
@@ -44,10 +44,10 @@ impl Tries {
                 previous_wait: self.previous_wait,
                 elapsed,
             }),
-            None => Decision::GiveUp,
+            None => Action::GiveUp,
         };
         match decision {
-            Decision::Retry(wait) => {
+            Action::Retry(wait) => {
                 if wait.is_zero() {
                     // Even an immediate retry lets other tasks run first: the
                     // writer that beat us may be on this thread.
@@ -63,15 +63,15 @@ impl Tries {
     }
 
     /// The error for a policy's decision to stop.
-    fn gave_up<E>(&mut self, decision: Decision, elapsed: Duration) -> Error<E> {
+    fn gave_up<E>(&mut self, decision: Action, elapsed: Duration) -> Error<E> {
         let conflicts = std::mem::take(&mut self.conflicts);
         let conflict = conflicts.last().cloned().unwrap_or_else(|| VersionConflict::new("", "", 0, 0));
         let attempts = self.attempts;
         match decision {
-            Decision::Thrashing => Error::Thrashing { conflict, conflicts, attempts },
-            Decision::DeadlineExceeded => Error::DeadlineExceeded { conflict, attempts, elapsed },
-            Decision::OverBudget => Error::BudgetExhausted { conflict, attempts },
-            Decision::GiveUp | Decision::Retry(_) => Error::RetriesExhausted { conflict, attempts },
+            Action::Thrashing => Error::Thrashing { conflict, conflicts, attempts },
+            Action::DeadlineExceeded => Error::DeadlineExceeded { conflict, attempts, elapsed },
+            Action::OverBudget => Error::BudgetExhausted { conflict, attempts },
+            Action::GiveUp | Action::Retry(_) => Error::RetriesExhausted { conflict, attempts },
         }
     }
 }

@@ -21,7 +21,7 @@ fn attempt(number: u32, conflicts: &[VersionConflict]) -> Attempt<'_> {
 
 #[test]
 fn none_gives_up_at_once() {
-    assert_eq!(Retry::none().decide(&Attempt::first(&conflict(2, 2))), Decision::GiveUp);
+    assert_eq!(Retry::none().decide(&Attempt::first(&conflict(2, 2))), Action::GiveUp);
 }
 
 #[test]
@@ -30,18 +30,18 @@ fn fixed_zero_is_factcast_ten_attempts_without_waiting() {
     assert_eq!(policy.attempts(), 10);
     let lost = [conflict(2, 2)];
     for number in 1..10 {
-        assert_eq!(policy.decide(&attempt(number, &lost)), Decision::Retry(Duration::ZERO), "attempt {number}");
+        assert_eq!(policy.decide(&attempt(number, &lost)), Action::Retry(Duration::ZERO), "attempt {number}");
     }
-    assert_eq!(policy.decide(&attempt(10, &lost)), Decision::GiveUp);
+    assert_eq!(policy.decide(&attempt(10, &lost)), Action::GiveUp);
 }
 
 #[test]
 fn fixed_waits_the_same_and_stops_at_the_limit() {
     let policy = Retry::fixed(3 * MS).max_attempts(3);
     let lost = [conflict(2, 2)];
-    assert_eq!(policy.decide(&attempt(1, &lost)), Decision::Retry(3 * MS));
-    assert_eq!(policy.decide(&attempt(2, &lost)), Decision::Retry(3 * MS));
-    assert_eq!(policy.decide(&attempt(3, &lost)), Decision::GiveUp);
+    assert_eq!(policy.decide(&attempt(1, &lost)), Action::Retry(3 * MS));
+    assert_eq!(policy.decide(&attempt(2, &lost)), Action::Retry(3 * MS));
+    assert_eq!(policy.decide(&attempt(3, &lost)), Action::GiveUp);
 }
 
 #[test]
@@ -60,9 +60,9 @@ fn exponential_doubles_and_jitter_is_reproducible_with_a_seed() {
 #[test]
 fn adaptive_waits_by_the_gap_of_the_conflict() {
     let policy = Retry::adaptive(MS).max_delay(Duration::from_secs(1));
-    assert_eq!(policy.decide(&attempt(1, &[conflict(5, 5)])), Decision::Retry(MS), "gap 1: light");
-    assert_eq!(policy.decide(&attempt(1, &[conflict(5, 9)])), Decision::Retry(5 * MS), "gap 5: proportional");
-    assert_eq!(policy.decide(&attempt(2, &[conflict(5, 24)])), Decision::Retry(800 * MS), "gap 20: aggressive");
+    assert_eq!(policy.decide(&attempt(1, &[conflict(5, 5)])), Action::Retry(MS), "gap 1: light");
+    assert_eq!(policy.decide(&attempt(1, &[conflict(5, 9)])), Action::Retry(5 * MS), "gap 5: proportional");
+    assert_eq!(policy.decide(&attempt(2, &[conflict(5, 24)])), Action::Retry(800 * MS), "gap 20: aggressive");
 }
 
 #[test]
@@ -71,24 +71,24 @@ fn deadline_gives_up_instead_of_waiting_past_it() {
     let lost = [conflict(2, 2)];
     let mut at = attempt(3, &lost);
     at.elapsed = 39 * MS;
-    assert_eq!(policy.decide(&at), Decision::Retry(10 * MS), "39 + 10 < 50");
+    assert_eq!(policy.decide(&at), Action::Retry(10 * MS), "39 + 10 < 50");
     at.elapsed = 40 * MS;
-    assert_eq!(policy.decide(&at), Decision::DeadlineExceeded, "40 + 10 reaches the deadline");
+    assert_eq!(policy.decide(&at), Action::DeadlineExceeded, "40 + 10 reaches the deadline");
 }
 
 #[test]
 fn thrashing_is_conflicts_in_a_row_at_the_same_current_version() {
     let policy = Retry::fixed(Duration::ZERO).max_attempts(100).thrashing_after(3);
     let progressing = [conflict(2, 3), conflict(4, 5), conflict(6, 7)];
-    assert_eq!(policy.decide(&attempt(3, &progressing)), Decision::Retry(Duration::ZERO), "the record moves");
+    assert_eq!(policy.decide(&attempt(3, &progressing)), Action::Retry(Duration::ZERO), "the record moves");
     let stuck = [conflict(2, 3), conflict(2, 5), conflict(2, 5)];
-    assert_eq!(policy.decide(&attempt(3, &stuck)), Decision::Retry(Duration::ZERO), "only two at 5");
+    assert_eq!(policy.decide(&attempt(3, &stuck)), Action::Retry(Duration::ZERO), "only two at 5");
     let stuck = [conflict(2, 5), conflict(2, 5), conflict(2, 5)];
-    assert_eq!(policy.decide(&attempt(3, &stuck)), Decision::Thrashing);
-    assert_eq!(policy.decide(&attempt(2, &stuck[..2])), Decision::Retry(Duration::ZERO), "fewer than three");
+    assert_eq!(policy.decide(&attempt(3, &stuck)), Action::Thrashing);
+    assert_eq!(policy.decide(&attempt(2, &stuck[..2])), Action::Retry(Duration::ZERO), "fewer than three");
     let other = |id| VersionConflict::new("Order", id, 2, 5);
     let two_records = [other("a"), other("b"), other("a")];
-    assert_eq!(policy.decide(&attempt(3, &two_records)), Decision::Retry(Duration::ZERO), "different records");
+    assert_eq!(policy.decide(&attempt(3, &two_records)), Action::Retry(Duration::ZERO), "different records");
 }
 
 #[test]
@@ -105,18 +105,18 @@ fn an_empty_budget_stops_retries_and_calls_refill_it() {
     let budget = Budget::new(100).min_per_second(0).clock(ManualClock::new());
     let policy = Retry::fixed(Duration::ZERO).max_attempts(100).budget(budget.clone());
     let lost = [conflict(2, 2)];
-    assert_eq!(policy.decide(&attempt(1, &lost)), Decision::OverBudget);
+    assert_eq!(policy.decide(&attempt(1, &lost)), Action::OverBudget);
     policy.admit(&Call::new("Order", "o-1")).unwrap();
     assert_eq!(budget.available(), 1, "admitting a call deposits");
-    assert_eq!(policy.decide(&attempt(1, &lost)), Decision::Retry(Duration::ZERO));
-    assert_eq!(policy.decide(&attempt(2, &lost)), Decision::OverBudget);
+    assert_eq!(policy.decide(&attempt(1, &lost)), Action::Retry(Duration::ZERO));
+    assert_eq!(policy.decide(&attempt(2, &lost)), Action::OverBudget);
 }
 
 #[test]
 fn limits_are_checked_before_the_budget_is_spent() {
     let budget = Budget::new(0).min_per_second(1).clock(ManualClock::new());
     let policy = Retry::fixed(Duration::ZERO).max_attempts(2).budget(budget.clone());
-    assert_eq!(policy.decide(&attempt(2, &[conflict(2, 2)])), Decision::GiveUp);
+    assert_eq!(policy.decide(&attempt(2, &[conflict(2, 2)])), Action::GiveUp);
     assert_eq!(budget.available(), 1, "giving up spends no token");
 }
 
@@ -139,13 +139,13 @@ fn the_breaker_refuses_admission_and_hears_every_ending() {
 fn the_hook_sees_every_conflict_and_its_decision() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let policy = Retry::fixed(MS).max_attempts(2).on_conflict(move |attempt, decision| {
-        log.lock().unwrap().push((attempt.number, attempt.conflict.current, *decision));
+    let policy = Retry::fixed(MS).max_attempts(2).on_conflict(move |attempt, action| {
+        log.lock().unwrap().push((attempt.number, attempt.conflict.current, *action));
     });
     let lost = [conflict(2, 3), conflict(4, 6)];
     policy.decide(&attempt(1, &lost[..1]));
     policy.decide(&attempt(2, &lost));
-    assert_eq!(*seen.lock().unwrap(), [(1, 3, Decision::Retry(MS)), (2, 6, Decision::GiveUp)]);
+    assert_eq!(*seen.lock().unwrap(), [(1, 3, Action::Retry(MS)), (2, 6, Action::GiveUp)]);
 }
 
 #[test]
