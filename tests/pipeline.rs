@@ -248,6 +248,37 @@ async fn a_panicking_transition_does_not_wedge_a_coalesced_record() {
     assert_eq!(runner.get("hot").await.unwrap().unwrap().state, Tally::Counting(10));
 }
 
+/// Memory, but the first commit panics, as a buggy store might.
+#[derive(Clone)]
+struct PanicsOnce {
+    inner: Memory,
+    armed: Arc<AtomicBool>,
+}
+
+impl Store for PanicsOnce {
+    async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        self.inner.load(machine, id).await
+    }
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        assert!(!self.armed.swap(false, Ordering::SeqCst), "the store fell over");
+        self.inner.commit(commit).await
+    }
+    async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
+        self.inner.history(machine, id).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_unwinds_frees_its_record_for_the_next_command() {
+    let store = PanicsOnce { inner: Memory::new(), armed: Arc::new(AtomicBool::new(true)) };
+    let runner = Runner::<Tallies, _>::new(store, ()).coalesce(Coalescing::default());
+    let lost = within("the command whose worker died", runner.handle("hot", &Count::Add(1))).await.unwrap_err();
+    assert!(matches!(lost, Error::Store(StoreError::Backend { retryable: true, .. })), "{lost:?}");
+    assert!(lost.is_retryable());
+    let out = within("the next command", runner.handle("hot", &Count::Add(2))).await.unwrap();
+    assert_eq!((out.state, out.version), (Tally::Counting(2), 1), "the first command was never written");
+}
+
 #[tokio::test]
 async fn a_panicking_transition_is_a_typed_error_on_every_path() {
     let runner = Runner::<Tallies, _>::new(Memory::new(), ());

@@ -19,10 +19,12 @@ use std::sync::Arc;
 
 /// A transition error from one of a decision's machines, whatever its type.
 #[derive(Debug, thiserror::Error)]
-#[error("{machine}: {source}")]
+#[error("{machine} {id:?}: {source}")]
 pub struct Rejection {
     /// The machine whose transition refused.
     pub machine: &'static str,
+    /// The record it refused for.
+    pub id: String,
     /// The machine's own error.
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -241,7 +243,7 @@ impl Draft {
         M::Command: Serialize,
     {
         let state = self.state(key)?;
-        let next = checked_sync::<M>(deps, Some(&key.id), command, &state).map_err(|e| boxed(M::NAME, e))?;
+        let next = checked_sync::<M>(deps, Some(&key.id), command, &state).map_err(|e| boxed(M::NAME, &key.id, e))?;
         self.keep(key, command, next)
     }
 
@@ -259,7 +261,7 @@ impl Draft {
         M::Command: Serialize,
     {
         let state = self.state(key)?;
-        let next = checked::<M>(deps, Some(&key.id), command, &state).await.map_err(|e| boxed(M::NAME, e))?;
+        let next = checked::<M>(deps, Some(&key.id), command, &state).await.map_err(|e| boxed(M::NAME, &key.id, e))?;
         self.keep(key, command, next)
     }
 
@@ -291,8 +293,8 @@ impl Draft {
 }
 
 /// Turns a machine's error into the decision's error type.
-fn boxed<E: std::error::Error + Send + Sync + 'static>(machine: &'static str, error: Error<E>) -> Error<Rejection> {
-    error.map_rejection(|source| Rejection { machine, source: Box::new(source) })
+fn boxed<E: std::error::Error + Send + Sync + 'static>(machine: &'static str, id: &str, error: Error<E>) -> Error<Rejection> {
+    error.map_rejection(|source| Rejection { machine, id: id.to_owned(), source: Box::new(source) })
 }
 
 /// A decision over the records of `store`: name what it reads, then

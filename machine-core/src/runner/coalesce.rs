@@ -121,11 +121,12 @@ impl<M: AsyncMachine, St> Coalescer<M, St> {
 }
 
 /// Owned by a worker while it drains a record. Should the worker unwind (a
-/// panic in the store, say — transitions' panics are caught as errors), its
-/// queue is removed so the record's next command starts a fresh worker
-/// instead of waiting for ever; the callers still queued hear that the
-/// worker stopped.
+/// panic in the store, say — transitions' panics are caught as errors) or be
+/// dropped by a runtime shutting down, the callers of the group in hand hear
+/// that it stopped, and commands queued behind them get a fresh worker, so
+/// the record never waits for a worker that is gone.
 struct Draining<'c, M: AsyncMachine, St> {
+    runner: &'c Runner<M, St>,
     coalescer: &'c Coalescer<M, St>,
     id: &'c str,
     /// Set when the queue was found empty and removed by `next_batch`: from
@@ -135,7 +136,21 @@ struct Draining<'c, M: AsyncMachine, St> {
 
 impl<M: AsyncMachine, St> Drop for Draining<'_, M, St> {
     fn drop(&mut self) {
-        if !self.drained {
+        if self.drained {
+            return;
+        }
+        let mut queues = self.coalescer.queues();
+        let waiting = queues.get(self.id).is_some_and(|queue| !queue.is_empty());
+        if !waiting {
+            queues.remove(self.id);
+            return;
+        }
+        drop(queues);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            (self.coalescer.spawn_worker)(self.runner.clone(), self.id.to_owned());
+        } else {
+            // No runtime to run a worker on: the waiting callers hear that
+            // the worker stopped instead of waiting for ever.
             let orphans = self.coalescer.queues().remove(self.id);
             drop(orphans);
         }
@@ -215,7 +230,7 @@ where
     /// Drains record `id`'s queue, one group at a time, until it is empty.
     async fn drain(&self, id: &str) {
         let Some(coalescer) = self.coalescer.as_deref() else { return };
-        let mut draining = Draining { coalescer, id, drained: false };
+        let mut draining = Draining { runner: self, coalescer, id, drained: false };
         loop {
             let batch = coalescer.next_batch(id);
             if batch.is_empty() {
