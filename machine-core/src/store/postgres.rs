@@ -22,9 +22,13 @@ use std::sync::Arc;
 ///   held, no round trip for `BEGIN`/`COMMIT`.
 /// - **Multi-record commits** run in one transaction; read checks lock the
 ///   checked rows (`FOR SHARE`) until commit so they cannot change unseen.
-///   SQLSTATE `40001` (serialization failure) and `40P01` (deadlock) are
-///   reported as conflicts, so the runner retries them like any other, and the
-///   same code runs on PostgreSQL-compatible distributed databases.
+///   Rows are locked in key order, so commits over the same records queue
+///   instead of deadlocking. SQLSTATE `40001` (serialization failure) and
+///   `40P01` (deadlock) are reported as conflicts, so the runner retries them
+///   like any other. This is PostgreSQL itself: the change feed
+///   (`pg_current_xact_id`, `pg_snapshot_xmin`) and the migration lock
+///   (advisory locks) use functions that PostgreSQL-compatible distributed
+///   databases do not all have, so no claim is made for them.
 /// - **Connection loss** and server shutdowns are [`StoreError::Backend`] with
 ///   `retryable: true`.
 /// - **Schema**: tables `machine_records`, `machine_history` and
