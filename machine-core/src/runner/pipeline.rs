@@ -149,19 +149,18 @@ impl Pipeline<'_> {
         loop {
             let attempt = tries.start();
             let mut loaded = Vec::with_capacity(reads.len());
+            let mut checks: Vec<Check<'_>> = Vec::new();
             for read in reads {
-                loaded.push(session.load(read.machine, read.id).await?);
+                let record = session.load(read.machine, read.id).await?;
+                if read.validated {
+                    let expected = record.as_ref().map_or(0, |r| r.version);
+                    checks.push(Check { machine: read.machine, id: read.id, expected });
+                }
+                loaded.push(record);
             }
-            let versions: Vec<u64> = loaded.iter().map(|record| record.as_ref().map_or(0, |r| r.version)).collect();
             let mut plan = step.plan(loaded, attempt).await?;
-            let checks: Vec<Check<'_>> = reads
-                .iter()
-                .zip(versions)
-                .filter(|(read, _)| {
-                    read.validated && !plan.writes.iter().any(|w| w.machine == read.machine && w.id == read.id)
-                })
-                .map(|(read, expected)| Check { machine: read.machine, id: read.id, expected })
-                .collect();
+            // A record the plan writes is checked by its compare-and-set.
+            checks.retain(|check| !plan.writes.iter().any(|w| w.machine == check.machine && w.id == check.id));
             if plan.writes.is_empty() && checks.is_empty() {
                 return Ok((plan.value, attempt));
             }
