@@ -209,7 +209,12 @@ pub(super) fn gave_up(
 pub(super) fn planned(from: &'static str, to: Option<&'static str>) {
     on_ours(|span| {
         span.record("from", from);
-        if let Some(to) = to {
+        // A command's span gets `to` from its outcome when it finishes (a
+        // coalesced caller's span never sees the plan); only a group's span
+        // takes it from the plan. Recording it twice would print it twice.
+        if let Some(to) = to
+            && span.metadata().is_some_and(|meta| meta.name() == "group_commit")
+        {
             span.record("to", to);
         }
     });
@@ -257,7 +262,8 @@ pub(super) fn queue(machine: &'static str, before: (usize, usize), now: (usize, 
     if before.1 != now.1 {
         metrics::gauge!(DEAD_LETTERS, "machine" => machine).increment(now.1 as f64 - before.1 as f64);
         if now.1 > before.1 {
-            metrics::counter!(DEAD_LETTERS_TOTAL, "machine" => machine).increment(u64::try_from(now.1 - before.1).unwrap_or(u64::MAX));
+            metrics::counter!(DEAD_LETTERS_TOTAL, "machine" => machine)
+                .increment(u64::try_from(now.1 - before.1).unwrap_or(u64::MAX));
         }
     }
 }

@@ -16,6 +16,10 @@
 //! `docs/observability.md` lists every metric, span and event with its
 //! labels, fields and level, and why the levels are what they are.
 //!
+//! The module is a leaf: it depends on `error` only (it reads errors and
+//! conflicts), so `retry`, `runner` and `queue` can all call it without a
+//! cycle.
+//!
 //! Labels are of bounded cardinality by construction: machine names, command
 //! kinds and outcome names are `&'static str` the code declares, never ids or
 //! payloads. Which records are hot is told by the `DEBUG` conflict event,
@@ -111,12 +115,7 @@ impl Watch {
 
     /// Counts the call: `ok` describes an `Ok`, errors describe themselves.
     #[inline]
-    pub(crate) fn finish<T, E: Display>(
-        self,
-        id: &str,
-        result: &Result<T, Error<E>>,
-        ok: impl FnOnce(&T) -> Ended,
-    ) {
+    pub(crate) fn finish<T, E: Display>(self, id: &str, result: &Result<T, Error<E>>, ok: impl FnOnce(&T) -> Ended) {
         #[cfg(feature = "observe")]
         self.inner.finish(id, result, ok);
     }
