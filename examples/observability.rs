@@ -145,8 +145,8 @@ async fn contended(run: Duration) {
             let mut sent = 0_u64;
             while Instant::now() < until {
                 // Every 50th command receives nothing: a refusal.
-                let amount = if sent % 50 == 49 { 0 } else { 1 };
-                let _ = shelf.handle(id, &StockCommand::Receive(amount)).await;
+                let command = if sent % 50 == 49 { StockCommand::Receive(0) } else { StockCommand::Receive(1) };
+                let _ = shelf.handle(id, &command).await;
                 let _ = grouped.handle("sku-3", &StockCommand::Receive(1)).await;
                 sent += 1;
             }
