@@ -352,12 +352,20 @@ pub struct Decision<'s, St> {
     policy: Arc<dyn Policy>,
     clock: Arc<dyn Clock>,
     reads: Vec<(&'static str, String, bool)>,
+    /// Whether any read's machine is [`SENSITIVE`](crate::Machine::SENSITIVE).
+    sensitive: bool,
 }
 
 impl<'s, St: Store> Decision<'s, St> {
     /// A decision over records of `store`, retried by the default [`Retry`] policy.
     pub fn new(store: &'s St) -> Self {
-        Self { store, policy: Arc::new(Retry::default()), clock: Arc::new(TokioClock::new()), reads: Vec::new() }
+        Self {
+            store,
+            policy: Arc::new(Retry::default()),
+            clock: Arc::new(TokioClock::new()),
+            reads: Vec::new(),
+            sensitive: false,
+        }
     }
 
     /// The store the decision reads and writes.
@@ -370,6 +378,7 @@ impl<'s, St: Store> Decision<'s, St> {
     #[must_use]
     pub fn read<M: AsyncMachine>(mut self, key: &Key<M>) -> Self {
         self.reads.push((M::NAME, key.id.clone(), key.validated));
+        self.sensitive |= M::SENSITIVE;
         self
     }
 
@@ -462,7 +471,7 @@ impl<'s, St: Store> Decision<'s, St> {
     ) -> Result<Decided<T>, Error<Rejection>> {
         let reads: Vec<Read<'_>> =
             self.reads.iter().map(|(machine, id, validated)| Read { machine, id, validated: *validated }).collect();
-        let pipeline = Pipeline { policy: &*self.policy, clock: &*self.clock };
+        let pipeline = Pipeline { policy: &*self.policy, clock: &*self.clock, sensitive: self.sensitive };
         let mut step = Deliberation { reads: &reads, decide, value: PhantomData };
         let ((verdict, wrote), attempts) = pipeline.call(session, &reads, &mut step).await?;
         Ok(match verdict {
@@ -525,6 +534,14 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
     /// The verdict, and whether it applied any command.
     type Value = (Verdict<T>, bool);
     type Error = Rejection;
+
+    fn settled((verdict, wrote): &Self::Value) -> &'static str {
+        match verdict {
+            Verdict::Abort(_) => "aborted",
+            Verdict::Commit(_) if *wrote => "committed",
+            Verdict::Commit(_) => "unchanged",
+        }
+    }
 
     async fn plan(
         &mut self,

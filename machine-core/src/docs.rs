@@ -35,3 +35,7 @@ mod stores {}
 #[cfg(feature = "testing")]
 #[doc = include_str!("../../docs/testing.md")]
 mod testing {}
+
+#[cfg(feature = "observe")]
+#[doc = include_str!("../../docs/observability.md")]
+mod observability {}

@@ -9,6 +9,10 @@
 //! the pure transition with mocked dependencies, draws the exercised
 //! transitions as a Mermaid diagram, and injects store faults.
 //!
+//! With the `observe` feature, the pipeline emits `tracing` spans and events
+//! and `metrics` counters, histograms and gauges (the `observe` module;
+//! `docs/observability.md` lists them).
+//!
 //! Start with the guide, `docs/guide.md` in the repository, or run
 //! `cargo run --example quickstart`.
 #![forbid(unsafe_code)]
@@ -24,6 +28,12 @@ mod error;
 mod failure;
 mod kind;
 mod machine;
+// Spans and metrics of the pipeline: public (metric names, `describe`) with
+// the `observe` feature, inert hooks without it.
+#[cfg(feature = "observe")]
+pub mod observe;
+#[cfg(not(feature = "observe"))]
+mod observe;
 mod panic;
 pub mod queue;
 pub mod retry;

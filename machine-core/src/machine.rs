@@ -32,6 +32,12 @@ pub trait Machine {
     /// [`State::NAME`]. Changing it orphans stored records.
     const NAME: &'static str = <Self::State as State>::NAME;
 
+    /// Whether this machine's records are sensitive (ids that are personal
+    /// data, say): with the `observe` feature, spans and events about them
+    /// name no record id and carry no error or panic text. Metrics never
+    /// carry either. Errors returned to the caller are not affected.
+    const SENSITIVE: bool = false;
+
     /// Computes the next state, or refuses with the machine's error.
     fn transition(deps: &Self::Deps, command: &Self::Command, state: &Self::State) -> Result<Self::State, Self::Error>;
 }
@@ -98,6 +104,10 @@ pub trait AsyncMachine {
     /// [`State::NAME`].
     const NAME: &'static str = <Self::State as State>::NAME;
 
+    /// Whether this machine's records are sensitive; see
+    /// [`Machine::SENSITIVE`].
+    const SENSITIVE: bool = false;
+
     /// Computes the next state, or refuses with the machine's error.
     fn transition(
         deps: &Self::Deps,
@@ -112,6 +122,7 @@ impl<M: Machine> AsyncMachine for M {
     type Deps = M::Deps;
     type Error = M::Error;
     const NAME: &'static str = <M as Machine>::NAME;
+    const SENSITIVE: bool = <M as Machine>::SENSITIVE;
 
     // Computed when polled, so the future holds nothing but the borrows.
     async fn transition(

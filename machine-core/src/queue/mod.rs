@@ -9,6 +9,7 @@ mod worker;
 
 use crate::error::Error;
 use crate::machine::Machine;
+use crate::observe::QueueGauges;
 use crate::retry::{Clock, Jitter, Retry, TokioClock};
 use crate::runner::Runner;
 use crate::store::Store;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -186,6 +188,8 @@ struct State<C> {
     closed: bool,
     /// Workers start no new tries.
     stopped: bool,
+    /// What the depth and dead-letter gauges last heard from this queue.
+    gauges: QueueGauges,
 }
 
 struct Job<C> {
@@ -397,6 +401,7 @@ where
                 dead: Vec::new(),
                 closed: false,
                 stopped: false,
+                gauges: QueueGauges::default(),
             }),
             wake: Notify::new(),
         });
@@ -406,10 +411,47 @@ where
 }
 
 impl<M: Machine, St> Shared<M, St> {
-    fn lock(&self) -> MutexGuard<'_, State<M::Command>> {
+    fn lock(&self) -> Locked<'_, M::Command> {
         // Every critical section leaves the state consistent, so a poisoned
         // lock (a panic elsewhere) is still safe to use.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        Locked { machine: M::NAME, guard: self.state.lock().unwrap_or_else(PoisonError::into_inner) }
+    }
+}
+
+impl<M: Machine, St> Drop for Shared<M, St> {
+    fn drop(&mut self) {
+        // The queue is gone: what it still held leaves the gauges.
+        self.state.get_mut().unwrap_or_else(PoisonError::into_inner).gauges.sync(M::NAME, 0, 0);
+    }
+}
+
+/// The queue's state under its lock. Releasing the lock reports the queue's
+/// depth and dead letters to the gauges, so no path that changes them can
+/// forget to (without the `observe` feature, two lengths are read and
+/// nothing else happens).
+struct Locked<'s, C> {
+    machine: &'static str,
+    guard: MutexGuard<'s, State<C>>,
+}
+
+impl<C> Deref for Locked<'_, C> {
+    type Target = State<C>;
+    fn deref(&self) -> &State<C> {
+        &self.guard
+    }
+}
+
+impl<C> DerefMut for Locked<'_, C> {
+    fn deref_mut(&mut self) -> &mut State<C> {
+        &mut self.guard
+    }
+}
+
+impl<C> Drop for Locked<'_, C> {
+    fn drop(&mut self) {
+        let state = &mut *self.guard;
+        let (depth, dead) = (state.waiting.len() + state.running, state.dead.len());
+        state.gauges.sync(self.machine, depth, dead);
     }
 }
 

@@ -4,6 +4,7 @@
 //! into fast, typed refusals, and gives the store room to recover.
 
 use super::{Call, Clock, Finish, Refused, TokioClock};
+use crate::observe::{self, Phase};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -67,7 +68,30 @@ pub struct CircuitBreaker {
     cool_down: Duration,
     per_key: bool,
     clock: Arc<dyn Clock>,
-    circuits: Arc<Mutex<HashMap<String, Circuit>>>,
+    circuits: Arc<Circuits>,
+}
+
+/// The circuits of a breaker and its clones. When the last clone goes, the
+/// circuits it leaves open leave the open-circuits gauge too.
+#[derive(Debug, Default)]
+struct Circuits(Mutex<HashMap<String, Circuit>>);
+
+impl Drop for Circuits {
+    fn drop(&mut self) {
+        if cfg!(feature = "observe") {
+            let circuits = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+            observe::circuits_dropped(circuits.values().filter(|c| !matches!(c, Circuit::Closed { .. })).count());
+        }
+    }
+}
+
+/// What `circuit` does with calls, for the observability hooks.
+fn phase(circuit: Option<&Circuit>) -> Phase {
+    match circuit {
+        None | Some(Circuit::Closed { .. }) => Phase::Closed,
+        Some(Circuit::Open { .. }) => Phase::Open,
+        Some(Circuit::HalfOpen { .. }) => Phase::HalfOpen,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +150,9 @@ impl CircuitBreaker {
                 Err(Refused::new(self.cool_down.saturating_sub(now.saturating_sub(since))))
             }
             Circuit::Open { .. } | Circuit::HalfOpen { .. } => {
+                let before = phase(Some(&*circuit));
                 *circuit = Circuit::HalfOpen { probe: Some(now) };
+                observe::circuit(call.machine, before, Phase::HalfOpen);
                 Ok(())
             }
         }
@@ -137,6 +163,8 @@ impl CircuitBreaker {
         let now = self.clock.now();
         let key = self.key(call);
         let mut circuits = self.lock();
+        // Read only when observed: without the feature, no extra lookups.
+        let before = if cfg!(feature = "observe") { phase(circuits.get(&key)) } else { Phase::Closed };
         match ended {
             Finish::Committed => {
                 if !matches!(circuits.get(&key), Some(Circuit::Open { .. })) {
@@ -145,7 +173,7 @@ impl CircuitBreaker {
                 }
             }
             Finish::GaveUp | Finish::StoreFailed => {
-                let circuit = circuits.entry(key).or_insert(Circuit::Closed { failures: 0 });
+                let circuit = circuits.entry(key.clone()).or_insert(Circuit::Closed { failures: 0 });
                 match *circuit {
                     Circuit::Closed { failures } if failures.saturating_add(1) < self.threshold => {
                         *circuit = Circuit::Closed { failures: failures + 1 };
@@ -162,6 +190,9 @@ impl CircuitBreaker {
                     *circuit = Circuit::HalfOpen { probe: None };
                 }
             }
+        }
+        if cfg!(feature = "observe") {
+            observe::circuit(call.machine, before, phase(circuits.get(&key)));
         }
     }
 
@@ -189,7 +220,7 @@ impl CircuitBreaker {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Circuit>> {
-        self.circuits.lock().unwrap_or_else(PoisonError::into_inner)
+        self.circuits.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

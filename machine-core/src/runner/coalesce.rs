@@ -4,7 +4,7 @@
 
 use super::group::{Intent, Opener};
 use super::pipeline::Read;
-use super::{Outcome, Runner, outcome, widen};
+use super::{Outcome, Runner, outcome, settled, widen};
 use crate::error::{Error, StoreError};
 use crate::machine::AsyncMachine;
 use crate::store::Store;
@@ -212,18 +212,21 @@ where
         intent: Owned<M>,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
         let pipeline = self.pipeline();
-        let call = pipeline.admit(M::NAME, id)?;
+        let admitted = pipeline.admit(intent.intent().op(false), M::NAME, id)?;
         let (reply, outcome) = oneshot::channel();
-        let result = match coalescer.enqueue(id, Job { intent, reply }) {
-            Err(job) => self.alone(self.store(), id, &job.intent.intent()).await,
-            Ok(start) => {
-                if start {
-                    (coalescer.spawn_worker)(self.clone(), id.to_owned());
+        let waited = async {
+            match coalescer.enqueue(id, Job { intent, reply }) {
+                Err(job) => self.alone(self.store(), id, &job.intent.intent()).await,
+                Ok(start) => {
+                    if start {
+                        (coalescer.spawn_worker)(self.clone(), id.to_owned());
+                    }
+                    outcome.await.unwrap_or_else(|_| Err(Error::Store(StoreError::backend(WorkerStopped, true))))
                 }
-                outcome.await.unwrap_or_else(|_| Err(Error::Store(StoreError::backend(WorkerStopped, true))))
             }
         };
-        pipeline.finish(&call, &result);
+        let result = admitted.run(waited).await;
+        pipeline.finish(admitted, &result, settled::<M>);
         result
     }
 
@@ -247,7 +250,7 @@ where
             let intents: Vec<Intent<'_, M>> = batch.iter().map(|job| job.intent.intent()).collect();
             let mut group = self.group(id, &intents);
             let read = Read { machine: M::NAME, id, validated: false };
-            self.pipeline().attempts(self.store(), &[read], &mut group).await
+            self.pipeline().grouped(self.store(), &[read], &mut group, intents.len()).await
         };
         match result {
             Ok((applied, attempts)) => {

@@ -6,8 +6,9 @@ use super::codec::{decode_record, encode};
 use super::pipeline::{Plan, Planned, Step};
 use crate::error::{Error, StoreError};
 use crate::machine::{AsyncMachine, checked};
+use crate::observe::{self, Op};
 use crate::store::{Origin, Record};
-use crate::{Kind, State};
+use crate::{Command, Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
@@ -36,6 +37,18 @@ pub(crate) enum Intent<'a, M: AsyncMachine> {
     Apply { command: &'a M::Command, json: &'a str },
     /// Replay the recorded failure the record is in.
     Recover(Opener<M>),
+}
+
+impl<M: AsyncMachine> Intent<'_, M> {
+    /// The call this intent is, for its span and metrics (`joined`: in a
+    /// transaction the caller holds).
+    pub(crate) fn op(&self, joined: bool) -> Op {
+        match self {
+            Self::Apply { command, .. } if joined => Op::HandleIn(command.kind().as_str()),
+            Self::Apply { command, .. } => Op::Handle(command.kind().as_str()),
+            Self::Recover(_) => Op::Recover,
+        }
+    }
 }
 
 /// A member's result once its group committed.
@@ -181,6 +194,8 @@ where
             last = Some(results.len());
             results.push(Ok(Saved { state: next.state, failed: next.failed, version: written }));
         }
+        let to = last.and_then(|at| results[at].as_ref().ok()).map(|saved| saved.state.kind().as_str());
+        observe::planned(base.kind().as_str(), to);
         Ok(Plan { writes, value: results })
     }
 }

@@ -68,7 +68,7 @@ where
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
         let json = codec::encode::<M, _, _>(id, "command", command)?;
         let session = InTransaction { store: self.store(), conn };
-        self.one(session, id, &Intent::Apply { command, json: &json }).await
+        self.one(session, id, &Intent::Apply { command, json: &json }, true).await
     }
 }
 

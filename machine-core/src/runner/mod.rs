@@ -17,8 +17,10 @@ use crate::FailureState;
 use crate::error::Error;
 use crate::failure::Failure;
 use crate::machine::{AsyncMachine, RecordFailures};
+use crate::observe::Ended;
 use crate::retry::{Clock, Policy, Retry, TokioClock};
 use crate::store::Store;
+use crate::{Kind, State};
 use coalesce::Coalescer;
 use group::{Applied, Group, Intent, Opener, Recorder};
 use pipeline::{Pipeline, Read, Session};
@@ -149,7 +151,7 @@ where
 
     /// The pipeline this runner's calls go through.
     fn pipeline(&self) -> Pipeline<'_> {
-        Pipeline { policy: &*self.policy, clock: &*self.retry_clock }
+        Pipeline { policy: &*self.policy, clock: &*self.retry_clock, sensitive: M::SENSITIVE }
     }
 
     /// Runs `command` on record `id`: load, check, transition, save, retried on
@@ -167,7 +169,7 @@ where
                 let intent = coalesce::Owned::Apply { command: (coalescer.clone_command)(command), json };
                 self.handle_coalesced(coalescer, id, intent).await
             }
-            None => self.one(&*self.store, id, &Intent::Apply { command, json: &json }).await,
+            None => self.one(&*self.store, id, &Intent::Apply { command, json: &json }, false).await,
         }
     }
 
@@ -183,18 +185,20 @@ where
         changes.iter().map(|change| codec::decode_change::<M>(id, change)).collect()
     }
 
-    /// One intent as a group of one, through `session`: admitted, attempted,
-    /// finished, like every call.
+    /// One intent as a group of one, through `session` (`joined`: a
+    /// transaction the caller holds): admitted, attempted, finished, like
+    /// every call.
     pub(crate) async fn one<S: Session>(
         &self,
         session: S,
         id: &str,
         intent: &Intent<'_, M>,
+        joined: bool,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
         let pipeline = self.pipeline();
-        let call = pipeline.admit(M::NAME, id)?;
-        let result = self.alone(session, id, intent).await;
-        pipeline.finish(&call, &result);
+        let admitted = pipeline.admit(intent.op(joined), M::NAME, id)?;
+        let result = admitted.run(self.alone(session, id, intent)).await;
+        pipeline.finish(admitted, &result, settled::<M>);
         result
     }
 
@@ -221,6 +225,11 @@ where
     fn group<'a>(&'a self, id: &'a str, intents: &'a [Intent<'a, M>]) -> Group<'a, M> {
         Group { id, deps: &self.deps, intents, recorder: self.recorder, now: &*self.clock }
     }
+}
+
+/// How a committed call is counted (see `crate::observe`).
+fn settled<M: AsyncMachine>(out: &Outcome<M::State>) -> Ended {
+    Ended::committed(out.attempts, out.version, out.state.kind().as_str())
 }
 
 /// A member's result as its caller sees it.
@@ -284,7 +293,7 @@ where
         let open: Opener<M> = open_failure::<M>;
         match &self.coalescer {
             Some(coalescer) => self.handle_coalesced(coalescer, id, coalesce::Owned::Recover(open)).await,
-            None => self.one(&*self.store, id, &Intent::Recover(open)).await,
+            None => self.one(&*self.store, id, &Intent::Recover(open), false).await,
         }
     }
 }

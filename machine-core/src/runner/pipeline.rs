@@ -1,13 +1,16 @@
 //! The one loop every change goes through: admit → load → plan → one commit
 //! → policy. A driver (a command, a coalesced group, a decision, a recovery,
 //! a joined transaction) only says what to read and how to plan; retries,
-//! read checks, the policy's hooks and the error mapping live here once.
+//! read checks, the policy's hooks, the error mapping and the observability
+//! hooks (spans, metrics: `crate::observe`) live here once.
 
 use super::tries::Tries;
 use crate::error::{Error, StoreError};
+use crate::observe::{Ended, Op, Watch};
 use crate::retry::{Call, Clock, Finish, Policy};
 use crate::store::{Check, Commit, Origin, Record, Store, Write};
 use std::borrow::Cow;
+use std::fmt::Display;
 use std::future::Future;
 
 /// Where the loop loads and commits: the runner's store, or a transaction the
@@ -78,7 +81,14 @@ pub(crate) trait Step {
     /// What a committed attempt hands back.
     type Value;
     /// The machine error type of the errors planning can end with.
-    type Error;
+    type Error: Display;
+
+    /// The outcome label of a call whose attempts returned `value` (see
+    /// `crate::observe`): a decision tells a commit from an abort.
+    fn settled(value: &Self::Value) -> &'static str {
+        let _ = value;
+        "committed"
+    }
 
     /// Plans attempt `attempt` (the first is 1) on `loaded`, one entry per
     /// read in order (`None`: never written). An `Err` ends the call; it is
@@ -90,30 +100,63 @@ pub(crate) trait Step {
     ) -> impl Future<Output = Result<Plan<'_, Self::Value>, Error<Self::Error>>>;
 }
 
-/// The policy and the clock a call retries by.
+/// The policy and the clock a call retries by, and whether what it touches
+/// is sensitive (no ids in spans and events).
 #[derive(Clone, Copy)]
 pub(crate) struct Pipeline<'p> {
     pub(crate) policy: &'p dyn Policy,
     pub(crate) clock: &'p dyn Clock,
+    pub(crate) sensitive: bool,
+}
+
+/// A call the policy let start, watched until it finishes.
+pub(crate) struct Admitted<'i> {
+    call: Call<'i>,
+    watch: Watch,
+}
+
+impl Admitted<'_> {
+    /// Runs the call's work inside its span.
+    pub(crate) async fn run<F: Future>(&self, work: F) -> F::Output {
+        self.watch.run(work).await
+    }
 }
 
 impl Pipeline<'_> {
-    /// Asks the policy to let a call on `(machine, id)` start; refused calls
-    /// never touch the store.
-    pub(crate) fn admit<'i, E>(&self, machine: &'static str, id: &'i str) -> Result<Call<'i>, Error<E>> {
+    /// Asks the policy to let call `op` on `(machine, id)` start; refused
+    /// calls never touch the store (and are counted as `circuit_open`).
+    pub(crate) fn admit<'i, E: Display>(
+        &self,
+        op: Op,
+        machine: &'static str,
+        id: &'i str,
+    ) -> Result<Admitted<'i>, Error<E>> {
+        let watch = Watch::start(op, machine, id, self.sensitive);
         let call = Call::new(machine, id);
         match self.policy.admit(&call) {
-            Ok(()) => Ok(call),
-            Err(refused) => Err(Error::CircuitOpen { machine, id: id.to_owned(), retry_after: refused.retry_after }),
+            Ok(()) => Ok(Admitted { call, watch }),
+            Err(refused) => {
+                let error = Error::CircuitOpen { machine, id: id.to_owned(), retry_after: refused.retry_after };
+                watch.refused(id, &error);
+                Err(error)
+            }
         }
     }
 
-    /// Tells the policy how an admitted call ended.
-    pub(crate) fn finish<T, E>(&self, call: &Call<'_>, result: &Result<T, Error<E>>) {
-        self.policy.finish(call, finish_of(result));
+    /// Tells the policy how an admitted call ended, and counts it (`ok`
+    /// describes an `Ok` for the metrics).
+    pub(crate) fn finish<T, E: Display>(
+        &self,
+        admitted: Admitted<'_>,
+        result: &Result<T, Error<E>>,
+        ok: impl FnOnce(&T) -> Ended,
+    ) {
+        self.policy.finish(&admitted.call, finish_of(result));
+        admitted.watch.finish(admitted.call.id, result, ok);
     }
 
-    /// A whole call: admitted, its attempts, the policy told how it ended.
+    /// A whole call (a decision): admitted, its attempts, the policy told how
+    /// it ended.
     pub(crate) async fn call<S, P>(
         &self,
         session: S,
@@ -125,9 +168,30 @@ impl Pipeline<'_> {
         P: Step,
     {
         let (machine, id) = reads.first().map_or(("", ""), |read| (read.machine, read.id));
-        let call = self.admit(machine, id)?;
-        let result = self.attempts(session, reads, step).await;
-        self.finish(&call, &result);
+        let admitted = self.admit(Op::Decide { reads: reads.len() }, machine, id)?;
+        let result = admitted.run(self.attempts(session, reads, step)).await;
+        self.finish(admitted, &result, |(value, attempts)| Ended::new(P::settled(value), *attempts));
+        result
+    }
+
+    /// One group commit of a coalesced record: the attempts of `step` (the
+    /// group's `size` commands) in a group-commit span. Its callers are
+    /// admitted and finished one by one by the driver.
+    pub(crate) async fn grouped<S, P>(
+        &self,
+        session: S,
+        reads: &[Read<'_>],
+        step: &mut P,
+        size: usize,
+    ) -> Result<(P::Value, u32), Error<P::Error>>
+    where
+        S: Session,
+        P: Step,
+    {
+        let (machine, id) = reads.first().map_or(("", ""), |read| (read.machine, read.id));
+        let watch = Watch::start(Op::Group { size }, machine, id, self.sensitive);
+        let result = watch.run(self.attempts(session, reads, step)).await;
+        watch.finish(id, &result, |(value, attempts)| Ended::new(P::settled(value), *attempts));
         result
     }
 
@@ -145,7 +209,7 @@ impl Pipeline<'_> {
         S: Session,
         P: Step,
     {
-        let mut tries = Tries::new(self.clock);
+        let mut tries = Tries::new(self.clock, self.sensitive);
         loop {
             let attempt = tries.start();
             let mut loaded = Vec::with_capacity(reads.len());
@@ -167,7 +231,11 @@ impl Pipeline<'_> {
             let writes = plan.writes.iter_mut().map(Planned::take_write).collect();
             match session.commit(Commit { writes, checks }).await {
                 Ok(()) => return Ok((plan.value, attempt)),
-                Err(StoreError::Conflict(conflict)) => tries.lost(self.policy, self.clock, conflict).await?,
+                Err(StoreError::Conflict(conflict)) => {
+                    // The label is the conflicting read's own `&'static str`.
+                    let machine = reads.iter().map(|read| read.machine).find(|m| *m == conflict.machine);
+                    tries.lost(self.policy, self.clock, conflict, machine.unwrap_or("unknown")).await?;
+                }
                 Err(other) => return Err(Error::Store(other)),
             }
         }

@@ -3,6 +3,7 @@
 //! call, kept apart so the loop itself stays short.
 
 use crate::error::{Error, VersionConflict};
+use crate::observe;
 use crate::retry::{Action, Attempt, Clock, Policy};
 use std::time::Duration;
 
@@ -11,12 +12,14 @@ pub(crate) struct Tries {
     conflicts: Vec<VersionConflict>,
     previous_wait: Duration,
     attempts: u32,
+    /// Whether spans and events may name the record.
+    sensitive: bool,
 }
 
 impl Tries {
     /// A call starting now on `clock`.
-    pub(crate) fn new(clock: &dyn Clock) -> Self {
-        Self { started: clock.now(), conflicts: Vec::new(), previous_wait: Duration::ZERO, attempts: 0 }
+    pub(crate) fn new(clock: &dyn Clock, sensitive: bool) -> Self {
+        Self { started: clock.now(), conflicts: Vec::new(), previous_wait: Duration::ZERO, attempts: 0, sensitive }
     }
 
     /// Counts a new attempt and returns its number (the first is 1).
@@ -25,14 +28,16 @@ impl Tries {
         self.attempts
     }
 
-    /// The current attempt lost to `conflict`: asks `policy`, then waits
-    /// (awaited, never spawned, so dropping the call stops it) before the
-    /// next attempt, or returns the error to give up with.
+    /// The current attempt lost to `conflict` on a record of `machine`: asks
+    /// `policy`, then waits (awaited, never spawned, so dropping the call
+    /// stops it) before the next attempt, or returns the error to give up
+    /// with. Both are observed here, whichever driver the call came from.
     pub(crate) async fn lost<E>(
         &mut self,
         policy: &dyn Policy,
         clock: &dyn Clock,
         conflict: VersionConflict,
+        machine: &'static str,
     ) -> Result<(), Error<E>> {
         self.conflicts.push(conflict);
         let elapsed = clock.now().saturating_sub(self.started);
@@ -46,6 +51,13 @@ impl Tries {
             }),
             None => Action::GiveUp,
         };
+        let wait = match decision {
+            Action::Retry(wait) => Some(wait),
+            _ => None,
+        };
+        if let Some(conflict) = self.conflicts.last() {
+            observe::conflict(machine, conflict, self.attempts, wait, self.sensitive);
+        }
         match decision {
             Action::Retry(wait) => {
                 if wait.is_zero() {
@@ -58,15 +70,22 @@ impl Tries {
                 self.previous_wait = wait;
                 Ok(())
             }
-            give_up => Err(self.gave_up(give_up, elapsed)),
+            give_up => Err(self.gave_up(give_up, elapsed, machine)),
         }
     }
 
-    /// The error for a policy's decision to stop.
-    fn gave_up<E>(&mut self, decision: Action, elapsed: Duration) -> Error<E> {
+    /// The error for a policy's decision to stop, observed.
+    fn gave_up<E>(&mut self, decision: Action, elapsed: Duration, machine: &'static str) -> Error<E> {
         let conflicts = std::mem::take(&mut self.conflicts);
         let conflict = conflicts.last().cloned().unwrap_or_else(|| VersionConflict::new("", "", 0, 0));
         let attempts = self.attempts;
+        let reason = match decision {
+            Action::Thrashing => "thrashing",
+            Action::DeadlineExceeded => "deadline_exceeded",
+            Action::OverBudget => "budget_exhausted",
+            Action::GiveUp | Action::Retry(_) => "retries_exhausted",
+        };
+        observe::gave_up(machine, &conflict, attempts, reason, elapsed, self.sensitive);
         match decision {
             Action::Thrashing => Error::Thrashing { conflict, conflicts, attempts },
             Action::DeadlineExceeded => Error::DeadlineExceeded { conflict, attempts, elapsed },
