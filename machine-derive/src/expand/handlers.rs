@@ -52,14 +52,14 @@ impl StatePath {
     /// The owned struct of state variant `variant`: `PendingOrder<T>`.
     fn owned(&self, variant: &Ident) -> TokenStream {
         let (prefix, args) = (&self.prefix, &self.args);
-        let owned = variants::owned(variant, &self.ident, variant.span());
+        let owned = variants::owned(variant, &self.ident, located(variant));
         if args.is_empty() { quote!(#prefix #owned) } else { quote!(#prefix #owned<#(#args),*>) }
     }
 
     /// The view of state variant `variant`: `PendingOrderRef<'_, T>`.
     fn view(&self, variant: &Ident) -> TokenStream {
         let (prefix, args) = (&self.prefix, &self.args);
-        let view = variants::view(variant, &self.ident, variant.span());
+        let view = variants::view(variant, &self.ident, located(variant));
         quote!(#prefix #view<'_ #(, #args)*>)
     }
 
@@ -299,7 +299,10 @@ impl Context<'_> {
                         doc: &doc,
                         last: ("from", path.view(from_state)),
                         output: quote!(::machine_core::To<#marker_ty>),
-                        state_pattern: quote!(#views::#from_state(view)),
+                        state_pattern: {
+                        let variant = Ident::new(&from_state.to_string(), located(from_state));
+                        quote!(#views::#variant(view))
+                    },
                         argument: quote!(view),
                         unwrap: true,
                     },
@@ -331,6 +334,14 @@ fn marker_params(generics: &syn::Generics) -> Vec<TokenStream> {
             }
         })
         .collect()
+}
+
+/// A span at `ident` that belongs to the expansion: a misspelt state is
+/// already reported, with the fix, by the table; errors about the names
+/// built from it point at it too but suggest nothing (rustc would suggest
+/// writing `DraftOrderRef` in `from(..)`).
+fn located(ident: &Ident) -> Span {
+    Span::call_site().located_at(ident.span())
 }
 
 /// The handler methods, as both traits declare them and both dispatches
