@@ -293,7 +293,11 @@ impl Draft {
 }
 
 /// Turns a machine's error into the decision's error type.
-fn boxed<E: std::error::Error + Send + Sync + 'static>(machine: &'static str, id: &str, error: Error<E>) -> Error<Rejection> {
+fn boxed<E: std::error::Error + Send + Sync + 'static>(
+    machine: &'static str,
+    id: &str,
+    error: Error<E>,
+) -> Error<Rejection> {
     error.map_rejection(|source| Rejection { machine, id: id.to_owned(), source: Box::new(source) })
 }
 

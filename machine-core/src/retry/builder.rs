@@ -3,7 +3,7 @@
 //! breaker, and a hook that sees every conflict.
 
 use super::backoff::{self, Adaptive, Backoff, Jitter};
-use super::{Attempt, Budget, Call, CircuitBreaker, Action, Finish, Policy, Refused, Rng};
+use super::{Action, Attempt, Budget, Call, CircuitBreaker, Finish, Policy, Refused, Rng};
 use crate::error::VersionConflict;
 use std::fmt;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! call, kept apart so the loop itself stays short.
 
 use crate::error::{Error, VersionConflict};
-use crate::retry::{Attempt, Clock, Action, Policy};
+use crate::retry::{Action, Attempt, Clock, Policy};
 use std::time::Duration;
 
 pub(crate) struct Tries {
