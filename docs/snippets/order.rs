@@ -43,19 +43,20 @@ impl OrderCommandHandlers for OrderMachine {
     }
 
     fn cancel_draft(_: &dyn OrderDeps, reason: &String, _: DraftOrderRef<'_>) -> Result<To<order_command::Cancel>, OrderError> {
-        Ok(cancelled(reason))
+        Ok(cancellation(reason))
     }
 
     fn cancel_pending(_: &dyn OrderDeps, reason: &String, _: PendingOrderRef<'_>) -> Result<To<order_command::Cancel>, OrderError> {
-        Ok(cancelled(reason))
+        Ok(cancellation(reason))
     }
 
     fn cancel_confirmed(_: &dyn OrderDeps, reason: &String, _: ConfirmedOrderRef<'_>) -> Result<To<order_command::Cancel>, OrderError> {
-        Ok(cancelled(reason))
+        Ok(cancellation(reason))
     }
 }
 
-fn cancelled(reason: &str) -> To<order_command::Cancel> {
+/// `Cancel` ends the same way from each of its three states.
+fn cancellation(reason: &str) -> To<order_command::Cancel> {
     To::new(CancelledOrder { reason: reason.to_owned() })
 }
 
