@@ -99,7 +99,7 @@ impl OrderCommandHandlers for OrderMachine {
         deps: &dyn OrderDeps,
         items: &Vec<Item>,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<order_command::Place>, OrderError> {
+    ) -> Result<To<Order, order_command::Place>, OrderError> {
         if items.is_empty() {
             return Err(OrderError::Empty);
         }
@@ -109,7 +109,7 @@ impl OrderCommandHandlers for OrderMachine {
     fn confirm_pending(
         deps: &dyn OrderDeps,
         from: PendingOrderRef<'_>,
-    ) -> Result<To<order_command::Confirm>, OrderError> {
+    ) -> Result<To<Order, order_command::Confirm>, OrderError> {
         // Only a check: reserving here would reserve once per attempt.
         // The caller reserves after the confirmation is committed.
         deps.check_stock(from.items)?;
@@ -120,7 +120,7 @@ impl OrderCommandHandlers for OrderMachine {
         _: &dyn OrderDeps,
         reason: &String,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, OrderError> {
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
         Ok(cancelled(reason))
     }
 
@@ -128,7 +128,7 @@ impl OrderCommandHandlers for OrderMachine {
         _: &dyn OrderDeps,
         reason: &String,
         _: PendingOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, OrderError> {
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
         Ok(cancelled(reason))
     }
 
@@ -136,13 +136,13 @@ impl OrderCommandHandlers for OrderMachine {
         _: &dyn OrderDeps,
         reason: &String,
         _: ConfirmedOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, OrderError> {
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
         Ok(cancelled(reason))
     }
 }
 
 /// `Cancel` ends the same way from each of its three states.
-fn cancelled(reason: &str) -> To<order_command::Cancel> {
+fn cancelled(reason: &str) -> To<Order, order_command::Cancel> {
     To::new(CancelledOrder { reason: reason.to_owned() })
 }
 

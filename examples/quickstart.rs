@@ -136,7 +136,7 @@ impl OrderCommandAsyncHandlers for OrderMachine {
         catalog: &PriceList,
         sku: &String,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<order_command::AddItem>, OrderError> {
+    ) -> Result<To<Order, order_command::AddItem>, OrderError> {
         let line = priced(catalog, sku).await?;
         Ok(To::new(OpenOrder { total_cents: line.cents, lines: vec![line] }))
     }
@@ -145,7 +145,7 @@ impl OrderCommandAsyncHandlers for OrderMachine {
         catalog: &PriceList,
         sku: &String,
         from: OpenOrderRef<'_>,
-    ) -> Result<To<order_command::AddItem>, OrderError> {
+    ) -> Result<To<Order, order_command::AddItem>, OrderError> {
         let line = priced(catalog, sku).await?;
         let total_cents = from.total_cents + line.cents;
         let mut lines = from.lines.clone();
@@ -153,7 +153,7 @@ impl OrderCommandAsyncHandlers for OrderMachine {
         Ok(To::new(OpenOrder { lines, total_cents }))
     }
 
-    async fn place_open(_: &PriceList, from: OpenOrderRef<'_>) -> Result<To<order_command::Place>, OrderError> {
+    async fn place_open(_: &PriceList, from: OpenOrderRef<'_>) -> Result<To<Order, order_command::Place>, OrderError> {
         Ok(To::new(PlacedOrder { lines: from.lines.clone(), total_cents: *from.total_cents }))
     }
 
@@ -161,7 +161,7 @@ impl OrderCommandAsyncHandlers for OrderMachine {
         _: &PriceList,
         tracking: &String,
         _: PlacedOrderRef<'_>,
-    ) -> Result<To<order_command::Ship>, OrderError> {
+    ) -> Result<To<Order, order_command::Ship>, OrderError> {
         Ok(To::new(ShippedOrder { tracking: tracking.clone() }))
     }
 
@@ -169,7 +169,7 @@ impl OrderCommandAsyncHandlers for OrderMachine {
         _: &PriceList,
         reason: &String,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, OrderError> {
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
         Ok(cancelled(reason))
     }
 
@@ -177,7 +177,7 @@ impl OrderCommandAsyncHandlers for OrderMachine {
         _: &PriceList,
         reason: &String,
         _: OpenOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, OrderError> {
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
         Ok(cancelled(reason))
     }
 
@@ -185,7 +185,7 @@ impl OrderCommandAsyncHandlers for OrderMachine {
         _: &PriceList,
         reason: &String,
         _: PlacedOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, OrderError> {
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
         Ok(cancelled(reason))
     }
 }
@@ -197,7 +197,7 @@ async fn priced(catalog: &PriceList, sku: &str) -> Result<Line, OrderError> {
 }
 
 /// `Cancel` ends the same way from each of its three states.
-fn cancelled(reason: &str) -> To<order_command::Cancel> {
+fn cancelled(reason: &str) -> To<Order, order_command::Cancel> {
     To::new(CancelledOrder { reason: reason.to_owned() })
 }
 

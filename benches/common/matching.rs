@@ -62,9 +62,8 @@ impl Machine for HandTickets {
             (C::Vote { by }, S::Open { votes }) => S::Open { votes: votes + by },
             (C::Vote { by }, S::Assigned { to, votes }) => S::Assigned { to: *to, votes: votes + by },
             (C::Assign { to }, S::Open { votes }) => S::Assigned { to: *to, votes: *votes },
-            (C::Unassign, S::Assigned { votes, .. }) => S::Open { votes: *votes },
+            (C::Unassign, S::Assigned { votes, .. }) | (C::Reopen, S::Closed { votes }) => S::Open { votes: *votes },
             (C::Close, S::Assigned { votes, .. }) => S::Closed { votes: *votes },
-            (C::Reopen, S::Closed { votes }) => S::Open { votes: *votes },
             // The declared table refuses every other pair first.
             (_, state) => state.clone(),
         })
@@ -86,27 +85,38 @@ impl Machine for GeneratedTickets {
 }
 
 impl TicketCommandHandlers for GeneratedTickets {
-    fn vote_open((): &(), by: &u32, from: OpenTicketRef<'_>) -> Result<To<ticket_command::Vote>, Infallible> {
+    fn vote_open((): &(), by: &u32, from: OpenTicketRef<'_>) -> Result<To<Ticket, ticket_command::Vote>, Infallible> {
         Ok(To::new(OpenTicket { votes: from.votes + by }))
     }
 
-    fn vote_assigned((): &(), by: &u32, from: AssignedTicketRef<'_>) -> Result<To<ticket_command::Vote>, Infallible> {
+    fn vote_assigned(
+        (): &(),
+        by: &u32,
+        from: AssignedTicketRef<'_>,
+    ) -> Result<To<Ticket, ticket_command::Vote>, Infallible> {
         Ok(To::new(AssignedTicket { to: *from.to, votes: from.votes + by }))
     }
 
-    fn assign_open((): &(), to: &u32, from: OpenTicketRef<'_>) -> Result<To<ticket_command::Assign>, Infallible> {
+    fn assign_open(
+        (): &(),
+        to: &u32,
+        from: OpenTicketRef<'_>,
+    ) -> Result<To<Ticket, ticket_command::Assign>, Infallible> {
         Ok(To::new(AssignedTicket { to: *to, votes: *from.votes }))
     }
 
-    fn unassign_assigned((): &(), from: AssignedTicketRef<'_>) -> Result<To<ticket_command::Unassign>, Infallible> {
+    fn unassign_assigned(
+        (): &(),
+        from: AssignedTicketRef<'_>,
+    ) -> Result<To<Ticket, ticket_command::Unassign>, Infallible> {
         Ok(To::new(OpenTicket { votes: *from.votes }))
     }
 
-    fn close_assigned((): &(), from: AssignedTicketRef<'_>) -> Result<To<ticket_command::Close>, Infallible> {
+    fn close_assigned((): &(), from: AssignedTicketRef<'_>) -> Result<To<Ticket, ticket_command::Close>, Infallible> {
         Ok(To::new(ClosedTicket { votes: *from.votes }))
     }
 
-    fn reopen_closed((): &(), from: ClosedTicketRef<'_>) -> Result<To<ticket_command::Reopen>, Infallible> {
+    fn reopen_closed((): &(), from: ClosedTicketRef<'_>) -> Result<To<Ticket, ticket_command::Reopen>, Infallible> {
         Ok(To::new(OpenTicket { votes: *from.votes }))
     }
 }

@@ -30,33 +30,33 @@ impl Machine for OrderMachine {
 }
 
 impl OrderCommandHandlers for OrderMachine {
-    fn place_draft(deps: &dyn OrderDeps, items: &Vec<Item>, _: DraftOrderRef<'_>) -> Result<To<order_command::Place>, OrderError> {
+    fn place_draft(deps: &dyn OrderDeps, items: &Vec<Item>, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Place>, OrderError> {
         if items.is_empty() {
             return Err(OrderError::Empty);
         }
         Ok(To::new(PendingOrder { items: items.clone(), placed_at: deps.now() }))
     }
 
-    fn confirm_pending(deps: &dyn OrderDeps, from: PendingOrderRef<'_>) -> Result<To<order_command::Confirm>, OrderError> {
+    fn confirm_pending(deps: &dyn OrderDeps, from: PendingOrderRef<'_>) -> Result<To<Order, order_command::Confirm>, OrderError> {
         deps.check_stock(from.items)?;
         Ok(To::new(ConfirmedOrder { items: from.items.clone(), placed_at: *from.placed_at }))
     }
 
-    fn cancel_draft(_: &dyn OrderDeps, reason: &String, _: DraftOrderRef<'_>) -> Result<To<order_command::Cancel>, OrderError> {
+    fn cancel_draft(_: &dyn OrderDeps, reason: &String, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, OrderError> {
         Ok(cancellation(reason))
     }
 
-    fn cancel_pending(_: &dyn OrderDeps, reason: &String, _: PendingOrderRef<'_>) -> Result<To<order_command::Cancel>, OrderError> {
+    fn cancel_pending(_: &dyn OrderDeps, reason: &String, _: PendingOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, OrderError> {
         Ok(cancellation(reason))
     }
 
-    fn cancel_confirmed(_: &dyn OrderDeps, reason: &String, _: ConfirmedOrderRef<'_>) -> Result<To<order_command::Cancel>, OrderError> {
+    fn cancel_confirmed(_: &dyn OrderDeps, reason: &String, _: ConfirmedOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, OrderError> {
         Ok(cancellation(reason))
     }
 }
 
 /// `Cancel` ends the same way from each of its three states.
-fn cancellation(reason: &str) -> To<order_command::Cancel> {
+fn cancellation(reason: &str) -> To<Order, order_command::Cancel> {
     To::new(CancelledOrder { reason: reason.to_owned() })
 }
 

@@ -48,7 +48,7 @@ pub use queue::RetryQueue;
 pub use retry::{Jitter, Retry};
 pub use runner::{Coalescing, HistoryEntry, Outcome, Runner, Versioned};
 pub use state::{FailureState, State};
-pub use target::{Declares, Targets, To};
+pub use target::{Declares, To};
 
 /// The names most programs need: `use machine_core::prelude::*;`.
 ///

@@ -116,11 +116,11 @@ pub fn derive_state(input: TokenStream) -> TokenStream {
 ///   `OrderCommandAsyncHandlers` (for an `AsyncMachine`, each method
 ///   returning a `Send` future): one method per declared command and
 ///   from-state, `place_draft(deps, items, from: DraftOrderRef<'_>) ->
-///   Result<To<order_command::Place>, Self::Error>`, taking the command's
+///   Result<To<Order, order_command::Place>, Self::Error>`, taking the command's
 ///   fields and the from-state's fields by reference; one method per
 ///   `unchecked` command taking the whole state; and a provided
 ///   `dispatch(deps, command, state)` matching every pair, which the
-///   machine's transition calls. `To<order_command::Place>` only accepts
+///   machine's transition calls. `To<Order, order_command::Place>` only accepts
 ///   (`To::new`) the owned structs of the states `Place`'s `to(..)` lists:
 ///   the markers of module `order_command` implement
 ///   `machine_core::Declares` for exactly those. The state type must be

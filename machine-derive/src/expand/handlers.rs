@@ -71,7 +71,7 @@ impl StatePath {
     }
 }
 
-/// The markers, the `Targets`/`Declares` impls and both handler traits, or
+/// The markers, the `Declares` impls and both handler traits, or
 /// `None` when no command declares edges or the state is not a path.
 pub(crate) fn expand(input: &CommandEnum<'_>, state: &Type) -> Option<TokenStream> {
     if !input.variants.iter().any(|v| v.attrs.from.is_some() && v.attrs.to.is_some()) {
@@ -127,7 +127,12 @@ pub(crate) fn expand(input: &CommandEnum<'_>, state: &Type) -> Option<TokenStrea
     let Methods { sync, asynchronous, arms, async_arms } = methods;
     let result = quote!(::core::result::Result<#state, Self::Error>);
     let dispatch_doc = DISPATCH_DOC;
-    let lints = quote!(#[allow(clippy::too_many_arguments, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref)]);
+    // A public command enum over a less visible state type makes the traits
+    // name that type: the user's choice, usable wherever both are visible.
+    let lints = quote! {
+        #[allow(private_interfaces, private_bounds)]
+        #[allow(clippy::too_many_arguments, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref)]
+    };
     Some(quote! {
         #[doc = #module_doc]
         #[allow(dead_code)]
@@ -143,6 +148,7 @@ pub(crate) fn expand(input: &CommandEnum<'_>, state: &Type) -> Option<TokenStrea
             #(#sync)*
 
             #[doc = #dispatch_doc]
+            #[inline]
             fn dispatch(deps: &Self::Deps, command: &#self_ty, state: &#state) -> #result {
                 match (command, #views::of(state)) {
                     #(#arms)*
@@ -228,7 +234,7 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Each command's marker, its `Targets`/`Declares` impls, and its methods.
+    /// Each command's marker, its `Declares` impls, and its methods.
     fn commands(&self, variants: &[Variant<'_, CommandVariant>]) -> (Vec<TokenStream>, Vec<TokenStream>, Methods) {
         let Context { path, ident, shown, module, inner_vis, generics, respell, marker_params, phantom, views, state } =
             *self;
@@ -270,10 +276,6 @@ impl Context<'_> {
             let marker_ty = quote!(#module::#name #ty_generics);
             let targets = to.states.iter().map(|target| path.owned(target));
             impls.push(quote! {
-                #[automatically_derived]
-                impl #impl_generics ::machine_core::Targets for #marker_ty #where_clause {
-                    type State = #state;
-                }
                 #(
                     #[automatically_derived]
                     impl #impl_generics ::machine_core::Declares<#targets> for #marker_ty #where_clause {}
@@ -298,11 +300,11 @@ impl Context<'_> {
                         method: &method,
                         doc: &doc,
                         last: ("from", path.view(from_state)),
-                        output: quote!(::machine_core::To<#marker_ty>),
+                        output: quote!(::machine_core::To<#state, #marker_ty>),
                         state_pattern: {
-                        let variant = Ident::new(&from_state.to_string(), located(from_state));
-                        quote!(#views::#variant(view))
-                    },
+                            let variant = Ident::new(&from_state.to_string(), located(from_state));
+                            quote!(#views::#variant(view))
+                        },
                         argument: quote!(view),
                         unwrap: true,
                     },

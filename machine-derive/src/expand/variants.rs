@@ -89,6 +89,7 @@ pub(crate) fn expand(input: &StateEnum<'_>) -> TokenStream {
         impl #view_impl_generics #views_ident #view_ty_generics #where_clause {
             /// Borrows the fields of `state`.
             #[must_use]
+            #[inline]
             #vis fn of(state: &#view_lifetime #self_ty) -> Self {
                 match state {
                     #(#ref_arms)*
@@ -215,6 +216,7 @@ impl Context<'_> {
             #[automatically_derived]
             #[allow(dead_code)]
             impl #impl_generics ::core::convert::From<#owned #ty_generics> for #self_ty #where_clause {
+                #[inline]
                 fn from(#owned_pattern: #owned #ty_generics) -> Self {
                     #built
                 }

@@ -31,20 +31,28 @@ impl Machine for Orders {
 }
 
 /// `Cancel` and `Abandon` end the same way from every state.
-fn cancelled<C: machine_core::Declares<CancelledOrder> + machine_core::Targets<State = Order>>(reason: &str) -> To<C> {
+fn cancelled<C: machine_core::Declares<CancelledOrder>>(reason: &str) -> To<Order, C> {
     To::new(CancelledOrder { reason: reason.to_owned() })
 }
 
 impl OrderCommandHandlers for Orders {
-    fn place_draft(now: &u64, items: &Vec<Item>, _: DraftOrderRef<'_>) -> Result<To<order_command::Place>, Infallible> {
+    fn place_draft(
+        now: &u64,
+        items: &Vec<Item>,
+        _: DraftOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Place>, Infallible> {
         Ok(To::new(PendingOrder { items: items.clone(), placed_at: *now }))
     }
 
-    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<order_command::Confirm>, Infallible> {
+    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<Order, order_command::Confirm>, Infallible> {
         Ok(To::new(ConfirmedOrder { items: from.items.clone(), placed_at: *from.placed_at }))
     }
 
-    fn cancel_draft(_: &u64, reason: &String, _: DraftOrderRef<'_>) -> Result<To<order_command::Cancel>, Infallible> {
+    fn cancel_draft(
+        _: &u64,
+        reason: &String,
+        _: DraftOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
         Ok(cancelled(reason))
     }
 
@@ -52,7 +60,7 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         reason: &String,
         _: PendingOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
         Ok(cancelled(reason))
     }
 
@@ -60,11 +68,15 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         reason: &String,
         from: ConfirmedOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
         Ok(cancelled(&format!("{reason} after {} item(s)", from.items.len())))
     }
 
-    fn abandon_draft(_: &u64, why: &String, _: DraftOrderRef<'_>) -> Result<To<order_command::Abandon>, Infallible> {
+    fn abandon_draft(
+        _: &u64,
+        why: &String,
+        _: DraftOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
         Ok(cancelled(why))
     }
 
@@ -72,7 +84,7 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         why: &String,
         _: PendingOrderRef<'_>,
-    ) -> Result<To<order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
         Ok(cancelled(why))
     }
 
@@ -80,7 +92,7 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         why: &String,
         _: ConfirmedOrderRef<'_>,
-    ) -> Result<To<order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
         Ok(cancelled(why))
     }
 
@@ -112,12 +124,15 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         now: &u64,
         items: &Vec<Item>,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<order_command::Place>, Infallible> {
+    ) -> Result<To<Order, order_command::Place>, Infallible> {
         std::future::ready(()).await;
         Ok(To::new(PendingOrder { items: items.clone(), placed_at: *now }))
     }
 
-    async fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<order_command::Confirm>, Infallible> {
+    async fn confirm_pending(
+        _: &u64,
+        from: PendingOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Confirm>, Infallible> {
         Ok(To::new(ConfirmedOrder { items: from.items.clone(), placed_at: *from.placed_at }))
     }
 
@@ -125,7 +140,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         reason: &String,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
         Ok(cancelled(reason))
     }
 
@@ -133,7 +148,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         reason: &String,
         _: PendingOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
         Ok(cancelled(reason))
     }
 
@@ -141,7 +156,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         reason: &String,
         _: ConfirmedOrderRef<'_>,
-    ) -> Result<To<order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
         Ok(cancelled(reason))
     }
 
@@ -149,7 +164,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         why: &String,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
         Ok(cancelled(why))
     }
 
@@ -157,7 +172,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         why: &String,
         _: PendingOrderRef<'_>,
-    ) -> Result<To<order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
         Ok(cancelled(why))
     }
 
@@ -165,7 +180,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         why: &String,
         _: ConfirmedOrderRef<'_>,
-    ) -> Result<To<order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
         Ok(cancelled(why))
     }
 
@@ -193,11 +208,15 @@ impl Machine for Slots {
 }
 
 impl SlotCommandHandlers<u8> for Slots {
-    fn fill_empty((): &(), value: &u8, from: EmptySlotRef<'_, u8>) -> Result<To<slot_command::Fill<u8>>, Infallible> {
+    fn fill_empty(
+        (): &(),
+        value: &u8,
+        from: EmptySlotRef<'_, u8>,
+    ) -> Result<To<Slot<u8>, slot_command::Fill<u8>>, Infallible> {
         Ok(To::new(FullSlot(value + from.value)))
     }
 
-    fn drain_full((): &(), _: FullSlotRef<'_, u8>) -> Result<To<slot_command::Drain<u8>>, Infallible> {
+    fn drain_full((): &(), _: FullSlotRef<'_, u8>) -> Result<To<Slot<u8>, slot_command::Drain<u8>>, Infallible> {
         Ok(To::new(EmptySlot { value: 0, count: 1 }))
     }
 }
@@ -235,7 +254,7 @@ fn async_handlers_run_through_the_dispatch() {
 
 #[test]
 fn targets_convert_into_the_state_for_free() {
-    let to: To<order_command::Place> = To::new(PendingOrder { items: Vec::new(), placed_at: 1 });
+    let to: To<Order, order_command::Place> = To::new(PendingOrder { items: Vec::new(), placed_at: 1 });
     assert_eq!(to.state(), &Order::Pending { items: Vec::new(), placed_at: 1 });
     assert_eq!(format!("{to:?}"), "To(Pending { items: [], placed_at: 1 })");
     assert_eq!(to.clone().into_state(), Order::Pending { items: Vec::new(), placed_at: 1 });

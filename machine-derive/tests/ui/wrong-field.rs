@@ -34,29 +34,29 @@ impl Machine for OrderMachine {
     }
 }
 
-fn cancelled(reason: &str) -> To<order_command::Cancel> {
+fn cancelled(reason: &str) -> To<Order, order_command::Cancel> {
     To::new(CancelledOrder { reason: reason.to_owned() })
 }
 
 impl OrderCommandHandlers for OrderMachine {
-    fn place_draft(now: &u64, items: &Vec<String>, _: DraftOrderRef<'_>) -> Result<To<order_command::Place>, std::convert::Infallible> {
+    fn place_draft(now: &u64, items: &Vec<String>, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Place>, std::convert::Infallible> {
         Ok(To::new(PendingOrder { items: items.clone(), placed_at: *now }))
     }
 
-    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<order_command::Confirm>, std::convert::Infallible> {
+    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<Order, order_command::Confirm>, std::convert::Infallible> {
         // `Pending`'s fields are `items` and `placed_at`.
         Ok(To::new(ConfirmedOrder { items: from.item.clone(), placed: *from.placed_at }))
     }
 
-    fn cancel_draft(_: &u64, reason: &String, _: DraftOrderRef<'_>) -> Result<To<order_command::Cancel>, std::convert::Infallible> {
+    fn cancel_draft(_: &u64, reason: &String, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, std::convert::Infallible> {
         Ok(cancelled(reason))
     }
 
-    fn cancel_pending(_: &u64, reason: &String, _: PendingOrderRef<'_>) -> Result<To<order_command::Cancel>, std::convert::Infallible> {
+    fn cancel_pending(_: &u64, reason: &String, _: PendingOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, std::convert::Infallible> {
         Ok(cancelled(reason))
     }
 
-    fn cancel_confirmed(_: &u64, reason: &String, _: ConfirmedOrderRef<'_>) -> Result<To<order_command::Cancel>, std::convert::Infallible> {
+    fn cancel_confirmed(_: &u64, reason: &String, _: ConfirmedOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, std::convert::Infallible> {
         Ok(cancelled(reason))
     }
 }
