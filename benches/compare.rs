@@ -1,13 +1,16 @@
 //! Side-by-side figures in one run: the runner on `store::Memory` against two
 //! hand-written `Mutex<HashMap>` compare-and-set loops doing the same
 //! transition, one keeping typed states and one keeping JSON, as commands per
-//! second and time ratios. `cargo bench --bench compare`.
+//! second and time ratios; then one machine's transition written as a
+//! hand-written `match` against the same machine written with the generated
+//! handlers. `cargo bench --bench compare`.
 
 // Command counts stay far below 2^52, so converting them to f64 for rates is exact.
 #![allow(clippy::cast_precision_loss)]
 
 mod common;
 
+use common::matching::{self, GeneratedTickets, HandTickets};
 use common::{Accounts, Baseline, DEPOSIT, JsonBaseline};
 use machine_core::Runner;
 use machine_core::store::Memory;
@@ -120,6 +123,36 @@ fn main() {
         (baseline_rate, json_rate, (TASKS * OPS_PER_TASK) as f64 / start.elapsed().as_secs_f64())
     });
     report("8 tasks, distinct ids, 2 workers", base, json, framework);
+
+    matching();
+}
+
+/// Rounds of the ticket machine's seven commands per measurement.
+const MATCH_ROUNDS: usize = 2_000_000;
+
+/// The hand-written `match` against the generated handlers, the same
+/// transitions in the same order, as nanoseconds per transition.
+fn matching() {
+    println!();
+    println!("{:<34} {:>14} {:>14} {:>8}", "transition (median of 5 rounds)", "hand ns/op", "generated ns/op", "ratio");
+    let transitions = (MATCH_ROUNDS * matching::ROUND.len()) as f64;
+    let mut rounds: Vec<(f64, f64)> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            let hand = matching::run::<HandTickets>(MATCH_ROUNDS);
+            let hand_ns = start.elapsed().as_secs_f64() * 1e9 / transitions;
+            let start = Instant::now();
+            let generated = matching::run::<GeneratedTickets>(MATCH_ROUNDS);
+            let generated_ns = start.elapsed().as_secs_f64() * 1e9 / transitions;
+            assert_eq!(hand, generated, "both styles compute the same states");
+            (hand_ns, generated_ns)
+        })
+        .collect();
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let hand = rounds[ROUNDS / 2].0;
+    rounds.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let generated = rounds[ROUNDS / 2].1;
+    println!("{:<34} {hand:>14.2} {generated:>14.2} {:>7.2}x", "ticket: 7 commands, 3 states", generated / hand);
 }
 
 /// Runs `round` ROUNDS times and returns the median of each of its three rates.

@@ -84,25 +84,66 @@ impl Machine for OrderMachine {
     type Deps = dyn OrderDeps;
     type Error = OrderError;
 
-    fn transition(deps: &dyn OrderDeps, command: &OrderCommand, state: &Order) -> Result<Order, OrderError> {
-        match (command, state) {
-            (OrderCommand::Place { items }, Order::Draft) => {
-                if items.is_empty() {
-                    return Err(OrderError::Empty);
-                }
-                Ok(Order::Pending { items: items.clone(), placed_at: deps.now() })
-            }
-            (OrderCommand::Confirm, Order::Pending { items, placed_at }) => {
-                // Only a check: reserving here would reserve once per attempt.
-                // The caller reserves after the confirmation is committed.
-                deps.check_stock(items)?;
-                Ok(Order::Confirmed { items: items.clone(), placed_at: *placed_at })
-            }
-            (OrderCommand::Cancel { reason }, _) => Ok(Order::Cancelled { reason: reason.clone() }),
-            // Every other pair is refused by the declared table before we get here.
-            (_, state) => Ok(state.clone()),
-        }
+    // `&Self::Deps` is `&(dyn OrderDeps + 'static)`, what `dispatch` takes;
+    // a bare `&dyn OrderDeps` would only live as long as the borrow.
+    fn transition(deps: &Self::Deps, command: &OrderCommand, state: &Order) -> Result<Order, OrderError> {
+        // One handler per declared (command, state) pair, below, and no
+        // catch-all: the compiler checks that every pair the table declares
+        // is handled and that each returns a state its `to(..)` lists.
+        Self::dispatch(deps, command, state)
     }
+}
+
+impl OrderCommandHandlers for OrderMachine {
+    fn place_draft(
+        deps: &dyn OrderDeps,
+        items: &Vec<Item>,
+        _: DraftOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Place>, OrderError> {
+        if items.is_empty() {
+            return Err(OrderError::Empty);
+        }
+        Ok(To::new(PendingOrder { items: items.clone(), placed_at: deps.now() }))
+    }
+
+    fn confirm_pending(
+        deps: &dyn OrderDeps,
+        from: PendingOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Confirm>, OrderError> {
+        // Only a check: reserving here would reserve once per attempt.
+        // The caller reserves after the confirmation is committed.
+        deps.check_stock(from.items)?;
+        Ok(To::new(ConfirmedOrder { items: from.items.clone(), placed_at: *from.placed_at }))
+    }
+
+    fn cancel_draft(
+        _: &dyn OrderDeps,
+        reason: &String,
+        _: DraftOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
+        Ok(cancelled(reason))
+    }
+
+    fn cancel_pending(
+        _: &dyn OrderDeps,
+        reason: &String,
+        _: PendingOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
+        Ok(cancelled(reason))
+    }
+
+    fn cancel_confirmed(
+        _: &dyn OrderDeps,
+        reason: &String,
+        _: ConfirmedOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
+        Ok(cancelled(reason))
+    }
+}
+
+/// `Cancel` ends the same way from each of its three states.
+fn cancelled(reason: &str) -> To<Order, order_command::Cancel> {
+    To::new(CancelledOrder { reason: reason.to_owned() })
 }
 
 /// The real dependencies: the system clock and an in-process warehouse.

@@ -112,7 +112,10 @@ impl Catalog for PriceList {
     }
 }
 
-// 4. The machine: one function from (deps, command, state) to the next state.
+// 4. The machine: one function from (deps, command, state) to the next state,
+//    written as one handler per declared (command, state) pair. The compiler
+//    checks that every pair of the table is handled and that each handler
+//    returns a state its command's `to(..)` lists, so there is no catch-all.
 //    It awaits its deps but has no other effect, so running it again after a
 //    lost race is harmless.
 struct OrderMachine;
@@ -124,24 +127,78 @@ impl AsyncMachine for OrderMachine {
     type Error = OrderError;
 
     async fn transition(catalog: &PriceList, command: &OrderCommand, state: &Order) -> Result<Order, OrderError> {
-        use {Order as S, OrderCommand as C};
-        Ok(match (command, state) {
-            (C::AddItem { sku }, S::Draft | S::Open { .. }) => {
-                let cents = catalog.price_cents(sku).await?.ok_or_else(|| OrderError::UnknownItem(sku.clone()))?;
-                let (mut lines, total) = match state {
-                    S::Open { lines, total_cents } => (lines.clone(), *total_cents),
-                    _ => (Vec::new(), 0),
-                };
-                lines.push(Line { sku: sku.clone(), cents });
-                S::Open { lines, total_cents: total + cents }
-            }
-            (C::Place, S::Open { lines, total_cents }) => S::Placed { lines: lines.clone(), total_cents: *total_cents },
-            (C::Ship { tracking }, S::Placed { .. }) => S::Shipped { tracking: tracking.clone() },
-            (C::Cancel { reason }, _) => S::Cancelled { reason: reason.clone() },
-            // The declared table already refused every other combination.
-            (_, other) => other.clone(),
-        })
+        Self::dispatch(catalog, command, state).await
     }
+}
+
+impl OrderCommandAsyncHandlers for OrderMachine {
+    async fn add_item_draft(
+        catalog: &PriceList,
+        sku: &String,
+        _: DraftOrderRef<'_>,
+    ) -> Result<To<Order, order_command::AddItem>, OrderError> {
+        let line = priced(catalog, sku).await?;
+        Ok(To::new(OpenOrder { total_cents: line.cents, lines: vec![line] }))
+    }
+
+    async fn add_item_open(
+        catalog: &PriceList,
+        sku: &String,
+        from: OpenOrderRef<'_>,
+    ) -> Result<To<Order, order_command::AddItem>, OrderError> {
+        let line = priced(catalog, sku).await?;
+        let total_cents = from.total_cents + line.cents;
+        let mut lines = from.lines.clone();
+        lines.push(line);
+        Ok(To::new(OpenOrder { lines, total_cents }))
+    }
+
+    async fn place_open(_: &PriceList, from: OpenOrderRef<'_>) -> Result<To<Order, order_command::Place>, OrderError> {
+        Ok(To::new(PlacedOrder { lines: from.lines.clone(), total_cents: *from.total_cents }))
+    }
+
+    async fn ship_placed(
+        _: &PriceList,
+        tracking: &String,
+        _: PlacedOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Ship>, OrderError> {
+        Ok(To::new(ShippedOrder { tracking: tracking.clone() }))
+    }
+
+    async fn cancel_draft(
+        _: &PriceList,
+        reason: &String,
+        _: DraftOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
+        Ok(cancelled(reason))
+    }
+
+    async fn cancel_open(
+        _: &PriceList,
+        reason: &String,
+        _: OpenOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
+        Ok(cancelled(reason))
+    }
+
+    async fn cancel_placed(
+        _: &PriceList,
+        reason: &String,
+        _: PlacedOrderRef<'_>,
+    ) -> Result<To<Order, order_command::Cancel>, OrderError> {
+        Ok(cancelled(reason))
+    }
+}
+
+/// `sku` with its price, or why there is none.
+async fn priced(catalog: &PriceList, sku: &str) -> Result<Line, OrderError> {
+    let cents = catalog.price_cents(sku).await?.ok_or_else(|| OrderError::UnknownItem(sku.to_owned()))?;
+    Ok(Line { sku: sku.to_owned(), cents })
+}
+
+/// `Cancel` ends the same way from each of its three states.
+fn cancelled(reason: &str) -> To<Order, order_command::Cancel> {
+    To::new(CancelledOrder { reason: reason.to_owned() })
 }
 
 // 5. Which errors are failures to record. Everything else is a refusal:

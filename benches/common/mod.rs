@@ -5,6 +5,8 @@
 // Each bench binary uses the part of this module it measures.
 #![allow(dead_code)]
 
+pub(crate) mod matching;
+
 use machine_core::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -40,6 +40,7 @@ pub mod retry;
 mod runner;
 mod state;
 pub mod store;
+mod target;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -57,6 +58,7 @@ pub use queue::RetryQueue;
 pub use retry::{Jitter, Retry};
 pub use runner::{Coalescing, HistoryEntry, Outcome, Runner, Versioned};
 pub use state::{FailureState, State};
+pub use target::{Declares, To};
 
 /// The names most programs need: `use machine_core::prelude::*;`.
 ///
@@ -67,6 +69,6 @@ pub use state::{FailureState, State};
 pub mod prelude {
     pub use crate::{
         Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, Outcome, RecordFailures, Retry, Runner,
-        State, Transitions, VersionConflict, Versioned,
+        State, To, Transitions, VersionConflict, Versioned,
     };
 }

@@ -42,6 +42,15 @@ use syn::{DeriveInput, parse_macro_input};
 ///   `Failure<C, S, E>`, `E` being `String` when written `Failure<C, S>`;
 ///   `from_failure`, `failure()`), which the runner needs to record and
 ///   recover failures.
+/// - For each variant, with the enum's visibility and generics: an owned
+///   struct named variant then enum (`PendingOrder { items, placed_at }`,
+///   a tuple or unit struct for tuple or unit variants) with `From` into the
+///   enum, a handler's next state; and a view of its fields by reference
+///   (`PendingOrderRef<'_> { items: &Vec<Item>, placed_at: &u64 }`), a
+///   handler's current state. `#[derive(Command)]`'s handler traits use
+///   them; the enum itself, and so its serde encoding, is left as written.
+///   When a variant's fields leave some of the enum's generic parameters
+///   unused, the owned struct gets a last field `_marker: PhantomData`.
 ///
 /// # Attributes
 ///
@@ -102,6 +111,21 @@ pub fn derive_state(input: TokenStream) -> TokenStream {
 /// - Without `state = ..`: `impl<S: machine_core::State>
 ///   machine_core::Transitions<S> for OrderCommand` with no edges, so any
 ///   state type accepts the command unchecked.
+/// - With `state = Order` and at least one command declaring edges, the
+///   handler traits `OrderCommandHandlers` (for a `Machine`) and
+///   `OrderCommandAsyncHandlers` (for an `AsyncMachine`, each method
+///   returning a `Send` future): one method per declared command and
+///   from-state, `place_draft(deps, items, from: DraftOrderRef<'_>) ->
+///   Result<To<Order, order_command::Place>, Self::Error>`, taking the command's
+///   fields and the from-state's fields by reference; one method per
+///   `unchecked` command taking the whole state; and a provided
+///   `dispatch(deps, command, state)` matching every pair, which the
+///   machine's transition calls. `To<Order, order_command::Place>` only accepts
+///   (`To::new`) the owned structs of the states `Place`'s `to(..)` lists:
+///   the markers of module `order_command` implement
+///   `machine_core::Declares` for exactly those. The state type must be
+///   written as a path ending in the state enum's name (not an alias): the
+///   structs are named after it.
 ///
 /// # Attributes
 ///

@@ -1,10 +1,13 @@
 //! The derives on every supported shape of input, in a crate that denies
 //! warnings, missing docs and clippy's pedantic lints, followed by checks of
-//! what the generated code does.
+//! what the generated code does (the handler traits in `pedantic/handlers.rs`).
 #![deny(warnings, missing_docs, clippy::pedantic)]
 
 use machine_core::{Command, Failure, FailureState, Kind, State, Transitions};
 use serde::{Deserialize, Serialize};
+
+#[path = "pedantic/handlers.rs"]
+mod handlers;
 
 /// An item in an order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
-//! `#[derive(Command)]`: the kind enum, `machine_core::Command`, and
+//! `#[derive(Command)]`: the kind enum, `machine_core::Command`,
 //! `machine_core::Transitions` (the declared table with `state = S`, an
-//! empty one for every state type without).
+//! empty one for every state type without), and with a table the handler
+//! traits that let the compiler check every declared edge.
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -10,7 +11,7 @@ use crate::ast::CommandEnum;
 use crate::ctxt::Ctxt;
 use crate::valid;
 
-use super::{kind, pattern, where_clause};
+use super::{handlers, kind, pattern, where_clause};
 
 /// Expands `#[derive(Command)]` on `input`.
 ///
@@ -55,6 +56,7 @@ fn expand(input: &CommandEnum<'_>, checked: bool) -> syn::Result<TokenStream> {
 
     let transitions = if let Some(state) = &input.attrs.state {
         let body = if checked { table(input, &kind, state) } else { None };
+        let handlers = if checked { handlers::expand(input, state) } else { None };
         quote! {
             #[automatically_derived]
             impl #impl_generics ::machine_core::Transitions<#state>
@@ -62,6 +64,8 @@ fn expand(input: &CommandEnum<'_>, checked: bool) -> syn::Result<TokenStream> {
             {
                 #body
             }
+
+            #handlers
         }
     } else {
         // Every state type, with no edges: nothing is checked.

@@ -3,8 +3,11 @@
 //! imports and shadowed names never change what the code means.
 
 pub(crate) mod command;
+mod handlers;
 pub(crate) mod kind;
+mod names;
 pub(crate) mod state;
+mod variants;
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{ToTokens, quote};

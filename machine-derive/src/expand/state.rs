@@ -1,5 +1,6 @@
-//! `#[derive(State)]`: the kind enum, `machine_core::State`, and
-//! `machine_core::FailureState` when the enum has a failure variant.
+//! `#[derive(State)]`: the kind enum, `machine_core::State`,
+//! `machine_core::FailureState` when the enum has a failure variant, and the
+//! variant structs the command derive's handlers use.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -12,7 +13,7 @@ use crate::attr::StateVariant;
 use crate::ctxt::Ctxt;
 use crate::valid;
 
-use super::{kind, mentions_type_param, pattern, where_clause};
+use super::{kind, mentions_type_param, pattern, variants, where_clause};
 
 /// Expands `#[derive(State)]` on `input`.
 ///
@@ -96,6 +97,7 @@ fn expand(input: &StateEnum<'_>, checked: bool) -> TokenStream {
         Some(variant) if checked => failure_state(input, variant, &where_clause),
         _ => None,
     };
+    let variant_structs = checked.then(|| variants::expand(input));
 
     quote! {
         #kind_enum
@@ -126,6 +128,8 @@ fn expand(input: &StateEnum<'_>, checked: bool) -> TokenStream {
         }
 
         #failure_state
+
+        #variant_structs
     }
 }
 
