@@ -263,18 +263,8 @@ pub(crate) async fn checked<M: AsyncMachine>(
     state: &M::State,
 ) -> Result<M::State, Error<M::Error>> {
     let edge = check_from::<M>(id, command, state)?;
-    let next = match crate::panic::catch(M::transition(deps, command, state)).await {
-        Ok(result) => result.map_err(Error::Rejected)?,
-        Err(message) => {
-            return Err(Error::Panicked {
-                machine: M::NAME,
-                id: id.map(str::to_owned),
-                command: command.kind().as_str(),
-                message,
-            });
-        }
-    };
-    check_to::<M>(id, edge, command, state, next)
+    let ran = crate::panic::catch(M::transition(deps, command, state)).await;
+    after_transition::<M>(id, edge, command, state, ran)
 }
 
 /// The synchronous [`checked`], for [`Instance::handle`] and decisions over
@@ -286,19 +276,28 @@ pub(crate) fn checked_sync<M: Machine>(
     state: &M::State,
 ) -> Result<M::State, Error<M::Error>> {
     let edge = check_from::<M>(id, command, state)?;
-    let transition = std::panic::AssertUnwindSafe(|| <M as Machine>::transition(deps, command, state));
-    let next = match std::panic::catch_unwind(transition) {
-        Ok(result) => result.map_err(Error::Rejected)?,
-        Err(payload) => {
-            return Err(Error::Panicked {
-                machine: M::NAME,
-                id: id.map(str::to_owned),
-                command: command.kind().as_str(),
-                message: crate::panic::message(&*payload),
-            });
-        }
-    };
-    check_to::<M>(id, edge, command, state, next)
+    let ran = crate::panic::catch_sync(|| <M as Machine>::transition(deps, command, state));
+    after_transition::<M>(id, edge, command, state, ran)
+}
+
+/// What a transition's run (its result, or the message of its panic) means:
+/// a refusal, a panic, or a next state that must pass `to(..)`.
+fn after_transition<M: AsyncMachine>(
+    id: Option<&str>,
+    edge: EdgeOf<M>,
+    command: &M::Command,
+    state: &M::State,
+    ran: Result<Result<M::State, M::Error>, String>,
+) -> Result<M::State, Error<M::Error>> {
+    match ran {
+        Ok(result) => check_to::<M>(id, edge, command, state, result.map_err(Error::Rejected)?),
+        Err(message) => Err(Error::Panicked {
+            machine: M::NAME,
+            id: id.map(str::to_owned),
+            command: command.kind().as_str(),
+            message,
+        }),
+    }
 }
 
 /// One machine in memory, for a request or a unit test: no store, no retries.

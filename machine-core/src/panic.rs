@@ -24,8 +24,13 @@ pub(crate) async fn catch<F: Future>(future: F) -> Result<F::Output, String> {
     .await
 }
 
+/// [`catch`] for a plain function call.
+pub(crate) fn catch_sync<T>(run: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(run)).map_err(|payload| message(&*payload))
+}
+
 /// The panic's message, when it was a string (as `panic!` makes it).
-pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
+fn message(payload: &(dyn Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|text| (*text).to_owned())
