@@ -5,8 +5,9 @@
 use crate::error::Error;
 use crate::machine::{AsyncMachine, Machine, checked, checked_sync};
 use crate::retry::{Clock, Policy, Retry, TokioClock};
-use crate::runner::pipeline::{Pipeline, Plan, Planned, Read, Session, Step};
-use crate::store::{Origin, Record, Store};
+use crate::runner::pipeline::{Direct, Pipeline, Plan, Planned, Read, Session, Staged, Step};
+use crate::store::body::Loaded as Stored;
+use crate::store::{Origin, Store};
 use crate::{Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -413,7 +414,7 @@ impl<'s, St: Store> Decision<'s, St> {
         F: FnMut(&mut Draft) -> Result<Verdict<T>, Error<Rejection>>,
     {
         let store = self.store;
-        self.run(store, Now(decide)).await
+        self.run(Direct::new(store, false), Now(decide)).await
     }
 
     /// [`attempt`](Decision::attempt) with a closure that awaits, for
@@ -461,7 +462,7 @@ impl<'s, St: Store> Decision<'s, St> {
         F: for<'d> FnMut(&'d mut Draft) -> Deciding<'d, T>,
     {
         let store = self.store;
-        self.run(store, Later(decide)).await
+        self.run(Direct::new(store, false), Later(decide)).await
     }
 
     pub(crate) async fn run<T, D: Decide<T>>(
@@ -545,20 +546,17 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
 
     async fn plan(
         &mut self,
-        loaded: Vec<Option<Record>>,
+        loaded: Vec<Option<Stored>>,
         _attempt: u32,
+        _typed: bool,
     ) -> Result<Plan<'_, Self::Value>, Error<Rejection>> {
-        let loaded: Vec<Loaded> = self
-            .reads
-            .iter()
-            .zip(loaded)
-            .map(|(read, record)| Loaded {
-                machine: read.machine,
-                id: read.id.to_owned(),
-                version: record.as_ref().map_or(0, |r| r.version),
-                state: record.map(|r| r.state),
-            })
-            .collect();
+        let mut drafted: Vec<Loaded> = Vec::with_capacity(loaded.len());
+        for (read, record) in self.reads.iter().zip(loaded) {
+            let version = record.as_ref().map_or(0, |r| r.version);
+            let state = record.map(|r| r.state.json_of(read.machine, read.id, version, "state")).transpose()?;
+            drafted.push(Loaded { machine: read.machine, id: read.id.to_owned(), version, state });
+        }
+        let loaded = drafted;
         let mut draft = Draft { loaded, pending: Vec::new() };
         let verdict = self.decide.decide(&mut draft).await?;
         let pending = match verdict {
@@ -574,8 +572,8 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
                 id: self.reads[p.read].id,
                 expected: p.expected,
                 kind: p.kind,
-                state: p.state,
-                command: Cow::Owned(p.command),
+                state: Staged::Json(Cow::Owned(p.state)),
+                command: Staged::Json(Cow::Owned(p.command)),
                 origin: Origin::Command,
             })
             .collect();

@@ -105,6 +105,17 @@ pub enum StoreError {
         /// What is wrong with the row (the column and what was found there).
         reason: String,
     },
+    /// The feed no longer holds the changes right after `after`: they were
+    /// dropped by the store's retention (the memory store's
+    /// [`Retention`](crate::store::Retention)) or compaction. A consumer
+    /// that must not miss a change rebuilds from the records and resumes
+    /// from `oldest`'s predecessor; asking again cannot help.
+    FeedCompacted {
+        /// The cursor asked for.
+        after: crate::store::Cursor,
+        /// The oldest change the feed still holds.
+        oldest: crate::store::Cursor,
+    },
     /// The backend failed (I/O, connection, driver); `retryable` says whether
     /// the same operation may succeed if tried again.
     Backend {
@@ -124,6 +135,9 @@ impl fmt::Display for StoreError {
                 write!(f, "version overflow on {machine} {id:?}: version {version} is the store's maximum")
             }
             Self::Corrupt { machine, id, reason } => write!(f, "corrupt record {machine} {id:?}: {reason}"),
+            Self::FeedCompacted { after, oldest } => {
+                write!(f, "the feed no longer holds the changes after {after}: the oldest it holds is {oldest}")
+            }
             Self::Backend { source, .. } => write!(f, "store backend error: {source}"),
         }
     }
@@ -134,7 +148,10 @@ impl std::error::Error for StoreError {
         match self {
             Self::Conflict(conflict) => Some(conflict),
             Self::Backend { source, .. } => Some(&**source),
-            Self::InvalidKey { .. } | Self::VersionOverflow { .. } | Self::Corrupt { .. } => None,
+            Self::InvalidKey { .. }
+            | Self::VersionOverflow { .. }
+            | Self::Corrupt { .. }
+            | Self::FeedCompacted { .. } => None,
         }
     }
 }
@@ -168,7 +185,10 @@ impl StoreError {
         match self {
             Self::Conflict(_) => true,
             Self::Backend { retryable, .. } => *retryable,
-            Self::InvalidKey { .. } | Self::VersionOverflow { .. } | Self::Corrupt { .. } => false,
+            Self::InvalidKey { .. }
+            | Self::VersionOverflow { .. }
+            | Self::Corrupt { .. }
+            | Self::FeedCompacted { .. } => false,
         }
     }
 }

@@ -108,6 +108,13 @@ pub trait AsyncMachine {
     /// [`Machine::SENSITIVE`].
     const SENSITIVE: bool = false;
 
+    /// Whether `transition` finishes without waiting on anything slow (no
+    /// network, no disk): a store that admits one writer at a time (SQLite)
+    /// may then hold its write lock from the load to the commit, so
+    /// conflicts within the process cannot happen. True for every
+    /// [`Machine`]; set it on an async machine whose awaits are quick.
+    const QUICK: bool = false;
+
     /// Computes the next state, or refuses with the machine's error.
     fn transition(
         deps: &Self::Deps,
@@ -123,6 +130,7 @@ impl<M: Machine> AsyncMachine for M {
     type Error = M::Error;
     const NAME: &'static str = <M as Machine>::NAME;
     const SENSITIVE: bool = <M as Machine>::SENSITIVE;
+    const QUICK: bool = true;
 
     // Computed when polled, so the future holds nothing but the borrows.
     async fn transition(

@@ -64,8 +64,8 @@ impl Watch {
         Self { started: Instant::now(), span, op, machine, sensitive }
     }
 
-    pub(super) async fn run<F: Future>(&self, work: F) -> F::Output {
-        work.instrument(self.span.clone()).await
+    pub(super) fn run<F: Future>(&self, work: F) -> tracing::instrument::Instrumented<F> {
+        work.instrument(self.span.clone())
     }
 
     pub(super) fn finish<T, E: Display>(self, id: &str, result: &Result<T, Error<E>>, ok: impl FnOnce(&T) -> Ended) {

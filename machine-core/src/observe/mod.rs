@@ -101,16 +101,18 @@ impl Watch {
         }
     }
 
-    /// Runs `work` inside the call's span.
+    /// `work`, run inside the call's span. Not an `async fn`: wrapping
+    /// would store the future twice, and futures here are large.
     #[cfg(feature = "observe")]
-    pub(crate) async fn run<F: Future>(&self, work: F) -> F::Output {
-        self.inner.run(work).await
+    pub(crate) fn run<F: Future>(&self, work: F) -> impl Future<Output = F::Output> {
+        self.inner.run(work)
     }
 
-    /// Runs `work` (there are no spans without the feature).
+    /// `work` itself (there are no spans without the feature).
     #[cfg(not(feature = "observe"))]
-    pub(crate) async fn run<F: Future>(&self, work: F) -> F::Output {
-        work.await
+    #[allow(clippy::unused_self)]
+    pub(crate) fn run<F: Future>(&self, work: F) -> F {
+        work
     }
 
     /// Counts the call: `ok` describes an `Ok`, errors describe themselves.

@@ -204,8 +204,8 @@ struct Job<C> {
 impl<M, St> RetryQueue<M, St>
 where
     M: Machine + 'static,
-    M::State: Serialize + DeserializeOwned + Send + Sync + 'static,
-    M::Command: Serialize + DeserializeOwned + Send + Sync + 'static,
+    M::State: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     St: Store,
 {
     /// A queue over `runner`: capacity 1,024, 5 tries per command, waits of
@@ -341,8 +341,8 @@ where
 impl<M, St> RetryQueueBuilder<M, St>
 where
     M: Machine + 'static,
-    M::State: Serialize + DeserializeOwned + Send + Sync + 'static,
-    M::Command: Serialize + DeserializeOwned + Send + Sync + 'static,
+    M::State: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     St: Store,
 {
     /// At most `commands` waiting or running at once (at least 1).

@@ -27,8 +27,8 @@ enum Next<C> {
 pub(super) async fn work<M, St>(shared: Arc<Shared<M, St>>)
 where
     M: Machine + 'static,
-    M::State: Serialize + DeserializeOwned + Send + Sync + 'static,
-    M::Command: Serialize + DeserializeOwned + Send + Sync + 'static,
+    M::State: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     St: Store,
 {
     loop {
@@ -95,8 +95,8 @@ impl<M: Machine, St> Drop for InFlight<'_, M, St> {
 async fn attempt<M, St>(shared: &Shared<M, St>, job: Job<M::Command>)
 where
     M: Machine + 'static,
-    M::State: Serialize + DeserializeOwned + Send + Sync + 'static,
-    M::Command: Serialize + DeserializeOwned + Send + Sync + 'static,
+    M::State: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     St: Store,
 {
     let mut flight = InFlight { shared, job: Some(job) };

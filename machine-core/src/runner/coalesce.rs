@@ -3,7 +3,7 @@
 //! only other processes can still cause conflicts.
 
 use super::group::{Intent, Opener};
-use super::pipeline::Read;
+use super::pipeline::{Direct, Read};
 use super::{Outcome, Runner, outcome, settled, widen};
 use crate::error::{Error, StoreError};
 use crate::machine::AsyncMachine;
@@ -50,14 +50,14 @@ type Reply<M> = oneshot::Sender<Result<Outcome<<M as AsyncMachine>::State>, Erro
 
 /// What a queued member asks for, owned while it waits.
 pub(crate) enum Owned<M: AsyncMachine> {
-    Apply { command: M::Command, json: String },
+    Apply(M::Command),
     Recover(Opener<M>),
 }
 
 impl<M: AsyncMachine> Owned<M> {
     fn intent(&self) -> Intent<'_, M> {
         match self {
-            Self::Apply { command, json } => Intent::Apply { command, json },
+            Self::Apply(command) => Intent::Apply(command),
             Self::Recover(open) => Intent::Recover(*open),
         }
     }
@@ -160,7 +160,7 @@ impl<M: AsyncMachine, St> Drop for Draining<'_, M, St> {
 impl<M, St> Runner<M, St>
 where
     M: AsyncMachine + 'static,
-    M::State: Serialize + DeserializeOwned + 'static,
+    M::State: Clone + Serialize + DeserializeOwned + 'static,
     M::Command: Clone + Serialize + DeserializeOwned + 'static,
     St: Store,
 {
@@ -198,8 +198,8 @@ where
 impl<M, St> Runner<M, St>
 where
     M: AsyncMachine,
-    M::State: Serialize + DeserializeOwned + 'static,
-    M::Command: Serialize + DeserializeOwned + 'static,
+    M::State: Clone + Serialize + DeserializeOwned + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + 'static,
     St: Store,
 {
     /// One caller of a coalesced record: admitted by the policy, queued for
@@ -216,7 +216,7 @@ where
         let (reply, outcome) = oneshot::channel();
         let waited = async {
             match coalescer.enqueue(id, Job { intent, reply }) {
-                Err(job) => self.alone(self.store(), id, &job.intent.intent()).await,
+                Err(job) => self.alone(Direct::new(self.store(), M::QUICK), id, &job.intent.intent()).await,
                 Ok(start) => {
                     if start {
                         (coalescer.spawn_worker)(self.clone(), id.to_owned());
@@ -250,7 +250,7 @@ where
             let intents: Vec<Intent<'_, M>> = batch.iter().map(|job| job.intent.intent()).collect();
             let mut group = self.group(id, &intents);
             let read = Read { machine: M::NAME, id, validated: false };
-            self.pipeline().grouped(self.store(), &[read], &mut group, intents.len()).await
+            self.pipeline().grouped(Direct::new(self.store(), M::QUICK), &[read], &mut group, intents.len()).await
         };
         match result {
             Ok((applied, attempts)) => {

@@ -4,7 +4,8 @@
 use super::outcome::{HistoryEntry, Versioned};
 use crate::error::{Error, StoreError};
 use crate::machine::AsyncMachine;
-use crate::store::{Change, Record};
+use crate::store::Change;
+use crate::store::body::Loaded;
 use crate::{Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,11 +14,12 @@ use std::sync::Arc;
 /// The record's state, checked: it decodes, and its kind is the kind stored
 /// beside it (which kind queries list it under). A contradiction is reported
 /// as [`StoreError::Corrupt`], never silently repaired by the next write.
-pub(crate) fn decode_record<M: AsyncMachine, E>(id: &str, record: &Record) -> Result<Versioned<M::State>, Error<E>>
+pub(crate) fn decode_record<M: AsyncMachine, E>(id: &str, record: &Loaded) -> Result<Versioned<M::State>, Error<E>>
 where
     M::State: DeserializeOwned,
 {
-    let state: M::State = decode::<M, _, E>(id, record.version, "state", &record.state)?;
+    let json = record.state.json_of(M::NAME, id, record.version, "state")?;
+    let state: M::State = decode::<M, _, E>(id, record.version, "state", &json)?;
     let kind = state.kind().as_str();
     if kind != &*record.kind {
         return Err(Error::Store(StoreError::Corrupt {

@@ -3,15 +3,15 @@
 //! runner's step of the pipeline.
 
 use super::codec::{decode_record, encode};
-use super::pipeline::{Plan, Planned, Step};
+use super::pipeline::{Plan, Planned, Staged, Step};
 use crate::error::{Error, StoreError};
 use crate::machine::{AsyncMachine, checked};
 use crate::observe::{self, Op};
-use crate::store::{Origin, Record};
+use crate::store::Origin;
+use crate::store::body::{Body, Loaded};
 use crate::{Command, Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::borrow::Cow;
 use std::convert::Infallible;
 
 /// The failed command, the state it failed in and how often it failed, when
@@ -33,8 +33,8 @@ pub(crate) type Recorder<M> = fn(
 
 /// What one member of a group asks for.
 pub(crate) enum Intent<'a, M: AsyncMachine> {
-    /// Run a command (with its JSON for the history).
-    Apply { command: &'a M::Command, json: &'a str },
+    /// Run a command.
+    Apply(&'a M::Command),
     /// Replay the recorded failure the record is in.
     Recover(Opener<M>),
 }
@@ -44,8 +44,8 @@ impl<M: AsyncMachine> Intent<'_, M> {
     /// transaction the caller holds).
     pub(crate) fn op(&self, joined: bool) -> Op {
         match self {
-            Self::Apply { command, .. } if joined => Op::HandleIn(command.kind().as_str()),
-            Self::Apply { command, .. } => Op::Handle(command.kind().as_str()),
+            Self::Apply(command) if joined => Op::HandleIn(command.kind().as_str()),
+            Self::Apply(command) => Op::Handle(command.kind().as_str()),
             Self::Recover(_) => Op::Recover,
         }
     }
@@ -75,16 +75,43 @@ pub(crate) struct Group<'a, M: AsyncMachine> {
 struct Next<'a, M: AsyncMachine> {
     state: M::State,
     failed: Option<M::Error>,
-    command: Cow<'a, str>,
+    command: Staged<'a>,
     origin: Origin,
 }
 
 impl<'a, M> Group<'a, M>
 where
     M: AsyncMachine,
-    M::State: Serialize + DeserializeOwned,
-    M::Command: Serialize,
+    M::State: Clone + Serialize + DeserializeOwned + 'static,
+    M::Command: Clone + Serialize + 'static,
 {
+    /// `command` as the session keeps it (typed, or JSON).
+    fn stage(&self, command: M::Command, typed: bool) -> Result<Staged<'a>, Error<M::Error>> {
+        if typed {
+            return Ok(Staged::Typed(Body::typed(command)));
+        }
+        Ok(Staged::Json(encode::<M, _, _>(self.id, "command", &command)?.into()))
+    }
+
+    /// The new state as the session keeps it. Typed values are encoded here
+    /// only in debug builds, so that a state a durable store would refuse
+    /// fails the same way in tests on the memory store.
+    fn store_state(&self, state: &M::State, typed: bool) -> Result<Staged<'static>, Error<M::Error>> {
+        if typed {
+            let body = Body::typed(state.clone());
+            if cfg!(debug_assertions) {
+                body.json().map_err(|source| Error::Encode {
+                    machine: M::NAME,
+                    id: self.id.to_owned(),
+                    what: "state",
+                    source,
+                })?;
+            }
+            return Ok(Staged::Typed(body));
+        }
+        Ok(Staged::Json(encode::<M, _, _>(self.id, "state", state)?.into()))
+    }
+
     /// Runs `command` on `state`; an error the machine records as a failure
     /// becomes the failure state (`attempts` is how often it has now failed).
     async fn run(
@@ -105,11 +132,17 @@ where
         }
     }
 
-    async fn next(&self, intent: &Intent<'a, M>, state: &M::State) -> Result<Next<'a, M>, Error<M::Error>> {
+    async fn next(
+        &self,
+        intent: &Intent<'a, M>,
+        state: &M::State,
+        typed: bool,
+    ) -> Result<Next<'a, M>, Error<M::Error>> {
         match intent {
-            Intent::Apply { command, json } => {
+            Intent::Apply(command) => {
+                let staged = self.stage((*command).clone(), typed)?;
                 let (state, failed) = self.run(command, state, 1).await?;
-                Ok(Next { state, failed, command: Cow::Borrowed(json), origin: Origin::Command })
+                Ok(Next { state, failed, command: staged, origin: Origin::Command })
             }
             Intent::Recover(open) => {
                 let Some((command, previous, attempts)) = open(state) else {
@@ -119,9 +152,8 @@ where
                         state: state.kind().as_str(),
                     });
                 };
-                let json = encode::<M, _, _>(self.id, "command", &command)?;
                 let (state, failed) = self.run(&command, &previous, attempts.saturating_add(1)).await?;
-                Ok(Next { state, failed, command: Cow::Owned(json), origin: Origin::Recovery })
+                Ok(Next { state, failed, command: self.stage(command, typed)?, origin: Origin::Recovery })
             }
         }
     }
@@ -130,23 +162,33 @@ where
 impl<M> Step for Group<'_, M>
 where
     M: AsyncMachine,
-    M::State: Serialize + DeserializeOwned,
-    M::Command: Serialize,
+    M::State: Clone + Serialize + DeserializeOwned + 'static,
+    M::Command: Clone + Serialize + 'static,
 {
     type Value = Vec<Applied<M>>;
     type Error = Infallible;
 
     async fn plan(
         &mut self,
-        loaded: Vec<Option<Record>>,
+        loaded: Vec<Option<Loaded>>,
         _attempt: u32,
+        typed: bool,
     ) -> Result<Plan<'_, Self::Value>, Error<Infallible>> {
-        let (base, version) = match loaded.into_iter().next().flatten() {
-            None => (M::State::initial(), 0),
-            Some(record) => {
-                let loaded = decode_record::<M, Infallible>(self.id, &record)?;
-                (loaded.state, loaded.version)
+        let record = loaded.into_iter().next().flatten();
+        let decoded;
+        // A state the memory store kept typed is used as it is, unencoded.
+        let (base, version) = match &record {
+            None => {
+                decoded = M::State::initial();
+                (&decoded, 0)
             }
+            Some(record) => match record.state.get::<M::State>() {
+                Some(state) => (state, record.version),
+                None => {
+                    decoded = decode_record::<M, Infallible>(self.id, record)?.state;
+                    (&decoded, record.version)
+                }
+            },
         };
         let mut writes: Vec<Planned<'_>> = Vec::with_capacity(self.intents.len());
         let mut results: Vec<Applied<M>> = Vec::with_capacity(self.intents.len());
@@ -156,7 +198,7 @@ where
         for intent in self.intents {
             let state = match last.and_then(|at| results[at].as_ref().ok()) {
                 Some(saved) => &saved.state,
-                None => &base,
+                None => base,
             };
             let expected = version + writes.len() as u64;
             let Some(written) = expected.checked_add(1) else {
@@ -168,15 +210,15 @@ where
                 results.push(Err(Error::Store(overflow)));
                 continue;
             };
-            let next = match self.next(intent, state).await {
+            let next = match self.next(intent, state, typed).await {
                 Ok(next) => next,
                 Err(error) => {
                     results.push(Err(error));
                     continue;
                 }
             };
-            let json = match encode::<M, _, _>(self.id, "state", &next.state) {
-                Ok(json) => json,
+            let stored = match self.store_state(&next.state, typed) {
+                Ok(stored) => stored,
                 Err(error) => {
                     results.push(Err(error));
                     continue;
@@ -187,7 +229,7 @@ where
                 id: self.id,
                 expected,
                 kind: next.state.kind().as_str(),
-                state: json,
+                state: stored,
                 command: next.command,
                 origin: next.origin,
             });

@@ -3,16 +3,17 @@
 //! together (the "transactor" pattern).
 
 use super::group::Intent;
-use super::pipeline::Session;
-use super::{Outcome, Runner, codec};
+use super::pipeline::{Planned, Session};
+use super::session::store_commit;
+use super::{Outcome, Runner};
 use crate::decision::{Decided, Decision, Draft, Rejection, Verdict};
 use crate::error::{Error, StoreError};
 use crate::machine::AsyncMachine;
-use crate::store::{Commit, Postgres, Record};
+use crate::store::body::Loaded;
+use crate::store::{Check, Postgres};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
-use std::future::Future;
 
 /// The caller's connection, inside their transaction.
 struct InTransaction<'a> {
@@ -21,20 +22,20 @@ struct InTransaction<'a> {
 }
 
 impl Session for InTransaction<'_> {
-    fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
-        self.store.load_in(self.conn, machine, id)
+    async fn load(&mut self, machine: &str, id: &str) -> Result<Option<Loaded>, StoreError> {
+        Ok(self.store.load_in(self.conn, machine, id).await?.map(Loaded::from))
     }
 
-    fn commit(&mut self, commit: Commit<'_>) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.commit_in(self.conn, commit)
+    async fn commit(&mut self, writes: &mut [Planned<'_>], checks: Vec<Check<'_>>) -> Result<(), StoreError> {
+        self.store.commit_in(self.conn, store_commit(writes, checks)?).await
     }
 }
 
 impl<M> Runner<M, Postgres>
 where
     M: AsyncMachine,
-    M::State: Serialize + DeserializeOwned + 'static,
-    M::Command: Serialize + DeserializeOwned + 'static,
+    M::State: Clone + Serialize + DeserializeOwned + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + 'static,
 {
     /// Runs `command` on record `id` through `conn`, a connection inside a
     /// transaction you hold (`&mut *tx` for a `sqlx::Transaction`): the new
@@ -52,8 +53,8 @@ where
     /// ```no_run
     /// # use machine_core::{AsyncMachine, Runner, store::Postgres};
     /// # async fn demo<M: AsyncMachine>(runner: Runner<M, Postgres>, command: M::Command) -> Result<(), Box<dyn std::error::Error>>
-    /// # where M::State: serde::Serialize + serde::de::DeserializeOwned + 'static,
-    /// #       M::Command: serde::Serialize + serde::de::DeserializeOwned + 'static {
+    /// # where M::State: Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    /// #       M::Command: Clone + serde::Serialize + serde::de::DeserializeOwned + 'static {
     /// let mut tx = runner.store().pool().begin().await?;
     /// runner.handle_in(&mut tx, "order-42", &command).await?;
     /// sqlx::query("INSERT INTO invoices (order_id) VALUES ($1)").bind("order-42").execute(&mut *tx).await?;
@@ -66,9 +67,8 @@ where
         id: &str,
         command: &M::Command,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
-        let json = codec::encode::<M, _, _>(id, "command", command)?;
         let session = InTransaction { store: self.store(), conn };
-        self.one(session, id, &Intent::Apply { command, json: &json }, true).await
+        self.one(session, id, &Intent::Apply(command), true).await
     }
 }
 

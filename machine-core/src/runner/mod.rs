@@ -8,6 +8,7 @@ mod group;
 mod join;
 mod outcome;
 pub(crate) mod pipeline;
+mod session;
 mod tries;
 
 pub use coalesce::Coalescing;
@@ -23,7 +24,7 @@ use crate::store::Store;
 use crate::{Kind, State};
 use coalesce::Coalescer;
 use group::{Applied, Group, Intent, Opener, Recorder};
-use pipeline::{Pipeline, Read, Session};
+use pipeline::{Direct, Pipeline, Read, Session};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -91,8 +92,8 @@ pub struct Runner<M: AsyncMachine, St> {
 impl<M, St> Runner<M, St>
 where
     M: AsyncMachine,
-    M::State: Serialize + DeserializeOwned + 'static,
-    M::Command: Serialize + DeserializeOwned + 'static,
+    M::State: Clone + Serialize + DeserializeOwned + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + 'static,
     St: Store,
 {
     /// A runner over `store` whose transitions get `deps`, with the default
@@ -163,20 +164,27 @@ where
     /// Work that must follow the save belongs after this returns `Ok`, which
     /// happens at most once per call.
     pub async fn handle(&self, id: &str, command: &M::Command) -> Result<Outcome<M::State>, Error<M::Error>> {
-        let json = codec::encode::<M, _, _>(id, "command", command)?;
         match &self.coalescer {
             Some(coalescer) => {
-                let intent = coalesce::Owned::Apply { command: (coalescer.clone_command)(command), json };
+                let intent = coalesce::Owned::Apply((coalescer.clone_command)(command));
                 self.handle_coalesced(coalescer, id, intent).await
             }
-            None => self.one(&*self.store, id, &Intent::Apply { command, json: &json }, false).await,
+            None => self.one(self.direct(), id, &Intent::Apply(command), false).await,
         }
     }
 
     /// The record's current state and version, or `None` if it was never written.
     pub async fn get(&self, id: &str) -> Result<Option<Versioned<M::State>>, Error<M::Error>> {
-        let record = self.store.load(M::NAME, id).await?;
-        record.map(|record| codec::decode_record::<M, _>(id, &record)).transpose()
+        let Some(record) = Direct::new(&*self.store, false).load(M::NAME, id).await? else { return Ok(None) };
+        match record.state.get::<M::State>() {
+            Some(state) => Ok(Some(Versioned { state: state.clone(), version: record.version })),
+            None => codec::decode_record::<M, _>(id, &record).map(Some),
+        }
+    }
+
+    /// A session on the runner's own store.
+    fn direct(&self) -> Direct<'_, St> {
+        Direct::new(&self.store, M::QUICK)
     }
 
     /// The record's changes, oldest first, decoded.
@@ -293,7 +301,7 @@ where
         let open: Opener<M> = open_failure::<M>;
         match &self.coalescer {
             Some(coalescer) => self.handle_coalesced(coalescer, id, coalesce::Owned::Recover(open)).await,
-            None => self.one(&*self.store, id, &Intent::Recover(open), false).await,
+            None => self.one(self.direct(), id, &Intent::Recover(open), false).await,
         }
     }
 }

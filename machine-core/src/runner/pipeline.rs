@@ -8,27 +8,13 @@ use super::tries::Tries;
 use crate::error::{Error, StoreError};
 use crate::observe::{Ended, Op, Watch};
 use crate::retry::{Call, Clock, Finish, Policy};
-use crate::store::{Check, Commit, Origin, Record, Store, Write};
+use crate::store::body::{Body, Loaded};
+use crate::store::{Check, Origin, Write};
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::future::Future;
 
-/// Where the loop loads and commits: the runner's store, or a transaction the
-/// caller already holds (see `join`).
-pub(crate) trait Session: Send {
-    fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
-    fn commit(&mut self, commit: Commit<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-impl<St: Store> Session for &St {
-    fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
-        Store::load(*self, machine, id)
-    }
-
-    fn commit(&mut self, commit: Commit<'_>) -> impl Future<Output = Result<(), StoreError>> + Send {
-        Store::commit(*self, commit)
-    }
-}
+pub(crate) use super::session::{Direct, Session};
 
 /// A record an attempt loads. A `validated` read that the attempt does not
 /// write is committed as a version check, so what the plan saw was one
@@ -40,30 +26,71 @@ pub(crate) struct Read<'a> {
     pub(crate) validated: bool,
 }
 
-/// One write an attempt decided on; it owns what it computed (the state's
-/// JSON, a recovered command's JSON) and borrows the rest from the driver.
+/// A planned state or command: JSON for the stores that keep JSON, the
+/// typed value for a session that keeps values typed ([`Session::typed`]).
+pub(crate) enum Staged<'a> {
+    Json(Cow<'a, str>),
+    Typed(Body),
+}
+
+impl Staged<'_> {
+    /// The value as the in-process store keeps it.
+    pub(crate) fn into_body(self) -> Body {
+        match self {
+            Self::Json(json) => Body::Json(json.into()),
+            Self::Typed(body) => body,
+        }
+    }
+
+    fn json(&self, machine: &str, id: &str, what: &str) -> Result<Cow<'_, str>, StoreError> {
+        match self {
+            Self::Json(json) => Ok(Cow::Borrowed(json)),
+            // Only a session that keeps typed values is handed any, so this
+            // is a fallback that keeps other sessions correct regardless.
+            Self::Typed(body) => body.json_of(machine, id, 0, what).map(|json| Cow::Owned(json.to_string())),
+        }
+    }
+}
+
+/// One write an attempt decided on; it owns what it computed (the state, a
+/// recovered command) and borrows the rest from the driver.
 pub(crate) struct Planned<'a> {
     pub(crate) machine: &'static str,
     pub(crate) id: &'a str,
     pub(crate) expected: u64,
     pub(crate) kind: &'static str,
-    pub(crate) state: String,
-    pub(crate) command: Cow<'a, str>,
+    pub(crate) state: Staged<'static>,
+    pub(crate) command: Staged<'a>,
     pub(crate) origin: Origin,
 }
 
 impl Planned<'_> {
-    /// The store's write, moving the state out (a plan is committed once).
-    fn take_write(&mut self) -> Write<'_> {
-        Write {
+    /// The write as the [`Store`](crate::store::Store) trait takes it,
+    /// moving the state out (a plan is committed once).
+    pub(crate) fn take_write(&mut self) -> Result<Write<'_>, StoreError> {
+        let state = match std::mem::replace(&mut self.state, Staged::Json(Cow::Borrowed(""))) {
+            Staged::Json(json) => json.into_owned(),
+            typed @ Staged::Typed(_) => typed.json(self.machine, self.id, "state")?.into_owned(),
+        };
+        let command = match &self.command {
+            Staged::Json(json) => json,
+            Staged::Typed(_) => {
+                return Err(StoreError::Corrupt {
+                    machine: self.machine.to_owned(),
+                    id: self.id.to_owned(),
+                    reason: "a typed command reached a store that keeps JSON".to_owned(),
+                });
+            }
+        };
+        Ok(Write {
             machine: self.machine,
             id: self.id,
             expected: self.expected,
             kind: self.kind,
-            state: std::mem::take(&mut self.state),
-            command: &self.command,
+            state,
+            command,
             origin: self.origin,
-        }
+        })
     }
 }
 
@@ -91,12 +118,14 @@ pub(crate) trait Step {
     }
 
     /// Plans attempt `attempt` (the first is 1) on `loaded`, one entry per
-    /// read in order (`None`: never written). An `Err` ends the call; it is
-    /// never retried.
+    /// read in order (`None`: never written). `typed`: the session keeps
+    /// typed values, so states and commands may be staged typed. An `Err`
+    /// ends the call; it is never retried.
     fn plan(
         &mut self,
-        loaded: Vec<Option<Record>>,
+        loaded: Vec<Option<Loaded>>,
         attempt: u32,
+        typed: bool,
     ) -> impl Future<Output = Result<Plan<'_, Self::Value>, Error<Self::Error>>>;
 }
 
@@ -116,9 +145,9 @@ pub(crate) struct Admitted<'i> {
 }
 
 impl Admitted<'_> {
-    /// Runs the call's work inside its span.
-    pub(crate) async fn run<F: Future>(&self, work: F) -> F::Output {
-        self.watch.run(work).await
+    /// The call's work, run inside its span.
+    pub(crate) fn run<F: Future>(&self, work: F) -> impl Future<Output = F::Output> {
+        self.watch.run(work)
     }
 }
 
@@ -222,14 +251,13 @@ impl Pipeline<'_> {
                 }
                 loaded.push(record);
             }
-            let mut plan = step.plan(loaded, attempt).await?;
+            let mut plan = step.plan(loaded, attempt, session.typed()).await?;
             // A record the plan writes is checked by its compare-and-set.
             checks.retain(|check| !plan.writes.iter().any(|w| w.machine == check.machine && w.id == check.id));
             if plan.writes.is_empty() && checks.is_empty() {
                 return Ok((plan.value, attempt));
             }
-            let writes = plan.writes.iter_mut().map(Planned::take_write).collect();
-            match session.commit(Commit { writes, checks }).await {
+            match session.commit(&mut plan.writes, checks).await {
                 Ok(()) => return Ok((plan.value, attempt)),
                 Err(StoreError::Conflict(conflict)) => {
                     // The label is the conflicting read's own `&'static str`.

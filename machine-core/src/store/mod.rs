@@ -5,18 +5,19 @@
 //! [`Runner`](crate::Runner) encodes and decodes, so a store knows nothing of
 //! user machines and one store can hold any number of them.
 
+pub(crate) mod body;
 mod key;
-mod memory;
+pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod record;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
-mod sqlite;
+pub(crate) mod sqlite;
 
 pub use key::{MAX_KEY_LEN, validate_id, validate_machine};
-pub use memory::Memory;
+pub use memory::{Memory, Retention};
 #[cfg(feature = "postgres")]
 pub use postgres::{Postgres, PostgresOptions};
 pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Origin, Record, Write};
@@ -51,6 +52,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// The changes of record `(machine, id)`, oldest first.
     fn history(&self, machine: &str, id: &str) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
+
+    /// Which of this crate's stores this is, so the runner can take its fast
+    /// path. Other implementations keep the default.
+    #[doc(hidden)]
+    fn native(&self) -> Native<'_> {
+        Native::Other
+    }
+}
+
+/// A store the runner has a fast path for (see [`Store::native`]): the
+/// memory store keeps typed values; SQLite loads and writes in one
+/// immediate transaction. Not part of the API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Native<'a> {
+    /// Any other store: the [`Store`] methods only.
+    Other,
+    /// The in-process store.
+    Memory(&'a Memory),
+    /// The SQLite store.
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'a Sqlite),
 }
 
 /// A store-wide, ordered change feed: every write of every record, for

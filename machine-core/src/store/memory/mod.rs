@@ -1,12 +1,19 @@
 //! The in-process store: the default, and the reference the durable stores
 //! are tested against. Same version semantics as a database, never
-//! last-writer-wins.
+//! last-writer-wins; the runner's states are kept typed, so a command costs
+//! no JSON unless something reads the store as JSON.
 
+mod log;
+
+pub use log::Retention;
+
+use super::body::{Body, Loaded};
 use super::key::{validate_id, validate_machine};
-use super::record::{Change, Check, Commit, Cursor, Listed, Record, Write};
+use super::record::{Change, Check, Commit, Cursor, Listed, Origin, Record};
 use super::{Feed, Query, Store};
 use crate::error::{StoreError, VersionConflict};
-use std::collections::HashMap;
+use log::{Log, Logged, remember};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,11 +22,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// two-core machine, few enough to lock all of a commit's shards cheaply.
 const SHARDS: usize = 64;
 
-/// An in-memory [`Store`]: records and their full history, in this process.
+/// An in-memory [`Store`]: records and their recent history, in this process.
 ///
 /// Cloning is cheap and clones share the same records. Records are spread
 /// over independently locked shards, so unrelated ids do not serialise, and no
 /// lock is ever held across an `.await`.
+///
+/// A [`Runner`](crate::Runner) hands this store its typed states and commands
+/// and gets them back typed: nothing is encoded on the way. The JSON that the
+/// [`Store`], [`Feed`] and [`Query`] methods return is encoded when first
+/// asked for. In debug builds the runner still encodes every new state once,
+/// so a state that cannot be JSON fails in your tests as it would on a
+/// durable store; in release builds such a state fails the read that needs
+/// its JSON, with [`StoreError::Corrupt`].
+///
+/// History is kept per [`Retention`] (bounded by default).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -43,15 +60,22 @@ pub struct Memory {
 }
 
 struct Inner {
-    hasher: RandomState,
+    /// The shard hash's starting value, random per store.
+    salt: u64,
     shards: [Mutex<Shard>; SHARDS],
     /// The store-wide change feed, in commit order.
-    log: Mutex<Vec<Change>>,
+    log: Mutex<Log>,
+    retention: Retention,
 }
 
 impl Default for Inner {
     fn default() -> Self {
-        Self { hasher: RandomState::new(), shards: std::array::from_fn(|_| Mutex::default()), log: Mutex::default() }
+        Self {
+            salt: RandomState::new().hash_one(0xcbf2_9ce4_8422_2325_u64),
+            shards: std::array::from_fn(|_| Mutex::default()),
+            log: Mutex::default(),
+            retention: Retention::default(),
+        }
     }
 }
 
@@ -85,31 +109,80 @@ impl Shard {
     }
 }
 
+/// A record: its latest version and its retained history.
 struct Entry {
     id: Arc<str>,
-    record: Record,
-    history: Vec<Change>,
+    version: u64,
+    kind: Arc<str>,
+    state: Body,
+    updated_at: u64,
+    history: VecDeque<Arc<Logged>>,
+}
+
+impl Entry {
+    fn loaded(&self) -> Loaded {
+        Loaded {
+            version: self.version,
+            kind: self.kind.clone(),
+            state: self.state.clone(),
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// The record as JSON, for the [`Store`] methods.
+    fn record(&self, machine: &str) -> Result<Record, StoreError> {
+        self.loaded().record(machine, &self.id)
+    }
+}
+
+/// One write in the store's own terms: its values as bodies, typed or JSON.
+pub(crate) struct Put<'a> {
+    pub(crate) machine: &'a str,
+    pub(crate) id: &'a str,
+    pub(crate) expected: u64,
+    pub(crate) kind: &'a str,
+    pub(crate) state: Body,
+    pub(crate) command: Body,
+    pub(crate) origin: Origin,
 }
 
 impl Memory {
-    /// An empty store.
+    /// An empty store with the default [`Retention`].
     #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty store keeping history per `retention`.
+    #[must_use]
+    pub fn with_retention(retention: Retention) -> Self {
+        Self { inner: Arc::new(Inner { retention, ..Inner::default() }) }
+    }
+
+    /// What this store keeps of its history.
+    #[must_use]
+    pub fn retention(&self) -> Retention {
+        self.inner.retention
+    }
+
+    /// The shard of a key: FNV-1a over the id, salted per store. A shard
+    /// only spreads lock contention (each shard's map hashes ids with a
+    /// random key of its own), so a cheap hash is enough here.
     fn shard_of(&self, machine: &str, id: &str) -> usize {
-        let hash = self.inner.hasher.hash_one((machine, id));
+        let mut hash = self.inner.salt;
+        for byte in machine.bytes().chain([0xff]).chain(id.bytes()) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
         // The modulo keeps the value below SHARDS, so the cast cannot truncate.
         #[allow(clippy::cast_possible_truncation)]
-        let shard = (hash % SHARDS as u64) as usize;
+        let shard = ((hash ^ (hash >> 32)) % SHARDS as u64) as usize;
         shard
     }
 
     /// The feed. Taken after the shard locks, by writers only while they hold
     /// them, so a sequence number is handed out and appended in one step and
     /// the feed never shows a later change before an earlier one.
-    fn log(&self) -> MutexGuard<'_, Vec<Change>> {
+    fn log(&self) -> MutexGuard<'_, Log> {
         self.inner.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -119,15 +192,32 @@ impl Memory {
         self.inner.shards[shard].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn commit_now(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
-        if let ([write], []) = (commit.writes.as_slice(), commit.checks.as_slice()) {
-            return self.commit_one(write);
+    /// The record with its state as stored (typed or JSON), for the runner.
+    pub(crate) fn load_body(&self, machine: &str, id: &str) -> Result<Option<Loaded>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let shard = self.lock(self.shard_of(machine, id));
+        Ok(shard.entry(machine, id).map(Entry::loaded))
+    }
+
+    /// Applies `puts` and `checks` atomically (the [`Store::commit`] rules).
+    pub(crate) fn put(&self, puts: Vec<Put<'_>>, checks: &[Check<'_>]) -> Result<(), StoreError> {
+        if checks.is_empty() && puts.len() == 1 {
+            if let Some(put) = puts.into_iter().next() {
+                return self.put_one(put);
+            }
+            return Ok(());
         }
-        for (machine, id) in keys(commit) {
+        self.put_many(puts, checks)
+    }
+
+    fn put_many(&self, puts: Vec<Put<'_>>, checks: &[Check<'_>]) -> Result<(), StoreError> {
+        let keys = || puts.iter().map(|p| (p.machine, p.id)).chain(checks.iter().map(|c| (c.machine, c.id)));
+        for (machine, id) in keys() {
             validate_machine(machine)?;
             validate_id(id)?;
         }
-        let mut shards: Vec<usize> = keys(commit).map(|(m, id)| self.shard_of(m, id)).collect();
+        let mut shards: Vec<usize> = keys().map(|(m, id)| self.shard_of(m, id)).collect();
         shards.sort_unstable();
         shards.dedup();
         // Locks are taken in ascending shard order, so two commits can never
@@ -139,134 +229,129 @@ impl Memory {
             // Every key's shard was locked above, so the search always finds it.
             guards.binary_search_by_key(&shard, |(s, _)| *s).unwrap_or_default()
         };
-        let check_at: Vec<usize> = commit.checks.iter().map(|c| shard(c.machine, c.id)).collect();
-        let write_at: Vec<usize> = commit.writes.iter().map(|w| shard(w.machine, w.id)).collect();
+        let check_at: Vec<usize> = checks.iter().map(|c| shard(c.machine, c.id)).collect();
+        let put_at: Vec<usize> = puts.iter().map(|p| shard(p.machine, p.id)).collect();
 
         // Validate everything before touching anything: all or nothing.
         // Checks see the records as they were before this commit's writes.
-        for (check, &at) in commit.checks.iter().zip(&check_at) {
+        for (check, &at) in checks.iter().zip(&check_at) {
             let current = current_version(&guards[at].1, check.machine, check.id);
             if current != check.expected {
                 return Err(conflict(check.machine, check.id, check.expected, current));
             }
         }
-        let mut pending: Vec<(&str, &str, u64)> = Vec::with_capacity(commit.writes.len());
-        for (write, &at) in commit.writes.iter().zip(&write_at) {
-            let earlier = pending.iter().rev().find(|(m, id, _)| *m == write.machine && *id == write.id);
+        let mut pending: Vec<(&str, &str, u64)> = Vec::with_capacity(puts.len());
+        for (put, &at) in puts.iter().zip(&put_at) {
+            let earlier = pending.iter().rev().find(|(m, id, _)| *m == put.machine && *id == put.id);
             let current = match earlier {
                 Some(&(_, _, version)) => version,
-                None => current_version(&guards[at].1, write.machine, write.id),
+                None => current_version(&guards[at].1, put.machine, put.id),
             };
-            if current != write.expected {
-                return Err(conflict(write.machine, write.id, write.expected, current));
+            if current != put.expected {
+                return Err(conflict(put.machine, put.id, put.expected, current));
             }
-            let next = write.expected.checked_add(1).ok_or_else(|| StoreError::VersionOverflow {
-                machine: write.machine.to_owned(),
-                id: write.id.to_owned(),
-                version: write.expected,
-            })?;
-            pending.push((write.machine, write.id, next));
+            pending.push((put.machine, put.id, next_version(put)?));
         }
 
         let now = now_millis();
         let mut log = self.log();
-        for (write, &at) in commit.writes.iter().zip(&write_at) {
-            let change = apply(&mut guards[at].1, write, next_seq(&log), now);
-            log.push(change);
+        for (put, at) in puts.into_iter().zip(put_at) {
+            let logged = self.apply(&mut guards[at].1, put, log.next_seq(), now);
+            log.push(logged, self.inner.retention.feed_changes());
         }
         Ok(())
     }
-}
 
-impl Memory {
-    /// The common case, a single write: one hash, one lock, no allocation
-    /// beyond the stored strings.
-    fn commit_one(&self, write: &Write<'_>) -> Result<(), StoreError> {
-        validate_machine(write.machine)?;
-        validate_id(write.id)?;
-        let mut shard = self.lock(self.shard_of(write.machine, write.id));
-        let current = current_version(&shard, write.machine, write.id);
-        if current != write.expected {
-            return Err(conflict(write.machine, write.id, write.expected, current));
+    /// The common case, a single write: one hash, one lock, one lookup.
+    pub(crate) fn put_one(&self, put: Put<'_>) -> Result<(), StoreError> {
+        validate_machine(put.machine)?;
+        validate_id(put.id)?;
+        let mut shard = self.lock(self.shard_of(put.machine, put.id));
+        let (machine, ids) = shard.ids_mut(put.machine);
+        let entry = ids.get_mut(put.id);
+        let current = entry.as_ref().map_or(0, |entry| entry.version);
+        if current != put.expected {
+            return Err(conflict(put.machine, put.id, put.expected, current));
         }
-        if write.expected == u64::MAX {
-            return Err(StoreError::VersionOverflow {
-                machine: write.machine.to_owned(),
-                id: write.id.to_owned(),
-                version: write.expected,
-            });
-        }
+        next_version(&put)?;
+        let now = now_millis();
         let mut log = self.log();
-        let change = apply(&mut shard, write, next_seq(&log), now_millis());
-        log.push(change);
+        let logged = match entry {
+            Some(entry) => self.update(entry, machine, put, log.next_seq(), now),
+            None => self.create(ids, machine, put, log.next_seq(), now),
+        };
+        log.push(logged, self.inner.retention.feed_changes());
         Ok(())
     }
-}
 
-fn keys<'c>(commit: &'c Commit<'_>) -> impl Iterator<Item = (&'c str, &'c str)> {
-    let writes = commit.writes.iter().map(|w| (w.machine, w.id));
-    writes.chain(commit.checks.iter().map(|c: &Check<'_>| (c.machine, c.id)))
+    /// Stores `put` in its record (validated by the caller: the version holds
+    /// and does not overflow) and returns its history entry for the feed.
+    fn apply(&self, shard: &mut Shard, put: Put<'_>, seq: u64, at: u64) -> Arc<Logged> {
+        let (machine, ids) = shard.ids_mut(put.machine);
+        match ids.get_mut(put.id) {
+            Some(entry) => self.update(entry, machine, put, seq, at),
+            None => self.create(ids, machine, put, seq, at),
+        }
+    }
+
+    /// [`apply`](Self::apply) to an existing record.
+    fn update(&self, entry: &mut Entry, machine: Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Arc<Logged> {
+        let version = put.expected.saturating_add(1);
+        // Kinds repeat from version to version: share the stored string.
+        let kind = if &*entry.kind == put.kind { entry.kind.clone() } else { Arc::from(put.kind) };
+        let logged = Arc::new(Logged {
+            seq,
+            machine,
+            id: entry.id.clone(),
+            version,
+            command: put.command,
+            origin: put.origin,
+            before: Some((entry.kind.clone(), entry.state.clone())),
+            kind: kind.clone(),
+            after: put.state.clone(),
+            at,
+        });
+        remember(&mut entry.history, logged.clone(), self.inner.retention.entries_per_record());
+        (entry.version, entry.kind, entry.state, entry.updated_at) = (version, kind, put.state, at);
+        logged
+    }
+
+    /// [`apply`](Self::apply) creating the record.
+    fn create(&self, ids: &mut Ids, machine: Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Arc<Logged> {
+        let (id, kind): (Arc<str>, Arc<str>) = (Arc::from(put.id), Arc::from(put.kind));
+        let logged = Arc::new(Logged {
+            seq,
+            machine,
+            id: id.clone(),
+            version: 1,
+            command: put.command,
+            origin: put.origin,
+            before: None,
+            kind: kind.clone(),
+            after: put.state.clone(),
+            at,
+        });
+        let mut history = VecDeque::new();
+        remember(&mut history, logged.clone(), self.inner.retention.entries_per_record());
+        ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, history });
+        logged
+    }
 }
 
 fn current_version(shard: &Shard, machine: &str, id: &str) -> u64 {
-    shard.entry(machine, id).map_or(0, |entry| entry.record.version)
+    shard.entry(machine, id).map_or(0, |entry| entry.version)
+}
+
+fn next_version(put: &Put<'_>) -> Result<u64, StoreError> {
+    put.expected.checked_add(1).ok_or_else(|| StoreError::VersionOverflow {
+        machine: put.machine.to_owned(),
+        id: put.id.to_owned(),
+        version: put.expected,
+    })
 }
 
 fn conflict(machine: &str, id: &str, expected: u64, current: u64) -> StoreError {
     StoreError::Conflict(VersionConflict::new(machine, id, expected.saturating_add(1), current))
-}
-
-fn next_seq(log: &[Change]) -> Cursor {
-    Cursor { tx: 0, seq: log.last().map_or(1, |change| change.cursor.seq + 1) }
-}
-
-/// Appends `write` to its record (validated by the caller: the version holds
-/// and does not overflow) and returns the change for the feed.
-fn apply(shard: &mut Shard, write: &Write<'_>, cursor: Cursor, at: u64) -> Change {
-    let (machine, ids) = shard.ids_mut(write.machine);
-    let version = write.expected.saturating_add(1);
-    let state: Arc<str> = Arc::from(write.state.as_str());
-    let command: Arc<str> = Arc::from(write.command);
-    if let Some(entry) = ids.get_mut(write.id) {
-        let previous = &entry.record;
-        // Kinds repeat from version to version: share the stored string.
-        let kind = if &*previous.kind == write.kind { previous.kind.clone() } else { Arc::from(write.kind) };
-        let change = Change {
-            cursor,
-            machine,
-            id: entry.id.clone(),
-            version,
-            command,
-            origin: write.origin,
-            kind_before: Some(previous.kind.clone()),
-            before: Some(previous.state.clone()),
-            kind: kind.clone(),
-            after: state.clone(),
-            at,
-        };
-        entry.history.push(change.clone());
-        entry.record = Record { version, kind, state, updated_at: at };
-        change
-    } else {
-        let id: Arc<str> = Arc::from(write.id);
-        let kind: Arc<str> = Arc::from(write.kind);
-        let change = Change {
-            cursor,
-            machine,
-            id: id.clone(),
-            version,
-            command,
-            origin: write.origin,
-            kind_before: None,
-            before: None,
-            kind: kind.clone(),
-            after: state.clone(),
-            at,
-        };
-        let record = Record { version, kind, state, updated_at: at };
-        ids.insert(id.clone(), Entry { id, record, history: vec![change.clone()] });
-        change
-    }
 }
 
 fn now_millis() -> u64 {
@@ -279,30 +364,50 @@ impl Store for Memory {
         validate_machine(machine)?;
         validate_id(id)?;
         let shard = self.lock(self.shard_of(machine, id));
-        Ok(shard.entry(machine, id).map(|entry| entry.record.clone()))
+        shard.entry(machine, id).map(|entry| entry.record(machine)).transpose()
     }
 
     async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
-        self.commit_now(&commit)
+        let puts = commit
+            .writes
+            .into_iter()
+            .map(|write| Put {
+                machine: write.machine,
+                id: write.id,
+                expected: write.expected,
+                kind: write.kind,
+                state: Body::Json(Arc::from(write.state)),
+                command: Body::Json(Arc::from(write.command)),
+                origin: write.origin,
+            })
+            .collect();
+        self.put(puts, &commit.checks)
     }
 
     async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
-        let shard = self.lock(self.shard_of(machine, id));
-        Ok(shard.entry(machine, id).map(|entry| entry.history.clone()).unwrap_or_default())
+        let kept: Vec<Arc<Logged>> = {
+            let shard = self.lock(self.shard_of(machine, id));
+            shard.entry(machine, id).map(|entry| entry.history.iter().cloned().collect()).unwrap_or_default()
+        };
+        kept.iter().map(|logged| logged.change()).collect()
+    }
+
+    fn native(&self) -> super::Native<'_> {
+        super::Native::Memory(self)
     }
 }
 
 /// The feed is the store-wide log, appended under one short lock in commit
-/// order, so a reader never sees a change before an earlier one.
+/// order, so a reader never sees a change before an earlier one. Changes
+/// dropped by [`Retention`] make older cursors fail with
+/// [`StoreError::FeedCompacted`].
 impl Feed for Memory {
     async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
-        let log = self.log();
-        // Sequence numbers are the log's positions plus one.
-        let start = usize::try_from(after.seq).unwrap_or(usize::MAX).min(log.len());
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        Ok(log[start..].iter().take(limit).cloned().collect())
+        let page = self.log().after(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
+        // Encoded outside the lock: writers never wait for a reader's JSON.
+        page.iter().map(|logged| logged.change()).collect()
     }
 }
 
@@ -322,26 +427,32 @@ impl Query for Memory {
             let Some(ids) = shard.ids(machine) else { continue };
             found.extend(
                 ids.iter()
-                    .filter(|(id, entry)| &*entry.record.kind == kind && after_id.is_none_or(|after| &***id > after))
-                    .map(|(id, entry)| Listed { id: id.to_string(), record: entry.record.clone() }),
+                    .filter(|(id, entry)| &*entry.kind == kind && after_id.is_none_or(|after| &***id > after))
+                    .map(|(id, entry)| (id.clone(), entry.loaded())),
             );
         }
-        found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        Ok(found)
+        found
+            .into_iter()
+            .map(|(id, loaded)| Ok(Listed { record: loaded.record(machine, &id)?, id: id.to_string() }))
+            .collect()
     }
 }
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memory").field("changes", &self.log().len()).finish_non_exhaustive()
+        f.debug_struct("Memory")
+            .field("retention", &self.inner.retention)
+            .field("feed", &self.log().len())
+            .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Origin;
+    use crate::store::{Origin, Write};
 
     fn write(id: &'static str, expected: u64, state: &str) -> Write<'static> {
         Write {

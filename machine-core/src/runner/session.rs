@@ -1,0 +1,117 @@
+//! Where the loop loads and commits: through the [`Store`] trait, or through
+//! the fast path of one of this crate's stores (typed values in memory, one
+//! immediate transaction in SQLite). The loop is the same; only this differs.
+
+use super::pipeline::Planned;
+use crate::error::StoreError;
+use crate::store::body::Loaded;
+use crate::store::memory::Put;
+use crate::store::{Check, Commit, Native, Store};
+use std::future::Future;
+
+/// Where an attempt loads and commits: the runner's store, or a transaction
+/// the caller already holds (see `join`).
+pub(crate) trait Session: Send {
+    /// Whether plans may hand over typed values instead of JSON.
+    fn typed(&self) -> bool {
+        false
+    }
+
+    fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Loaded>, StoreError>> + Send;
+
+    /// Commits `writes` (moving their values out) and `checks` atomically.
+    fn commit(
+        &mut self,
+        writes: &mut [Planned<'_>],
+        checks: Vec<Check<'_>>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The writes as the [`Store`] trait takes them.
+pub(crate) fn store_commit<'w>(
+    writes: &'w mut [Planned<'_>],
+    checks: Vec<Check<'w>>,
+) -> Result<Commit<'w>, StoreError> {
+    let writes = writes.iter_mut().map(Planned::take_write).collect::<Result<_, _>>()?;
+    Ok(Commit { writes, checks })
+}
+
+/// A runner's or a decision's own store.
+pub(crate) struct Direct<'s, St> {
+    store: &'s St,
+    /// The plan is quick (a synchronous transition): SQLite may hold its
+    /// write lock from the load to the commit.
+    #[cfg_attr(not(feature = "sqlite"), expect(dead_code, reason = "only SQLite has a held-lock path"))]
+    quick: bool,
+    #[cfg(feature = "sqlite")]
+    held: Option<crate::store::sqlite::Held>,
+}
+
+impl<'s, St: Store> Direct<'s, St> {
+    pub(crate) fn new(store: &'s St, quick: bool) -> Self {
+        Self {
+            store,
+            quick,
+            #[cfg(feature = "sqlite")]
+            held: None,
+        }
+    }
+}
+
+impl<St: Store> Session for Direct<'_, St> {
+    fn typed(&self) -> bool {
+        matches!(self.store.native(), Native::Memory(_))
+    }
+
+    async fn load(&mut self, machine: &str, id: &str) -> Result<Option<Loaded>, StoreError> {
+        match self.store.native() {
+            Native::Memory(memory) => memory.load_body(machine, id),
+            // SQLite admits one writer at a time: a quick plan takes the
+            // write lock before it reads, so it never loses a race to this
+            // process and never wastes an attempt.
+            #[cfg(feature = "sqlite")]
+            Native::Sqlite(sqlite) if self.quick => {
+                // Boxed: sqlx's futures are large, and every session's
+                // future would otherwise carry their size.
+                let held = match &mut self.held {
+                    Some(held) => held,
+                    none => none.insert(Box::pin(sqlite.hold()).await?),
+                };
+                Box::pin(held.load(machine, id)).await.map(|record| record.map(Loaded::from))
+            }
+            _ => Ok(self.store.load(machine, id).await?.map(Loaded::from)),
+        }
+    }
+
+    async fn commit(&mut self, writes: &mut [Planned<'_>], checks: Vec<Check<'_>>) -> Result<(), StoreError> {
+        match self.store.native() {
+            Native::Memory(memory) => match (writes, checks.is_empty()) {
+                ([one], true) => memory.put_one(put(one)),
+                (writes, _) => memory.put(writes.iter_mut().map(put).collect(), &checks),
+            },
+            _ => {
+                let commit = store_commit(writes, checks)?;
+                #[cfg(feature = "sqlite")]
+                if let Some(held) = self.held.take() {
+                    return Box::pin(held.commit(&commit)).await;
+                }
+                self.store.commit(commit).await
+            }
+        }
+    }
+}
+
+/// A planned write in the memory store's terms, its values moved out.
+fn put<'w>(planned: &'w mut Planned<'_>) -> Put<'w> {
+    let state = std::mem::replace(&mut planned.state, super::pipeline::Staged::Json("".into()));
+    let command = std::mem::replace(&mut planned.command, super::pipeline::Staged::Json("".into()));
+    Put {
+        machine: planned.machine,
+        id: planned.id,
+        expected: planned.expected,
+        kind: planned.kind,
+        state: state.into_body(),
+        command: command.into_body(),
+        origin: planned.origin,
+    }
+}

@@ -1,0 +1,168 @@
+//! What the memory store remembers of past writes, and for how long: history
+//! entries shared between a record's history and the store-wide feed, each
+//! trimmed to its [`Retention`].
+
+use super::super::body::Body;
+use super::super::record::{Change, Cursor, Origin};
+use crate::error::StoreError;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// How much history a [`Memory`](super::Memory) store keeps: the last
+/// `per_record` entries of each record's history and the last `feed` changes
+/// of the store-wide feed. Older entries are dropped as new ones arrive, so a
+/// long-running process holds at most `feed + records × per_record` entries
+/// (an entry shares the stored states with its record; see
+/// docs/performance.md for measured bytes).
+///
+/// The default keeps 10,000 entries per record and the last 100,000 changes
+/// of the feed: every history a test or a demo reads, within a bounded
+/// footprint. A feed consumer that falls further behind than `feed` changes
+/// gets [`StoreError::FeedCompacted`] rather than a feed with a hole.
+///
+/// ```
+/// use machine_core::store::{Memory, Retention};
+///
+/// let store = Memory::with_retention(Retention::default().per_record(100).feed(1_000));
+/// let everything = Memory::with_retention(Retention::all());
+/// # drop((store, everything));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    per_record: usize,
+    feed: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { per_record: 10_000, feed: 100_000 }
+    }
+}
+
+impl Retention {
+    /// Keep everything (memory grows with every write, as a database's
+    /// history would): for audits in tests.
+    #[must_use]
+    pub const fn all() -> Self {
+        Self { per_record: usize::MAX, feed: usize::MAX }
+    }
+
+    /// Keep the last `entries` history entries of each record.
+    #[must_use]
+    pub const fn per_record(mut self, entries: usize) -> Self {
+        self.per_record = entries;
+        self
+    }
+
+    /// Keep the last `changes` changes of the store-wide feed.
+    #[must_use]
+    pub const fn feed(mut self, changes: usize) -> Self {
+        self.feed = changes;
+        self
+    }
+
+    /// History entries kept per record.
+    #[must_use]
+    pub const fn entries_per_record(&self) -> usize {
+        self.per_record
+    }
+
+    /// Changes kept in the feed.
+    #[must_use]
+    pub const fn feed_changes(&self) -> usize {
+        self.feed
+    }
+}
+
+/// One write, as both its record's history and the feed hold it.
+pub(super) struct Logged {
+    pub(super) seq: u64,
+    pub(super) machine: Arc<str>,
+    pub(super) id: Arc<str>,
+    pub(super) version: u64,
+    pub(super) command: Body,
+    pub(super) origin: Origin,
+    /// The previous state's kind and state (`None` for a creation).
+    pub(super) before: Option<(Arc<str>, Body)>,
+    pub(super) kind: Arc<str>,
+    pub(super) after: Body,
+    pub(super) at: u64,
+}
+
+impl Logged {
+    /// The entry as the [`Store`](super::super::Store) traits hand it out,
+    /// every value as JSON.
+    pub(super) fn change(&self) -> Result<Change, StoreError> {
+        let json = |body: &Body, what: &str| body.json_of(&self.machine, &self.id, self.version, what);
+        let before = self.before.as_ref().map(|(kind, body)| Ok::<_, StoreError>((kind, json(body, "state before")?)));
+        let before = before.transpose()?;
+        Ok(Change {
+            cursor: Cursor { tx: 0, seq: self.seq },
+            machine: self.machine.clone(),
+            id: self.id.clone(),
+            version: self.version,
+            command: json(&self.command, "command")?,
+            origin: self.origin,
+            kind_before: before.as_ref().map(|(kind, _)| Arc::clone(kind)),
+            before: before.map(|(_, state)| state),
+            kind: self.kind.clone(),
+            after: json(&self.after, "state")?,
+            at: self.at,
+        })
+    }
+}
+
+/// The store-wide feed: the retained tail of every write, in commit order.
+#[derive(Default)]
+pub(super) struct Log {
+    changes: VecDeque<Arc<Logged>>,
+    /// The sequence number of the last write (0: none yet).
+    last: u64,
+    /// The highest sequence number dropped by retention (0: none).
+    trimmed: u64,
+}
+
+impl Log {
+    /// The next write's sequence number.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.last + 1
+    }
+
+    /// Appends `logged` (numbered by [`next_seq`](Self::next_seq)), dropping
+    /// the oldest change beyond `keep`.
+    pub(super) fn push(&mut self, logged: Arc<Logged>, keep: usize) {
+        self.last = logged.seq;
+        self.changes.push_back(logged);
+        while self.changes.len() > keep {
+            if let Some(dropped) = self.changes.pop_front() {
+                self.trimmed = dropped.seq;
+            }
+        }
+    }
+
+    /// Up to `limit` changes after `after`, or an error when retention dropped
+    /// some of them.
+    pub(super) fn after(&self, after: Cursor, limit: usize) -> Result<Vec<Arc<Logged>>, StoreError> {
+        if after.seq < self.trimmed {
+            return Err(StoreError::FeedCompacted { after, oldest: Cursor { tx: 0, seq: self.trimmed + 1 } });
+        }
+        // Sequence numbers are dense, so the first change after `after` sits
+        // at a computed position.
+        let first = self.changes.front().map_or(self.last + 1, |change| change.seq);
+        let skip = usize::try_from(after.seq.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
+        Ok(self.changes.range(skip.min(self.changes.len())..).take(limit).cloned().collect())
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.changes.len()
+    }
+}
+
+/// Appends `logged` to a record's history, dropping the oldest entry beyond
+/// `keep`.
+pub(super) fn remember(history: &mut VecDeque<Arc<Logged>>, logged: Arc<Logged>, keep: usize) {
+    history.push_back(logged);
+    while history.len() > keep {
+        history.pop_front();
+    }
+}
