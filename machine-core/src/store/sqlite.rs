@@ -8,11 +8,14 @@ use super::record::{Change, Commit, Cursor, Listed, Record};
 use super::sql::{Fields, backend, next_version, now_millis, out_of_range, version_to_db};
 use super::{Feed, Query, Store};
 use crate::error::{StoreError, VersionConflict};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{SqliteConnection, SqlitePool};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::sync::OwnedMutexGuard;
 
 /// How long a writer waits for another process's write lock before the
 /// commit fails with a retryable [`StoreError::Backend`].
@@ -49,30 +52,128 @@ pub struct Sqlite {
     /// SQLite for its write lock: a writer that waits inside SQLite sleeps
     /// in growing steps (up to 100 ms) and may be overtaken, which is what
     /// gave contended rows their long tail.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    writer: Arc<tokio::sync::Mutex<Slot>>,
+    /// Writers waiting for their turn: the connection is passed on only to
+    /// a waiting writer, and otherwise goes back to the pool (which must
+    /// get all of them back to close).
+    queued: Arc<AtomicUsize>,
+    /// Whether the writers may pass on a pooled connection at all (not when
+    /// the pool has one connection only: readers need it too).
+    keep: bool,
+}
+
+/// What the writers pass on: the connection the last one wrote through, kept
+/// so that a queue of writers never waits on the pool, and whether it was
+/// left inside a transaction (a writer whose future was dropped).
+#[derive(Default, Debug)]
+struct Slot {
+    conn: Option<PoolConnection<sqlx::Sqlite>>,
+    open: bool,
 }
 
 /// The write lock, taken before a quick plan loads: the runner's fast path
 /// (load and write in one `BEGIN IMMEDIATE` transaction, as a hand-written
-/// loop would). Dropped unfinished, the transaction rolls back.
+/// loop would). Dropped unfinished, the transaction is rolled back.
 pub(crate) struct Held {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+    turn: Option<OwnedMutexGuard<Slot>>,
+    /// Whether the connection may be passed on to a waiting writer.
+    keep: bool,
+    queued: Arc<AtomicUsize>,
 }
 
 impl Held {
+    fn conn(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        // `hold` puts a connection in the slot before it makes a `Held`.
+        let conn = self.turn.as_mut().and_then(|turn| turn.conn.as_mut());
+        conn.map(|conn| &mut **conn).ok_or_else(|| StoreError::backend("the held connection is gone", true))
+    }
+
     /// The record, read inside the held transaction.
     pub(crate) async fn load(&mut self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
-        load_on(&mut self.tx, machine, id).await
+        load_on(self.conn()?, machine, id).await
     }
 
     /// Applies `commit` and commits the transaction. The versions are still
     /// checked: another process may share the file, and a read that did
     /// not go through this transaction may be stale.
     pub(crate) async fn commit(mut self, commit: &Commit<'_>) -> Result<(), StoreError> {
-        apply(&mut self.tx, commit).await?;
-        self.tx.commit().await.map_err(sqlite_error)
+        apply(self.conn()?, commit).await?;
+        let committed = sqlx::query("COMMIT").execute(self.conn()?).await;
+        let Some(turn) = self.turn.as_mut() else { return Ok(()) };
+        match committed {
+            Ok(_) => {
+                turn.open = false;
+                Ok(())
+            }
+            // The outcome is unknown: never reuse that connection.
+            Err(error) => {
+                forget(turn);
+                Err(sqlite_error(error))
+            }
+        }
     }
+}
+
+impl Drop for Held {
+    /// A writer that stops inside its transaction (an error, a dropped
+    /// future) must not leave SQLite's write lock taken until the next
+    /// writer of this process comes: roll back now, on the runtime, before
+    /// the turn passes on.
+    fn drop(&mut self) {
+        let Some(mut turn) = self.turn.take() else { return };
+        let keep = self.keep && self.queued.load(Ordering::Acquire) > 0;
+        if !turn.open {
+            if !keep {
+                turn.conn = None;
+            }
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let rolled_back = match turn.conn.as_mut() {
+                        Some(conn) => sqlx::query("ROLLBACK").execute(&mut **conn).await.is_ok(),
+                        None => false,
+                    };
+                    if rolled_back {
+                        turn.open = false;
+                        if !keep {
+                            turn.conn = None;
+                        }
+                    } else {
+                        forget(&mut turn);
+                    }
+                });
+            }
+            Err(_) => forget(&mut turn),
+        }
+    }
+}
+
+/// A writer counted in [`Sqlite::queued`] while it waits (also when its
+/// future is dropped while waiting).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(queued: &'a AtomicUsize) -> Self {
+        queued.fetch_add(1, Ordering::AcqRel);
+        Self(queued)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Drops the slot's connection without returning it to the pool: closing
+/// it rolls back whatever it left open.
+fn forget(slot: &mut Slot) {
+    if let Some(conn) = slot.conn.take() {
+        drop(conn.detach());
+    }
+    slot.open = false;
 }
 
 impl Sqlite {
@@ -85,7 +186,12 @@ impl Sqlite {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(sqlite_error)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(sqlite_error)?;
         Self::from_pool(pool).await
     }
 
@@ -106,7 +212,8 @@ impl Sqlite {
     /// Uses an existing pool (your own options), creating or migrating the
     /// schema. Enable WAL and a busy timeout on it for multi-process use.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
-        let store = Self { pool, writer: Arc::default() };
+        let keep = pool.options().get_max_connections() > 1;
+        let store = Self { pool, writer: Arc::default(), queued: Arc::default(), keep };
         schema::migrate(&store.pool).await?;
         Ok(store)
     }
@@ -119,9 +226,22 @@ impl Sqlite {
 
     /// This process's turn to write, then SQLite's write lock.
     pub(crate) async fn hold(&self) -> Result<Held, StoreError> {
-        let turn = Arc::clone(&self.writer).lock_owned().await;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sqlite_error)?;
-        Ok(Held { tx, _turn: turn })
+        let waiting = Waiting::new(&self.queued);
+        let mut turn = Arc::clone(&self.writer).lock_owned().await;
+        drop(waiting);
+        if turn.open {
+            // Left open by a writer whose rollback has not run: start afresh.
+            forget(&mut turn);
+        }
+        if turn.conn.is_none() {
+            turn.conn = Some(self.pool.acquire().await.map_err(sqlite_error)?);
+        }
+        let mut held = Held { turn: Some(turn), keep: self.keep, queued: Arc::clone(&self.queued) };
+        sqlx::query("BEGIN IMMEDIATE").execute(held.conn()?).await.map_err(sqlite_error)?;
+        if let Some(turn) = held.turn.as_mut() {
+            turn.open = true;
+        }
+        Ok(held)
     }
 }
 

@@ -1,15 +1,21 @@
 //! Quickstart: an order machine persisted in the in-memory store, with several
 //! shoppers editing the same order at once.
 //!
-//! Run it with `cargo run --example quickstart` (in memory), or against a
-//! durable store: `cargo run --example quickstart -- --store sqlite:orders.db`
-//! or `-- --store postgres://postgres@127.0.0.1/test`. Every command goes through the
+//! Run it with `cargo run --example quickstart` (in memory: it builds only
+//! what that needs), or against a durable store:
+//! `cargo run --example quickstart --features sqlite -- --store sqlite:orders.db`
+//! or `--features postgres -- --store postgres://postgres@127.0.0.1/test`.
+//! Every command goes through the
 //! runner's load → transition → save loop; when two shoppers save the same
 //! version, one of them loses, reloads the fresh order and tries again, which
 //! shows up below as more than one attempt.
 
 use machine_core::prelude::*;
-use machine_core::store::{Memory, Origin, Postgres, Sqlite, Store};
+#[cfg(feature = "postgres")]
+use machine_core::store::Postgres;
+#[cfg(feature = "sqlite")]
+use machine_core::store::Sqlite;
+use machine_core::store::{Memory, Origin, Store};
 use machine_core::{AsyncMachine, RecordFailures};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -230,19 +236,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(at) => args.get(at + 1).ok_or("--store needs a value: memory, sqlite:PATH or postgres://…")?.clone(),
         None => "memory".to_owned(),
     };
-    // Durable stores keep orders from earlier runs: give this run's orders fresh ids.
-    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
     if target == "memory" {
-        demo(Memory::new(), "").await
-    } else if let Some(path) = target.strip_prefix("sqlite:") {
-        println!("store: SQLite file {path}");
-        demo(Sqlite::open(path).await?, &format!("-{run}")).await
-    } else if target.starts_with("postgres://") || target.starts_with("postgresql://") {
-        println!("store: PostgreSQL");
-        demo(Postgres::connect(&target).await?, &format!("-{run}")).await
-    } else {
-        Err(format!("unknown store {target:?}: use memory, sqlite:PATH or postgres://…").into())
+        return demo(Memory::new(), "").await;
     }
+    if let Some(path) = target.strip_prefix("sqlite:") {
+        #[cfg(feature = "sqlite")]
+        {
+            println!("store: SQLite file {path}");
+            return demo(Sqlite::open(path).await?, &run_suffix()).await;
+        }
+        #[cfg(not(feature = "sqlite"))]
+        return Err(format!("{path}: the SQLite store needs `--features sqlite`").into());
+    }
+    if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        {
+            println!("store: PostgreSQL");
+            return demo(Postgres::connect(&target).await?, &run_suffix()).await;
+        }
+        #[cfg(not(feature = "postgres"))]
+        return Err("the PostgreSQL store needs `--features postgres`".into());
+    }
+    Err(format!("unknown store {target:?}: use memory, sqlite:PATH or postgres://…").into())
+}
+
+/// Durable stores keep orders from earlier runs: this run's orders get fresh
+/// ids.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn run_suffix() -> String {
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("-{}", run.as_millis())
 }
 
 /// The demo itself, the same for every store.

@@ -1,0 +1,192 @@
+//! SQLite's fast path holds the write lock from the load to the commit. These
+//! are the ways it could leave the lock taken or make others wait: a refused
+//! command, a panicking transition, a future dropped mid-transaction, a slow
+//! async transition, a second process on the file — each followed by a
+//! writer that must get the lock at once.
+
+use machine_core::prelude::*;
+use machine_core::store::{Sqlite, Store};
+use machine_core::{AsyncMachine, Error};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+#[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Tally {
+    #[state(initial)]
+    Counting(u32),
+}
+
+#[derive(Command, Clone, Debug, Serialize, Deserialize)]
+#[command(state = Tally)]
+enum Step {
+    #[command(from(Counting), to(Counting))]
+    Add,
+    #[command(from(Counting), to(Counting))]
+    Refuse,
+    #[command(from(Counting), to(Counting))]
+    Panic,
+    /// Waits until told (async machine only).
+    #[command(from(Counting), to(Counting))]
+    Wait,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused")]
+struct Refused;
+
+fn next(step: &Step, Tally::Counting(n): &Tally) -> Result<Tally, Refused> {
+    match step {
+        Step::Refuse => Err(Refused),
+        Step::Panic => panic!("a bug in the transition"),
+        Step::Add | Step::Wait => Ok(Tally::Counting(n + 1)),
+    }
+}
+
+/// A sync machine: the runner holds SQLite's write lock across it.
+struct Quick;
+
+impl Machine for Quick {
+    type State = Tally;
+    type Command = Step;
+    type Deps = ();
+    type Error = Refused;
+
+    fn transition((): &(), step: &Step, state: &Tally) -> Result<Tally, Refused> {
+        next(step, state)
+    }
+}
+
+/// An async machine that claims to be quick, so a dropped future can leave
+/// the fast path mid-transaction.
+struct Claims;
+
+impl AsyncMachine for Claims {
+    type State = Tally;
+    type Command = Step;
+    type Deps = tokio::sync::Notify;
+    type Error = Refused;
+    const QUICK: bool = true;
+
+    async fn transition(release: &tokio::sync::Notify, step: &Step, state: &Tally) -> Result<Tally, Refused> {
+        if matches!(step, Step::Wait) {
+            release.notified().await;
+        }
+        next(step, state)
+    }
+}
+
+/// A slow async machine (not quick): it must not hold the lock while it waits.
+struct Slow;
+
+impl AsyncMachine for Slow {
+    type State = Tally;
+    type Command = Step;
+    type Deps = tokio::sync::Notify;
+    type Error = Refused;
+
+    async fn transition(release: &tokio::sync::Notify, step: &Step, state: &Tally) -> Result<Tally, Refused> {
+        if matches!(step, Step::Wait) {
+            release.notified().await;
+        }
+        next(step, state)
+    }
+}
+
+async fn file_store(name: &str) -> (Sqlite, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("machine-writer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("w.db");
+    (Sqlite::open(&path).await.unwrap(), path)
+}
+
+/// Another process's view of the file: a fresh store on the same path must
+/// take the write lock and write within a second.
+async fn another_process_writes(path: &std::path::Path, id: &str) {
+    let other = Sqlite::open(path).await.unwrap();
+    let runner = Runner::<Quick, _>::new(other, ());
+    let wrote = tokio::time::timeout(Duration::from_secs(2), runner.handle(id, &Step::Add)).await;
+    assert!(wrote.expect("the write lock was left taken").is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_panicking_command_releases_the_write_lock() {
+    let (store, path) = file_store("refused").await;
+    let runner = Runner::<Quick, _>::new(store, ());
+    runner.handle("t", &Step::Add).await.unwrap();
+    assert!(matches!(runner.handle("t", &Step::Refuse).await, Err(Error::Rejected(Refused))));
+    another_process_writes(&path, "t").await;
+    assert!(matches!(runner.handle("t", &Step::Panic).await, Err(Error::Panicked { .. })));
+    another_process_writes(&path, "t").await;
+    // And this process goes on writing through the same runner.
+    let out = runner.handle("t", &Step::Add).await.unwrap();
+    assert_eq!((out.state, out.version), (Tally::Counting(4), 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_future_dropped_inside_the_transaction_rolls_it_back() {
+    let (store, path) = file_store("dropped").await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let runner = Runner::<Claims, _>::new(store, release.clone());
+    runner.handle("t", &Step::Add).await.unwrap();
+    // The transition waits with the write lock held; the caller gives up.
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), runner.handle("t", &Step::Wait)).await;
+    assert!(gave_up.is_err(), "the transition was still waiting");
+    another_process_writes(&path, "t").await;
+    // Nothing of the dropped command was written; this process still writes.
+    let out = runner.handle("t", &Step::Add).await.unwrap();
+    assert_eq!((out.state, out.version), (Tally::Counting(3), 3));
+    assert_eq!(runner.store().history("Tally", "t").await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_async_transition_does_not_hold_the_lock() {
+    let (store, _path) = file_store("slow").await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let slow = Runner::<Slow, _>::new(store.clone(), release.clone());
+    let quick = Runner::<Quick, _>::new(store, ());
+    let waiting = tokio::spawn({
+        let slow = slow.clone();
+        async move { slow.handle("slow", &Step::Wait).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Others write while the slow transition waits.
+    for _ in 0..5 {
+        let wrote = tokio::time::timeout(Duration::from_secs(2), quick.handle("other", &Step::Add)).await;
+        assert!(wrote.expect("blocked by a slow transition").is_ok());
+    }
+    release.notify_one();
+    assert_eq!(waiting.await.unwrap().unwrap().version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_in_one_process_queue_without_a_lost_update() {
+    let (store, path) = file_store("queue").await;
+    let runner = Runner::<Quick, _>::new(store, ());
+    let attempts = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (runner, attempts) = (runner.clone(), attempts.clone());
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let out = runner.handle("hot", &Step::Add).await.unwrap();
+                    attempts.fetch_add(out.attempts, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // A second process writes the same record meanwhile.
+    let other = Runner::<Quick, _>::new(Sqlite::open(&path).await.unwrap(), ());
+    for _ in 0..20 {
+        other.handle("hot", &Step::Add).await.unwrap();
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let out = runner.get("hot").await.unwrap().unwrap();
+    assert_eq!((out.state, out.version), (Tally::Counting(340), 340));
+    // Within the process nobody lost a race: one attempt per command.
+    assert_eq!(attempts.load(Ordering::Relaxed), 320);
+}
