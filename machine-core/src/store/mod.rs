@@ -5,6 +5,8 @@
 //! [`Runner`](crate::Runner) encodes and decodes, so a store knows nothing of
 //! user machines and one store can hold any number of them.
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod key;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -15,6 +17,8 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "etcd")]
+pub use etcd::{Etcd, EtcdError, EtcdOptions};
 pub use key::{MAX_KEY_LEN, validate_id, validate_machine};
 pub use memory::Memory;
 #[cfg(feature = "postgres")]
