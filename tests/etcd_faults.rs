@@ -90,14 +90,11 @@ struct Counts {
 
 impl Counts {
     fn failed<E: std::fmt::Debug>(&self, error: &Error<E>) {
-        let etcd = std::error::Error::source(match error {
-            Error::Store(store) => store,
-            _ => {
-                self.other.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        })
-        .and_then(|s| s.downcast_ref::<machine_core::store::EtcdError>());
+        let Error::Store(store) = error else {
+            self.other.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let etcd = std::error::Error::source(store).and_then(|s| s.downcast_ref::<machine_core::store::EtcdError>());
         let counter = match etcd {
             Some(machine_core::store::EtcdError::Ambiguous { .. }) => &self.ambiguous,
             Some(machine_core::store::EtcdError::Unavailable { .. }) => &self.unavailable,
@@ -128,6 +125,8 @@ impl Gap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(etcd_tests), ignore = "set ETCD_ENDPOINTS to run the etcd tests")]
+// One scenario, read top to bottom: setup, load, faults, then the checks.
+#[allow(clippy::too_many_lines)]
 async fn every_acknowledged_write_survives_two_leader_kills() {
     let endpoints = conformance::etcd_endpoints();
     let _restore = Restore;

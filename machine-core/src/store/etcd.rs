@@ -2,48 +2,8 @@
 //! loss of a machine without losing an acknowledged write, and outgrow what
 //! one database server can promise.
 //!
-//! # Key layout
-//!
-//! Every key starts with the store's prefix (`machine/` by default, see
-//! [`EtcdOptions::prefix`]); `\0` separates the parts, which no machine name
-//! or id can hold ([`validate_id`](super::validate_id)), so keys split back
-//! unambiguously and sort by bytes like every other store's ids:
-//!
-//! | key | value |
-//! | --- | --- |
-//! | `{prefix}r/{machine}\0{id}` | the record: a JSON header line `{"version","kind","updated_at"}`, then the state's JSON verbatim |
-//! | `{prefix}h/{machine}\0{id}\0{version:020}` | one history entry: a header line `{"version","command","origin","kind","at","pos"}`, then the state written |
-//! | `{prefix}k/{machine}\0{kind}\0{id}` | the kind index (empty value) |
-//! | `{prefix}head` | empty; put by every commit that writes, so its `mod_revision` is the revision of the latest change |
-//!
-//! # How a commit runs
-//!
-//! One etcd transaction per [`Commit`]: it compares the `mod_revision` of
-//! every record written or checked with the one this store last saw (0: the
-//! record is absent) and, only if all hold, puts each record once, one
-//! history entry per write, the kind index changes and `head`; otherwise it
-//! reads the records back, so a [`VersionConflict`] names the version that
-//! won. Nothing else is atomic in etcd, and nothing else is needed.
-//!
-//! A key's etcd `version` would be the record version if every commit wrote
-//! a record once; but a coalesced group commits several versions of one
-//! record in one transaction, and etcd takes one put per key per
-//! transaction. So the record version is stored in the value, and the
-//! compare is on the key's `mod_revision`, which changes with every put and
-//! never repeats (Kubernetes' `resourceVersion` is the same idea). The
-//! revisions come from [`Store::load`] (remembered for a bounded number of
-//! records) or, when unknown, from one read before the transaction.
-//!
-//! # The feed
-//!
-//! Every transaction has one cluster-wide revision, and a history entry is
-//! written once, so its `mod_revision` orders it: a [`Cursor`] is
-//! `revision:position` (the entry's place among its transaction's writes).
-//! [`Feed::changes`] watches the history keys from the cursor's revision up
-//! to `head`'s. etcd keeps old revisions only until it is compacted: a
-//! cursor from before the last compaction is [`EtcdError::Compacted`],
-//! never a silent gap. History itself ([`Store::history`]) survives
-//! compaction, as its keys are current keys.
+//! The key layout and how commits, history and the feed map onto etcd are
+//! in [`Etcd`]'s docs, which are public where this module is not.
 
 mod error;
 mod layout;
@@ -72,9 +32,7 @@ const REMEMBERED: usize = 16_384;
 /// stale but the caller's expectations still hold.
 const STALE_TRIES: u32 = 3;
 
-/// A [`Store`] in an etcd cluster (feature `etcd`): see the
-/// [module docs](self) for the key layout and how commits, history and the
-/// feed map onto etcd.
+/// A [`Store`] in an etcd cluster (feature `etcd`).
 ///
 /// - **Commits** are one transaction each, all or nothing, replicated by
 ///   Raft before they return: an acknowledged write survives the loss of a
@@ -87,6 +45,49 @@ const STALE_TRIES: u32 = 3;
 /// - **Outages**: a commit that was sent but not answered (a member or the
 ///   leader was lost) is [`EtcdError::Ambiguous`], retryable: it may have
 ///   been applied, so load again before deciding what to do.
+///
+/// ## Key layout
+///
+/// Every key starts with the store's prefix (`machine/` by default, see
+/// [`EtcdOptions::prefix`]); `\0` separates the parts, which no machine name
+/// or id can hold ([`validate_id`](super::validate_id)), so keys split back
+/// unambiguously and sort by bytes like every other store's ids:
+///
+/// | key | value |
+/// | --- | --- |
+/// | `{prefix}r/{machine}\0{id}` | the record: a JSON header line `{"version","kind","updated_at"}`, then the state's JSON verbatim |
+/// | `{prefix}h/{machine}\0{id}\0{version:020}` | one history entry: a header line `{"version","command","origin","kind","at","pos"}`, then the state written |
+/// | `{prefix}k/{machine}\0{kind}\0{id}` | the kind index (empty value) |
+/// | `{prefix}head` | empty; put by every commit that writes, so its `mod_revision` is the revision of the latest change |
+///
+/// ## How a commit runs
+///
+/// One etcd transaction per [`Commit`]: it compares the `mod_revision` of
+/// every record written or checked with the one this store last saw (0: the
+/// record is absent) and, only if all hold, puts each record once, one
+/// history entry per write, the kind index changes and `head`; otherwise it
+/// reads the records back, so a [`VersionConflict`] names the version that
+/// won. Nothing else is atomic in etcd, and nothing else is needed.
+///
+/// A key's etcd `version` would be the record version if every commit wrote
+/// a record once; but a coalesced group commits several versions of one
+/// record in one transaction, and etcd takes one put per key per
+/// transaction. So the record version is stored in the value, and the
+/// compare is on the key's `mod_revision`, which changes with every put and
+/// never repeats (Kubernetes' `resourceVersion` is the same idea). The
+/// revisions come from [`Store::load`] (remembered for a bounded number of
+/// records) or, when unknown, from one read before the transaction.
+///
+/// ## The feed
+///
+/// Every transaction has one cluster-wide revision, and a history entry is
+/// written once, so its `mod_revision` orders it: a [`Cursor`] is
+/// `revision:position` (the entry's place among its transaction's writes).
+/// [`Feed::changes`] watches the history keys from the cursor's revision up
+/// to `head`'s. etcd keeps old revisions only until it is compacted: a
+/// cursor from before the last compaction is [`EtcdError::Compacted`],
+/// never a silent gap. History itself ([`Store::history`]) survives
+/// compaction, as its keys are current keys.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), machine_core::StoreError> {
