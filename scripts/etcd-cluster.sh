@@ -77,7 +77,8 @@ case "${1:-start}" in
       if running "$name"; then kill "$(cat "$DIR/$name.pid")"; fi
     done
     for name in "${NAMES[@]}"; do
-      for _ in $(seq 1 50); do running "$name" || break; sleep 0.1; done
+      # The last member can take a few seconds: it tries to hand over leadership.
+      for _ in $(seq 1 150); do running "$name" || break; sleep 0.1; done
       rm -f "$DIR/$name.pid"
     done
     ;;
