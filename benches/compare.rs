@@ -3,7 +3,7 @@
 //! transition, one keeping typed states and one keeping JSON, as commands per
 //! second and time ratios; then one machine's transition written as a
 //! hand-written `match` against the same machine written with the generated
-//! handlers. `cargo bench --bench compare`.
+//! handlers. `cargo bench -p machine-workspace --bench compare`.
 
 // Command counts stay far below 2^52, so converting them to f64 for rates is exact.
 #![allow(clippy::cast_precision_loss)]

@@ -3,7 +3,7 @@
 //! with nothing installed, with a Prometheus recorder, and with that
 //! recorder plus an `INFO` fmt subscriber writing to a sink (production's
 //! setting: the `DEBUG` spans are off, so they cost a level check).
-//! Median of 5 rounds of 200,000 commands each. `cargo bench --bench observe --features observe`.
+//! Median of 5 rounds of 200,000 commands each. `cargo bench -p machine-workspace --bench observe --features observe`.
 
 // Command counts stay far below 2^52, so converting them to f64 for rates is exact.
 #![allow(clippy::cast_precision_loss)]

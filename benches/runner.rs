@@ -1,6 +1,6 @@
 //! Criterion: `Runner::handle` on `store::Memory` against the hand-written
 //! `Mutex<HashMap>` compare-and-set loop, one task and eight concurrent tasks
-//! on distinct ids. `cargo bench --bench runner`.
+//! on distinct ids. `cargo bench -p machine-workspace --bench runner`.
 
 // `criterion_group!` generates a public function we cannot document.
 #![allow(missing_docs)]

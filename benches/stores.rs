@@ -12,8 +12,8 @@
 //!   records) against `FOR UPDATE` and a single `UPDATE … SET n = n + 1`,
 //!   with p50 and p99 latency.
 //!
-//! `cargo bench --bench stores` (PostgreSQL rows need `DATABASE_URL`);
-//! `cargo bench --bench stores -- --svg docs/img` also draws the hot-record
+//! `cargo bench -p machine-workspace --bench stores` (PostgreSQL rows need `DATABASE_URL`);
+//! `cargo bench -p machine-workspace --bench stores -- --svg docs/img` also draws the hot-record
 //! plot.
 
 // Rates are computed from counts far below 2^52.

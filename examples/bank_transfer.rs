@@ -5,7 +5,7 @@
 //! withdraws and deposits in one atomic commit; a transfer that loses a race
 //! runs again on fresh balances. At the end the total is unchanged and no
 //! account is negative. Runs on a temporary SQLite file:
-//! `cargo run --example bank_transfer`.
+//! `cargo run -p machine-workspace --example bank_transfer`.
 
 use machine_core::decision::{Decided, Decision, Key, Verdict};
 use machine_core::prelude::*;

@@ -8,7 +8,7 @@
 //! concurrent use makes a decision run again; leaving the other slots
 //! unvalidated means only buyers of the same slot conflict, and a use that
 //! lands in another slot between read and commit can push the total past the
-//! limit. Runs on a temporary SQLite file: `cargo run --example coupon`.
+//! limit. Runs on a temporary SQLite file: `cargo run -p machine-workspace --example coupon`.
 
 use machine_core::decision::{Decided, Decision, Key, Rejection, Verdict};
 use machine_core::prelude::*;

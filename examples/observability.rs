@@ -2,7 +2,7 @@
 //! observed through the `observe` feature with the Prometheus exporter
 //! (rendering the scrape text, no HTTP listener) and `tracing-subscriber`'s
 //! formatter. Runs for about two seconds, then prints a few log lines and an
-//! excerpt of the scrape. `cargo run --example observability --features observe`.
+//! excerpt of the scrape. `cargo run -p machine-workspace --example observability --features observe`.
 //!
 //! Writers whose async transition awaits (as one calling a service would)
 //! overlap on two hot records, so they conflict and retry; two impatient

@@ -5,7 +5,7 @@
 //! may run it several times for one command, so anything with an effect, here
 //! reserving the stock, runs after `runner.handle` returned `Ok`, once.
 //!
-//! `cargo run --example order` runs a short scenario; `cargo test --example order`
+//! `cargo run -p machine-workspace --example order` runs a short scenario; `cargo test --example order`
 //! runs the unit tests at the bottom of this file.
 
 use machine_core::prelude::*;

@@ -1,6 +1,6 @@
 //! Every retry pattern against a contended record, printing what happened.
 //!
-//! Run it with `cargo run --example retry_patterns`. Sixteen shoppers take
+//! Run it with `cargo run -p machine-workspace --example retry_patterns`. Sixteen shoppers take
 //! items from one stock record through a store whose commits take about a
 //! millisecond, like a database's, so their saves really collide. Each pattern
 //! is one `Retry` value (or the `RetryQueue`); `docs/retry-patterns.md`

@@ -1,5 +1,9 @@
 //! Per-key coalescing and group commit: many callers on one record through
 //! one runner, each with its own outcome, in an order the store agrees with.
+//! The cases that depend on the store run on memory and on etcd
+//! (`ETCD_ENDPOINTS`, ignored without it; see the root `build.rs`).
+
+mod conformance;
 
 use machine_core::prelude::*;
 use machine_core::store::{Memory, Store};
@@ -83,9 +87,8 @@ async fn send_all<St: Store>(
     outcomes
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn thirty_two_writers_on_one_record_lose_nothing_and_never_conflict() {
-    let runner = runner(Memory::new());
+async fn thirty_two_writers_on_one_record_lose_nothing_and_never_conflict<St: Store + Clone>(store: St) {
+    let runner = runner(store);
     let tasks: Vec<_> = (0..32)
         .map(|_| {
             let runner = runner.clone();
@@ -106,9 +109,8 @@ async fn thirty_two_writers_on_one_record_lose_nothing_and_never_conflict() {
     assert_eq!(runner.store().history(Tallies::NAME, "hot").await.unwrap().len(), 3200, "one entry per command");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn outcomes_form_a_serial_order_that_replays_to_the_same_states() {
-    let runner = runner(Memory::new());
+async fn outcomes_form_a_serial_order_that_replays_to_the_same_states<St: Store + Clone>(store: St) {
+    let runner = runner(store);
     let outcomes = send_all(&runner, (1..=200).map(|n| if n % 10 == 0 { 1_001 + n } else { n })).await;
 
     // Order the accepted commands by the version each caller was told, and
@@ -132,9 +134,8 @@ async fn outcomes_form_a_serial_order_that_replays_to_the_same_states() {
     assert_eq!(runner.get("hot").await.unwrap().unwrap().state, *instance.state());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_recorded_failure_is_what_the_next_command_in_the_group_sees() {
-    let runner = runner(Memory::new()).record_failures();
+async fn a_recorded_failure_is_what_the_next_command_in_the_group_sees<St: Store + Clone>(store: St) {
+    let runner = runner(store).record_failures();
     let outcomes = send_all(&runner, [1, 2, 1_001, 4, 6]).await;
     let failed = outcomes.iter().find(|(n, _)| *n == 1_001).unwrap();
     let Err(Error::FailureRecorded { source: Unwelcome(1_001), version: failed_at, .. }) = failed.1 else {
@@ -155,11 +156,10 @@ async fn a_recorded_failure_is_what_the_next_command_in_the_group_sees() {
     assert!(stored.state.is_failure());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_conflict_with_another_process_reapplies_the_whole_group() {
+async fn a_conflict_with_another_process_reapplies_the_whole_group<St: Store + Clone>(store: St) {
     // The store reports a conflict on the first commit, as if another
     // process had written in between; the group is reloaded and reapplied.
-    let store = FaultyStore::new(Memory::new()).conflicts(Schedule::calls([1]));
+    let store = FaultyStore::new(store).conflicts(Schedule::calls([1]));
     let runner = runner(store).retry(Retry::fixed(std::time::Duration::ZERO));
     let outcomes = send_all(&runner, 1..=20).await;
     assert!(outcomes.iter().all(|(_, o)| o.is_ok()), "{outcomes:?}");
@@ -167,9 +167,8 @@ async fn a_conflict_with_another_process_reapplies_the_whole_group() {
     assert_eq!(runner.get("hot").await.unwrap().unwrap().version, 20);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_store_error_fails_exactly_the_callers_of_its_group() {
-    let store = FaultyStore::new(Memory::new()).transient(Op::Commit, Schedule::calls([2]));
+async fn a_store_error_fails_exactly_the_callers_of_its_group<St: Store + Clone>(store: St) {
+    let store = FaultyStore::new(store).transient(Op::Commit, Schedule::calls([2]));
     let runner = runner(store);
     let outcomes = send_all(&runner, 1..=100).await;
     let failed: Vec<_> =
@@ -191,9 +190,8 @@ async fn a_store_error_fails_exactly_the_callers_of_its_group() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cancelled_callers_never_lose_or_duplicate_anyone_elses_command() {
-    let runner = runner(Memory::new());
+async fn cancelled_callers_never_lose_or_duplicate_anyone_elses_command<St: Store + Clone>(store: St) {
+    let runner = runner(store);
     let tasks: Vec<_> = (1..=300_u64)
         .map(|n| {
             let runner = runner.clone();
@@ -239,3 +237,33 @@ async fn a_full_queue_runs_commands_on_their_own_instead_of_growing() {
     assert!(outcomes.iter().all(|(_, o)| o.is_ok()));
     assert_eq!(runner.get("hot").await.unwrap().unwrap().version, 64);
 }
+
+/// One test per case and store.
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                super::$case(machine_core::store::Memory::new()).await;
+            })*
+        }
+        mod etcd {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[cfg_attr(not(etcd_tests), ignore = "set ETCD_ENDPOINTS to run the etcd tests")]
+            async fn $case() {
+                let store = super::conformance::etcd().await;
+                super::$case(store.clone()).await;
+                super::conformance::remove_prefix(&store).await;
+            })*
+        }
+    };
+}
+
+on_every_store!(
+    thirty_two_writers_on_one_record_lose_nothing_and_never_conflict,
+    outcomes_form_a_serial_order_that_replays_to_the_same_states,
+    a_recorded_failure_is_what_the_next_command_in_the_group_sees,
+    a_conflict_with_another_process_reapplies_the_whole_group,
+    a_store_error_fails_exactly_the_callers_of_its_group,
+    cancelled_callers_never_lose_or_duplicate_anyone_elses_command,
+);

@@ -171,6 +171,14 @@ async fn bank_invariant_on_postgres() {
     conformance::drop_schema(&store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(etcd_tests), ignore = "set ETCD_ENDPOINTS to run the etcd tests")]
+async fn bank_invariant_on_etcd() {
+    let store = conformance::etcd().await;
+    bank_invariant_holds(store.clone()).await;
+    conformance::remove_prefix(&store).await;
+}
+
 #[tokio::test]
 async fn aborted_decisions_write_nothing_and_skip_the_callback() {
     let store = Memory::new();

@@ -1,14 +1,18 @@
 //! Runs the conformance suite (`tests/conformance`) against every store:
-//! memory, SQLite (a temporary file) and PostgreSQL (`DATABASE_URL`, a fresh
-//! schema per test). Built without `DATABASE_URL` the PostgreSQL tests are
+//! memory, SQLite (a temporary file), PostgreSQL (`DATABASE_URL`, a fresh
+//! schema per test) and etcd (`ETCD_ENDPOINTS`, a fresh key prefix per
+//! test). Built without `DATABASE_URL` or `ETCD_ENDPOINTS` those tests are
 //! ignored, with the reason beside each and a count in the summary (see the
 //! root `build.rs`); under `CI=true` they fail instead.
 
 mod conformance;
 mod upgrade;
 
-use conformance::{Harness, M, Raw, database_url, drop_schema, postgres, remove_sqlite, sqlite, unique};
-use machine_core::store::{Commit, Memory, Origin, Postgres, Sqlite, Store, Write};
+use conformance::{
+    Harness, M, Raw, database_url, drop_schema, etcd, etcd_endpoints, postgres, remove_prefix, remove_sqlite, sqlite,
+    unique,
+};
+use machine_core::store::{Commit, Etcd, Memory, Origin, Postgres, Sqlite, Store, Write};
 use sqlx::{AssertSqlSafe, Connection};
 
 /// Binds a [`Raw`] value as the next parameter of a query.
@@ -244,6 +248,105 @@ impl Harness for Postgres {
     }
 }
 
+/// The etcd store's keys, as its module docs lay them out.
+fn etcd_key(store: &Etcd, space: &str, parts: &[&str]) -> Vec<u8> {
+    format!("{}{space}/{}", store.prefix(), parts.join("\0")).into_bytes()
+}
+
+fn etcd_history_key(store: &Etcd, machine: &str, id: &str, version: u64) -> Vec<u8> {
+    etcd_key(store, "h", &[machine, id, &format!("{version:020}")])
+}
+
+/// A stored value: a JSON header with `value` in `column` (unless the column
+/// is `state`), then the state. `None` when etcd's bytes cannot express it
+/// (a blob is just bytes here).
+fn etcd_value(mut header: serde_json::Value, column: &str, value: Raw) -> Option<Vec<u8>> {
+    let mut state: Option<Vec<u8>> = Some(b"1".to_vec());
+    if column == "state" {
+        state = match value {
+            Raw::Text(text) => Some(text.as_bytes().to_vec()),
+            Raw::BadText(bytes) => Some(bytes.to_vec()),
+            Raw::Null => None,
+            Raw::Int(_) | Raw::Real(_) | Raw::Blob(_) => return None,
+        };
+    } else {
+        header[column] = match value {
+            Raw::Int(v) => serde_json::json!(v),
+            Raw::Real(v) => serde_json::json!(v),
+            Raw::Text(text) => serde_json::json!(text),
+            Raw::Null => serde_json::Value::Null,
+            Raw::BadText(_) | Raw::Blob(_) => return None,
+        };
+    }
+    let mut bytes = header.to_string().into_bytes();
+    if let Some(state) = state {
+        bytes.push(b'\n');
+        bytes.extend(state);
+    }
+    Some(bytes)
+}
+
+/// Puts `pairs` in one transaction, with the feed's `head` when asked.
+async fn etcd_put(store: &Etcd, pairs: Vec<(Vec<u8>, Vec<u8>)>, head: bool) -> bool {
+    let mut ops: Vec<etcd_client::TxnOp> =
+        pairs.into_iter().map(|(k, v)| etcd_client::TxnOp::put(k, v, None)).collect();
+    if head {
+        ops.push(etcd_client::TxnOp::put(format!("{}head", store.prefix()), "", None));
+    }
+    store.client().clone().txn(etcd_client::Txn::new().and_then(ops)).await.is_ok()
+}
+
+impl Harness for Etcd {
+    async fn raw_record(&self, machine: &str, id: &str, version: u64, state: &str) -> bool {
+        let header = serde_json::json!({"version": version, "kind": "Open", "updated_at": 0});
+        let mut value = header.to_string().into_bytes();
+        value.push(b'\n');
+        value.extend_from_slice(state.as_bytes());
+        let index = etcd_key(self, "k", &[machine, "Open", id]);
+        etcd_put(self, vec![(etcd_key(self, "r", &[machine, id]), value), (index, Vec::new())], false).await
+    }
+
+    async fn plant_record(&self, machine: &str, id: &str, column: &str, value: Raw) -> bool {
+        assert!(plantable(column), "{column}");
+        let header = serde_json::json!({"version": 1, "kind": "Open", "updated_at": 0});
+        let Some(value) = etcd_value(header, column, value) else { return false };
+        let index = etcd_key(self, "k", &[machine, "Open", id]);
+        etcd_put(self, vec![(etcd_key(self, "r", &[machine, id]), value), (index, Vec::new())], false).await
+    }
+
+    async fn plant_history(&self, machine: &str, id: &str, column: &str, value: Raw) -> bool {
+        assert!(plantable(column), "{column}");
+        let header = serde_json::json!({"version": 1, "command": "null", "origin": "command", "kind": "Open", "at": 0, "pos": 1});
+        let Some(value) = etcd_value(header, column, value) else { return false };
+        etcd_put(self, vec![(etcd_history_key(self, machine, id, 1), value)], true).await
+    }
+
+    async fn raw_rows(&self, machine: &str, id: &str) -> Vec<String> {
+        let mut client = self.client().clone();
+        let record = client.get(etcd_key(self, "r", &[machine, id]), None).await.expect("raw record");
+        let history_prefix = etcd_history_key(self, machine, id, 0);
+        let history_prefix = &history_prefix[..history_prefix.len() - 20];
+        let options = etcd_client::GetOptions::new().with_prefix();
+        let history = client.get(history_prefix, Some(options)).await.expect("raw history");
+        record
+            .kvs()
+            .iter()
+            .chain(history.kvs())
+            .map(|kv| format!("{:?} @{} = {:?}", kv.key(), kv.mod_revision(), kv.value()))
+            .collect()
+    }
+
+    async fn remove_rows(&self, machine: &str, id: &str) {
+        let mut client = self.client().clone();
+        let history_prefix = etcd_history_key(self, machine, id, 0);
+        let history_prefix = history_prefix[..history_prefix.len() - 20].to_vec();
+        for key in [etcd_key(self, "r", &[machine, id]), etcd_key(self, "k", &[machine, "Open", id])] {
+            client.delete(key, None).await.expect("remove record");
+        }
+        client.delete(history_prefix, Some(etcd_client::DeleteOptions::new().with_prefix())).await.expect("remove");
+    }
+}
+
 /// One `#[tokio::test]` per conformance case and store.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -274,6 +377,21 @@ macro_rules! conformance {
     };
 }
 
+/// The same cases on etcd, in a module of their own: see the list below.
+macro_rules! conformance_etcd {
+    ($($case:ident),* $(,)?) => {
+        mod etcd {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(etcd_tests), ignore = "set ETCD_ENDPOINTS to run the etcd tests")]
+            async fn $case() {
+                let store = super::etcd().await;
+                super::conformance::$case(store.clone()).await;
+                super::remove_prefix(&store).await;
+            })*
+        }
+    };
+}
+
 conformance!(
     create_and_update,
     stale_and_duplicate_writes_conflict,
@@ -289,6 +407,27 @@ conformance!(
     corrupt_history_entries_are_named_and_left_untouched,
     origins_round_trip_through_history_and_the_feed,
     no_lost_updates_with_32_writers,
+);
+
+// Every case but the 3,200 contended increments, which take two minutes on
+// a 3-member cluster (a replicated commit is milliseconds, and 32 writers
+// back off from one another); the same 32 writers with 10 increments each
+// stand in for it.
+conformance_etcd!(
+    create_and_update,
+    stale_and_duplicate_writes_conflict,
+    multi_record_commits_are_all_or_nothing,
+    read_checks_guard_the_commit,
+    history_is_ordered_with_states_before_and_after,
+    the_feed_is_ordered_and_resumable,
+    records_are_listed_by_kind_in_pages,
+    ids_are_validated_and_stored_verbatim,
+    versions_at_the_limit_are_typed_errors,
+    corrupt_rows_are_decode_errors_and_harm_no_other_record,
+    corrupt_records_are_named_and_left_untouched,
+    corrupt_history_entries_are_named_and_left_untouched,
+    origins_round_trip_through_history_and_the_feed,
+    no_lost_updates_with_32_writers_briefly,
 );
 
 // ---------------------------------------------------------------------------
@@ -329,6 +468,9 @@ async fn worker_process() {
     } else if let Some((schema, url)) = target.strip_prefix("postgres:").and_then(|rest| rest.split_once('|')) {
         let store = Postgres::options().schema(schema).max_connections(4).connect(url).await.expect("connect");
         conformance::increment_concurrently(store, "shared", WRITERS_PER_PROCESS, INCREMENTS_PER_WRITER).await;
+    } else if let Some(prefix) = target.strip_prefix("etcd:") {
+        let store = Etcd::options().prefix(prefix).connect(&etcd_endpoints()).await.expect("connect");
+        conformance::increment_concurrently(store, "shared", WRITERS_PER_PROCESS, INCREMENTS_PER_WRITER).await;
     } else {
         panic!("unknown worker target {target:?}");
     }
@@ -362,4 +504,13 @@ async fn four_processes_lose_no_update_on_postgres() {
     run_workers(&format!("postgres:{schema}|{url}"));
     assert_exact(&store).await;
     drop_schema(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(etcd_tests), ignore = "set ETCD_ENDPOINTS to run the etcd tests")]
+async fn four_processes_lose_no_update_on_etcd() {
+    let store = etcd().await;
+    run_workers(&format!("etcd:{}", store.prefix()));
+    assert_exact(&store).await;
+    remove_prefix(&store).await;
 }

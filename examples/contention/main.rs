@@ -4,10 +4,10 @@
 //! calls that gave up. The figures in `docs/retry-patterns.md` come from it.
 //!
 //! ```sh
-//! cargo run --release --example contention                      # tables on stdout
-//! cargo run --release --example contention -- --svg docs/img    # and the plots
-//! cargo run --release --example contention -- --ms 100 --quick  # a fast look
-//! cargo run --release --example contention -- --store memory+1ms # one store
+//! cargo run --release -p machine-workspace --example contention                      # tables on stdout
+//! cargo run --release -p machine-workspace --example contention -- --svg docs/img    # and the plots
+//! cargo run --release -p machine-workspace --example contention -- --ms 100 --quick  # a fast look
+//! cargo run --release -p machine-workspace --example contention -- --store memory+1ms # one store
 //! ```
 //!
 //! Two stores: `memory` as is, where a load and a commit never suspend the
@@ -158,7 +158,9 @@ fn main() {
     let args = args();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     println!("# Contention harness output\n");
-    println!("`cargo run --release --example contention`: commits/s of saved commands, conflicts per saved");
+    println!(
+        "`cargo run --release -p machine-workspace --example contention`: commits/s of saved commands, conflicts per saved"
+    );
     println!("command, p50/p99 latency of saved commands, calls that gave up (any typed give-up) and calls");
     println!("a circuit breaker refused, for W writers taking turns over K records, on a 2-worker runtime.");
     for &store in &args.stores {

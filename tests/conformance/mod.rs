@@ -13,7 +13,7 @@ pub(crate) use corrupt::{
 
 use machine_core::prelude::*;
 use machine_core::store::{Change, Check, Commit, Cursor, Feed, Origin, Query, Store, Write};
-use machine_core::store::{Postgres, Sqlite};
+use machine_core::store::{Etcd, Postgres, Sqlite};
 use machine_core::{StoreError, VersionConflict};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -98,6 +98,35 @@ pub(crate) fn database_url() -> String {
         }
         _ => panic!("DATABASE_URL is not set: {SKIPPED} (without it they are ignored)"),
     }
+}
+
+/// Why the etcd tests are ignored when they are.
+pub(crate) const SKIPPED_ETCD: &str = "set ETCD_ENDPOINTS to run the etcd tests";
+
+/// The etcd cluster's client URLs, from `ETCD_ENDPOINTS` (comma-separated;
+/// `scripts/etcd-cluster.sh start` prints it). As with [`database_url`], the
+/// etcd tests are marked `#[cfg_attr(not(etcd_tests), ignore = "…")]` and a
+/// test that runs without the variable (under `CI=true`) fails here.
+pub(crate) fn etcd_endpoints() -> Vec<String> {
+    match std::env::var("ETCD_ENDPOINTS") {
+        Ok(urls) if !urls.trim().is_empty() => urls.split(',').map(|url| url.trim().to_owned()).collect(),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("CI=true but ETCD_ENDPOINTS is not set: the etcd tests must run in CI")
+        }
+        _ => panic!("ETCD_ENDPOINTS is not set: {SKIPPED_ETCD} (without it they are ignored)"),
+    }
+}
+
+/// A store under a fresh key prefix of the test cluster.
+pub(crate) async fn etcd() -> Etcd {
+    let prefix = format!("{}/", unique("mctest"));
+    Etcd::options().prefix(prefix).connect(&etcd_endpoints()).await.expect("connect to ETCD_ENDPOINTS")
+}
+
+/// Deletes every key of a test store.
+pub(crate) async fn remove_prefix(store: &Etcd) {
+    let options = etcd_client::DeleteOptions::new().with_prefix();
+    store.client().clone().delete(store.prefix(), Some(options)).await.expect("remove the test prefix");
 }
 
 pub(crate) fn write<'a>(id: &'a str, expected: u64, state: &str) -> Write<'a> {
@@ -335,11 +364,22 @@ pub(crate) async fn increment_concurrently<St: Store + Clone>(store: St, id: &st
 }
 
 pub(crate) async fn no_lost_updates_with_32_writers(store: impl Harness) {
-    increment_concurrently(store.clone(), "hot", 32, 100).await;
+    no_lost_updates(store, 32, 100).await;
+}
+
+/// The same 32 writers with 10 increments each, for stores whose commits
+/// take milliseconds (etcd's are replicated before they return).
+pub(crate) async fn no_lost_updates_with_32_writers_briefly(store: impl Harness) {
+    no_lost_updates(store, 32, 10).await;
+}
+
+async fn no_lost_updates(store: impl Harness, writers: usize, increments: usize) {
+    increment_concurrently(store.clone(), "hot", writers, increments).await;
+    let total = (writers * increments) as u64;
     let record = store.load(M, "hot").await.unwrap().unwrap();
-    assert_eq!(record.version, 3200);
-    assert_eq!(serde_json::from_str::<Counter>(&record.state).unwrap(), Counter::Open(3200));
-    assert_eq!(store.history(M, "hot").await.unwrap().len(), 3200);
+    assert_eq!(record.version, total);
+    assert_eq!(serde_json::from_str::<Counter>(&record.state).unwrap(), Counter::Open(total));
+    assert_eq!(store.history(M, "hot").await.unwrap().len(), writers * increments);
 }
 
 pub(crate) async fn origins_round_trip_through_history_and_the_feed(store: impl Harness) {

@@ -182,13 +182,14 @@ where
                 decoded = M::State::initial();
                 (&decoded, 0)
             }
-            Some(record) => match record.state.get::<M::State>() {
-                Some(state) => (state, record.version),
-                None => {
+            Some(record) => {
+                if let Some(state) = record.state.get::<M::State>() {
+                    (state, record.version)
+                } else {
                     decoded = decode_record::<M, Infallible>(self.id, record)?.state;
                     (&decoded, record.version)
                 }
-            },
+            }
         };
         let mut writes: Vec<Planned<'_>> = Vec::with_capacity(self.intents.len());
         let mut results: Vec<Applied<M>> = Vec::with_capacity(self.intents.len());

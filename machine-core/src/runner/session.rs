@@ -84,20 +84,18 @@ impl<St: Store> Session for Direct<'_, St> {
     }
 
     async fn commit(&mut self, writes: &mut [Planned<'_>], checks: Vec<Check<'_>>) -> Result<(), StoreError> {
-        match self.store.native() {
-            Native::Memory(memory) => match (writes, checks.is_empty()) {
+        if let Native::Memory(memory) = self.store.native() {
+            return match (writes, checks.is_empty()) {
                 ([one], true) => memory.put_one(put(one)),
                 (writes, _) => memory.put(writes.iter_mut().map(put).collect(), &checks),
-            },
-            _ => {
-                let commit = store_commit(writes, checks)?;
-                #[cfg(feature = "sqlite")]
-                if let Some(held) = self.held.take() {
-                    return Box::pin(held.commit(&commit)).await;
-                }
-                self.store.commit(commit).await
-            }
+            };
         }
+        let commit = store_commit(writes, checks)?;
+        #[cfg(feature = "sqlite")]
+        if let Some(held) = self.held.take() {
+            return Box::pin(held.commit(&commit)).await;
+        }
+        self.store.commit(commit).await
     }
 }
 

@@ -6,6 +6,8 @@
 //! user machines and one store can hold any number of them.
 
 pub(crate) mod body;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod key;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
@@ -16,6 +18,8 @@ mod sql;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
+#[cfg(feature = "etcd")]
+pub use etcd::{Etcd, EtcdError, EtcdOptions};
 pub use key::{MAX_KEY_LEN, validate_id, validate_machine};
 pub use memory::{Memory, Retention};
 #[cfg(feature = "postgres")]

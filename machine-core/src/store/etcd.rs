@@ -1,0 +1,778 @@
+//! The replicated store: etcd's v3 API, for services that must survive the
+//! loss of a machine without losing an acknowledged write, and outgrow what
+//! one database server can promise.
+//!
+//! The key layout and how commits, history and the feed map onto etcd are
+//! in [`Etcd`]'s docs, which are public where this module is not.
+
+mod error;
+mod layout;
+
+pub use error::EtcdError;
+
+use super::key::{validate_id, validate_machine};
+use super::record::{Change, Commit, Cursor, Listed, Record};
+use super::{Feed, Query, Store};
+use crate::error::{StoreError, VersionConflict};
+use error::{Sent, store_error};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp, TxnOpResponse,
+    WatchFilterType, WatchOptions,
+};
+use layout::{EntryHeader, Keys, MAX_VERSION, UNREADABLE, prefix_end};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How many records' revisions a store remembers between a load and a
+/// commit; past that it forgets them all and reads before committing.
+const REMEMBERED: usize = 16_384;
+
+/// How often a commit re-reads and tries again when what it remembered was
+/// stale but the caller's expectations still hold.
+const STALE_TRIES: u32 = 3;
+
+/// A [`Store`] in an etcd cluster (feature `etcd`).
+///
+/// - **Commits** are one transaction each, all or nothing, replicated by
+///   Raft before they return: an acknowledged write survives the loss of a
+///   minority of members.
+/// - **Limits** are typed errors ([`EtcdError`], the source of a
+///   [`StoreError::Backend`]): a commit needing more than
+///   [`max_txn_ops`](EtcdOptions::max_txn_ops) operations or more than
+///   [`max_request_bytes`](EtcdOptions::max_request_bytes) is refused before
+///   it is sent; the server's own refusals read the same.
+/// - **Outages**: a commit that was sent but not answered (a member or the
+///   leader was lost) is [`EtcdError::Ambiguous`], retryable: it may have
+///   been applied, so load again before deciding what to do.
+///
+/// ## Key layout
+///
+/// Every key starts with the store's prefix (`machine/` by default, see
+/// [`EtcdOptions::prefix`]); `\0` separates the parts, which no machine name
+/// or id can hold ([`validate_id`](super::validate_id)), so keys split back
+/// unambiguously and sort by bytes like every other store's ids:
+///
+/// | key | value |
+/// | --- | --- |
+/// | `{prefix}r/{machine}\0{id}` | the record: a JSON header line `{"version","kind","updated_at"}`, then the state's JSON verbatim |
+/// | `{prefix}h/{machine}\0{id}\0{version:020}` | one history entry: a header line `{"version","command","origin","kind","at","pos"}`, then the state written |
+/// | `{prefix}k/{machine}\0{kind}\0{id}` | the kind index (empty value) |
+/// | `{prefix}head` | empty; put by every commit that writes, so its `mod_revision` is the revision of the latest change |
+///
+/// ## How a commit runs
+///
+/// One etcd transaction per [`Commit`]: it compares the `mod_revision` of
+/// every record written or checked with the one this store last saw (0: the
+/// record is absent) and, only if all hold, puts each record once, one
+/// history entry per write, the kind index changes and `head`; otherwise it
+/// reads the records back, so a [`VersionConflict`] names the version that
+/// won. Nothing else is atomic in etcd, and nothing else is needed.
+///
+/// A key's etcd `version` would be the record version if every commit wrote
+/// a record once; but a coalesced group commits several versions of one
+/// record in one transaction, and etcd takes one put per key per
+/// transaction. So the record version is stored in the value, and the
+/// compare is on the key's `mod_revision`, which changes with every put and
+/// never repeats (Kubernetes' `resourceVersion` is the same idea). The
+/// revisions come from [`Store::load`] (remembered for a bounded number of
+/// records) or, when unknown, from one read before the transaction.
+///
+/// ## The feed
+///
+/// Every transaction has one cluster-wide revision, and a history entry is
+/// written once, so its `mod_revision` orders it: a [`Cursor`] is
+/// `revision:position` (the entry's place among its transaction's writes).
+/// [`Feed::changes`] watches the history keys from the cursor's revision up
+/// to `head`'s. etcd keeps old revisions only until it is compacted: a
+/// cursor from before the last compaction is [`StoreError::FeedCompacted`],
+/// never a silent gap. History itself ([`Store::history`]) survives
+/// compaction, as its keys are current keys.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), machine_core::StoreError> {
+/// use machine_core::store::Etcd;
+///
+/// let store = Etcd::options()
+///     .prefix("orders/")
+///     .connect(&["http://127.0.0.1:23791", "http://127.0.0.1:23792", "http://127.0.0.1:23793"])
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Etcd {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    keys: Keys,
+    prefix: String,
+    options: EtcdOptions,
+    /// What the store last saw of a record, by record key.
+    seen: Mutex<HashMap<Vec<u8>, Seen>>,
+}
+
+impl std::fmt::Debug for Etcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Etcd").field("prefix", &self.inner.prefix).field("options", &self.inner.options).finish()
+    }
+}
+
+/// A record as last seen: its version, kind and key revision (0: absent).
+#[derive(Clone, Debug)]
+struct Seen {
+    version: u64,
+    revision: i64,
+    kind: Arc<str>,
+}
+
+impl Seen {
+    fn absent() -> Self {
+        Self { version: 0, revision: 0, kind: Arc::from("") }
+    }
+}
+
+/// How to connect: key prefix, timeouts, and the cluster's limits.
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    prefix: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_txn_ops: usize,
+    max_request_bytes: usize,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "machine/".to_owned(),
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            max_txn_ops: 128,
+            max_request_bytes: 1_572_864,
+        }
+    }
+}
+
+impl EtcdOptions {
+    /// Keeps every key under `prefix` (`machine/` by default), so several
+    /// stores or applications share a cluster. Any text without NUL.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one request may take (5 s by default): a commit past it is
+    /// [`EtcdError::Ambiguous`], a read [`EtcdError::Unavailable`].
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long connecting may take (3 s by default).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The cluster's `--max-txn-ops` (128 by default, etcd's default).
+    #[must_use]
+    pub fn max_txn_ops(mut self, operations: usize) -> Self {
+        self.max_txn_ops = operations.max(1);
+        self
+    }
+
+    /// The cluster's `--max-request-bytes` (1.5 MiB by default, etcd's default).
+    #[must_use]
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes;
+        self
+    }
+
+    /// Connects to the cluster's members (`http://host:port`); requests are
+    /// balanced over them and move on when one is lost.
+    pub async fn connect<E: AsRef<str>>(self, endpoints: &[E]) -> Result<Etcd, StoreError> {
+        self.check_prefix()?;
+        let connect = ConnectOptions::new()
+            .with_timeout(self.timeout)
+            .with_connect_timeout(self.connect_timeout)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let client = Client::connect(endpoints, Some(connect)).await.map_err(|e| store_error(e, Sent::Read))?;
+        Ok(Etcd::with(client, self))
+    }
+
+    /// Uses a client you connected yourself (its own timeouts apply).
+    pub fn from_client(self, client: Client) -> Result<Etcd, StoreError> {
+        self.check_prefix()?;
+        Ok(Etcd::with(client, self))
+    }
+
+    fn check_prefix(&self) -> Result<(), StoreError> {
+        if self.prefix.contains('\0') {
+            return Err(StoreError::InvalidKey {
+                what: "key prefix",
+                value: self.prefix.chars().take(64).collect(),
+                reason: "must not contain NUL characters",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One record a commit touches, with what is known of it.
+struct Target<'c> {
+    machine: &'c str,
+    id: &'c str,
+    key: Vec<u8>,
+    current: Option<Seen>,
+    /// Read from the cluster during this commit (not remembered from before).
+    fresh: bool,
+}
+
+impl Etcd {
+    /// Options to set before connecting.
+    #[must_use]
+    pub fn options() -> EtcdOptions {
+        EtcdOptions::default()
+    }
+
+    /// Connects to `endpoints` with the default options.
+    pub async fn connect<E: AsRef<str>>(endpoints: &[E]) -> Result<Self, StoreError> {
+        Self::options().connect(endpoints).await
+    }
+
+    fn with(client: Client, options: EtcdOptions) -> Self {
+        let inner = Inner {
+            client,
+            keys: Keys::new(&options.prefix),
+            prefix: options.prefix.clone(),
+            options,
+            seen: Mutex::new(HashMap::new()),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The client, for your own requests.
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The prefix every key of this store starts with.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    fn kv(&self) -> KvClient {
+        self.inner.client.kv_client()
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    fn remember(&self, key: &[u8], seen: Seen) {
+        let mut map = self.inner.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = map.get_mut(key) {
+            // Revisions only grow: never replace a newer sighting.
+            if seen.revision >= known.revision {
+                *known = seen;
+            }
+            return;
+        }
+        if map.len() >= REMEMBERED {
+            map.clear();
+        }
+        map.insert(key.to_vec(), seen);
+    }
+
+    fn recall(&self, key: &[u8]) -> Option<Seen> {
+        self.inner.seen.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+    }
+
+    /// A record read from `kv` (or its absence), decoded and remembered.
+    fn sighting(&self, target: &Target<'_>, kv: Option<&KeyValue>) -> Result<Seen, StoreError> {
+        let seen = match kv {
+            None => Seen::absent(),
+            Some(kv) => {
+                let record = layout::record(target.machine, target.id, kv.value())?;
+                Seen { version: record.version, revision: kv.mod_revision(), kind: record.kind }
+            }
+        };
+        self.remember(&target.key, seen.clone());
+        Ok(seen)
+    }
+
+    /// Reads the targets nothing is known of, in one request.
+    async fn fetch(&self, targets: &mut [Target<'_>]) -> Result<(), StoreError> {
+        let missing: Vec<usize> = (0..targets.len()).filter(|&n| targets[n].current.is_none()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for chunk in missing.chunks(self.inner.options.max_txn_ops) {
+            let gets: Vec<TxnOp> = chunk.iter().map(|&n| TxnOp::get(targets[n].key.clone(), None)).collect();
+            let response = self.kv().txn(Txn::new().and_then(gets)).await.map_err(|e| store_error(e, Sent::Read))?;
+            for (&n, op) in chunk.iter().zip(response.op_responses()) {
+                let TxnOpResponse::Get(get) = op else { continue };
+                let seen = self.sighting(&targets[n], get.kvs().first())?;
+                targets[n].current = Some(seen);
+                targets[n].fresh = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The records of a commit, checks first, each once.
+fn targets<'c>(etcd: &Etcd, commit: &Commit<'c>) -> Vec<Target<'c>> {
+    let mut targets: Vec<Target<'c>> = Vec::new();
+    let named = commit.checks.iter().map(|c| (c.machine, c.id)).chain(commit.writes.iter().map(|w| (w.machine, w.id)));
+    for (machine, id) in named {
+        if targets.iter().any(|t| t.machine == machine && t.id == id) {
+            continue;
+        }
+        let key = etcd.keys().record(machine, id);
+        let current = etcd.recall(&key);
+        targets.push(Target { machine, id, key, current, fresh: false });
+    }
+    targets
+}
+
+fn version_of(targets: &[Target<'_>], machine: &str, id: &str) -> u64 {
+    targets
+        .iter()
+        .find(|t| t.machine == machine && t.id == id)
+        .and_then(|t| t.current.as_ref())
+        .map_or(0, |s| s.version)
+}
+
+fn conflict(machine: &str, id: &str, expected: u64, current: u64) -> StoreError {
+    VersionConflict::new(machine, id, expected.saturating_add(1), current).into()
+}
+
+/// The commit judged against what is known, as the memory store judges it:
+/// checks first, then writes in order (a record's second write expects its
+/// first's version).
+fn judge(commit: &Commit<'_>, targets: &[Target<'_>]) -> Result<(), StoreError> {
+    for check in &commit.checks {
+        let current = version_of(targets, check.machine, check.id);
+        if current != check.expected {
+            return Err(conflict(check.machine, check.id, check.expected, current));
+        }
+    }
+    let mut pending: Vec<(&str, &str, u64)> = Vec::new();
+    for write in &commit.writes {
+        let earlier = pending.iter().rev().find(|(m, id, _)| *m == write.machine && *id == write.id);
+        let current = earlier.map_or_else(|| version_of(targets, write.machine, write.id), |&(_, _, v)| v);
+        if current != write.expected {
+            return Err(conflict(write.machine, write.id, write.expected, current));
+        }
+        if write.expected >= MAX_VERSION {
+            return Err(StoreError::VersionOverflow {
+                machine: write.machine.to_owned(),
+                id: write.id.to_owned(),
+                version: write.expected,
+            });
+        }
+        pending.push((write.machine, write.id, write.expected + 1));
+    }
+    Ok(())
+}
+
+fn now_millis() -> u64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A transaction ready to send, with what a success makes known.
+struct Prepared {
+    txn: Txn,
+    operations: usize,
+    bytes: usize,
+    /// The records written: key, new version, new kind.
+    written: Vec<(Vec<u8>, u64, Arc<str>)>,
+}
+
+impl Etcd {
+    fn prepare(&self, commit: &Commit<'_>, targets: &[Target<'_>]) -> Result<Prepared, StoreError> {
+        let keys = self.keys();
+        let now = now_millis();
+        let mut compares = Vec::with_capacity(targets.len());
+        let mut success = Vec::new();
+        let mut failure = Vec::with_capacity(targets.len());
+        let mut bytes = 0;
+        let mut written = Vec::new();
+        for target in targets {
+            let seen = target.current.clone().unwrap_or_else(Seen::absent);
+            bytes += target.key.len() * 2 + 16;
+            compares.push(Compare::mod_revision(target.key.clone(), CompareOp::Equal, seen.revision));
+            failure.push(TxnOp::get(target.key.clone(), None));
+            let Some(last) = commit.writes.iter().rev().find(|w| w.machine == target.machine && w.id == target.id)
+            else {
+                continue;
+            };
+            let version = last.expected + 1;
+            let value = layout::record_value(version, last.kind, now, &last.state);
+            bytes += target.key.len() + value.len() + 8;
+            success.push(TxnOp::put(target.key.clone(), value, None));
+            if seen.version == 0 || *seen.kind != *last.kind {
+                let index = keys.kind(target.machine, last.kind, target.id);
+                bytes += index.len() + 8;
+                success.push(TxnOp::put(index, Vec::new(), None));
+                if seen.version > 0 {
+                    let old = keys.kind(target.machine, &seen.kind, target.id);
+                    bytes += old.len() + 8;
+                    success.push(TxnOp::delete(old, None));
+                }
+            }
+            written.push((target.key.clone(), version, Arc::from(last.kind)));
+        }
+        for (position, write) in (1_u64..).zip(&commit.writes) {
+            let key = keys.history(write.machine, write.id, write.expected + 1);
+            let entry = EntryHeader {
+                version: write.expected + 1,
+                command: write.command,
+                origin: write.origin,
+                kind: write.kind,
+                at: now,
+                position,
+            };
+            let value = layout::entry_value(&entry, &write.state);
+            bytes += key.len() + value.len() + 8;
+            success.push(TxnOp::put(key, value, None));
+        }
+        if !commit.writes.is_empty() {
+            success.push(TxnOp::put(keys.head(), Vec::new(), None));
+        }
+        let options = &self.inner.options;
+        let operations = success.len().max(compares.len());
+        if operations > options.max_txn_ops {
+            return Err(EtcdError::TooManyOperations { operations, limit: Some(options.max_txn_ops) }.into());
+        }
+        if bytes > options.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge { bytes, limit: Some(options.max_request_bytes) }.into());
+        }
+        let txn = Txn::new().when(compares).and_then(success).or_else(failure);
+        Ok(Prepared { txn, operations, bytes, written })
+    }
+}
+
+impl Store for Etcd {
+    async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let key = self.keys().record(machine, id);
+        let response = self.kv().get(key.clone(), None).await.map_err(|e| store_error(e, Sent::Read))?;
+        let Some(kv) = response.kvs().first() else {
+            self.remember(&key, Seen::absent());
+            return Ok(None);
+        };
+        let record = layout::record(machine, id, kv.value())?;
+        self.remember(&key, Seen { version: record.version, revision: kv.mod_revision(), kind: record.kind.clone() });
+        Ok(Some(record))
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        for write in &commit.writes {
+            validate_machine(write.machine)?;
+            validate_id(write.id)?;
+            if write.kind.contains('\0') {
+                return Err(StoreError::InvalidKey {
+                    what: "kind",
+                    value: write.kind.chars().take(64).collect(),
+                    reason: "must not contain NUL characters",
+                });
+            }
+        }
+        for check in &commit.checks {
+            validate_machine(check.machine)?;
+            validate_id(check.id)?;
+        }
+        if commit.writes.is_empty() && commit.checks.is_empty() {
+            return Ok(());
+        }
+        let mut targets = targets(self, &commit);
+        let mut tries = 0;
+        loop {
+            self.fetch(&mut targets).await?;
+            if let Err(error) = judge(&commit, &targets) {
+                if targets.iter().all(|t| t.fresh) {
+                    return Err(error);
+                }
+                // Judged on remembered versions: read them and judge again.
+                for target in targets.iter_mut().filter(|t| !t.fresh) {
+                    target.current = None;
+                }
+                continue;
+            }
+            let prepared = self.prepare(&commit, &targets)?;
+            let sent = Sent::Write { operations: prepared.operations, bytes: prepared.bytes };
+            let response = self.kv().txn(prepared.txn).await.map_err(|e| store_error(e, sent))?;
+            if response.succeeded() {
+                let revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
+                for (key, version, kind) in prepared.written {
+                    self.remember(&key, Seen { version, revision, kind });
+                }
+                return Ok(());
+            }
+            // Someone else wrote one of the records: what they wrote came back.
+            for (target, op) in targets.iter_mut().zip(response.op_responses()) {
+                let TxnOpResponse::Get(get) = op else { continue };
+                let seen = self.sighting(target, get.kvs().first())?;
+                target.current = Some(seen);
+                target.fresh = true;
+            }
+            judge(&commit, &targets)?;
+            // Same versions, other revisions: rewritten behind the store's back.
+            tries += 1;
+            if tries >= STALE_TRIES {
+                let first = &targets[0];
+                let version = version_of(&targets, first.machine, first.id);
+                return Err(conflict(first.machine, first.id, version, version));
+            }
+        }
+    }
+
+    async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let start = self.keys().history_of(machine, id);
+        let end = prefix_end(&start);
+        let response = self
+            .kv()
+            .get(start, Some(GetOptions::new().with_range(end)))
+            .await
+            .map_err(|e| store_error(e, Sent::Read))?;
+        let mut changes: Vec<Change> = Vec::with_capacity(response.kvs().len());
+        for kv in response.kvs() {
+            let mut change = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision())?;
+            if let Some(previous) = changes.last().filter(|p| p.version + 1 == change.version) {
+                change.kind_before = Some(previous.kind.clone());
+                change.before = Some(previous.after.clone());
+            }
+            changes.push(change);
+        }
+        Ok(changes)
+    }
+}
+
+/// A feed entry with where it is stored, to confirm it is still there.
+struct Candidate {
+    change: Change,
+    key: Vec<u8>,
+    revision: i64,
+}
+
+impl Etcd {
+    /// Up to `limit` history puts after `after`, as the watch delivers them,
+    /// up to the revision of `head` (`head`).
+    async fn watched(&self, after: Cursor, head: i64, limit: u32) -> Result<Vec<Candidate>, StoreError> {
+        let start = i64::try_from(after.tx.max(1)).unwrap_or(i64::MAX);
+        let options =
+            WatchOptions::new().with_prefix().with_start_revision(start).with_filters([WatchFilterType::NoDelete]);
+        let mut stream = self
+            .inner
+            .client
+            .watch_client()
+            .watch(self.keys().all_history(), Some(options))
+            .await
+            .map_err(|e| store_error(e, Sent::Read))?;
+        let mut found = Vec::new();
+        loop {
+            let Some(response) = stream.message().await.map_err(|e| store_error(e, Sent::Read))? else {
+                return Err(EtcdError::Unavailable { reason: "the watch ended before the feed was read" }.into());
+            };
+            if response.canceled() {
+                if response.compact_revision() > 0 {
+                    let compacted = u64::try_from(response.compact_revision()).unwrap_or(0);
+                    return Err(StoreError::FeedCompacted { after, oldest: Cursor { tx: compacted, seq: 0 } });
+                }
+                return Err(EtcdError::Unavailable { reason: "the watch was cancelled" }.into());
+            }
+            let mut top = 0;
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                top = kv.mod_revision();
+                if u64::try_from(top).unwrap_or(0) < after.tx {
+                    continue;
+                }
+                let change = match layout::change(self.keys(), kv.key(), kv.value(), top) {
+                    Ok(change) => change,
+                    // Deleted by hand since: not a change of the feed any more.
+                    Err(_) if !self.still_stored(kv.key(), top).await? => continue,
+                    Err(error) => return Err(error),
+                };
+                if change.cursor <= after {
+                    continue;
+                }
+                found.push(Candidate { change, key: kv.key().to_vec(), revision: top });
+                if found.len() >= limit as usize {
+                    return Ok(found);
+                }
+            }
+            if top >= head {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Whether `key` is still stored as written at `revision`.
+    async fn still_stored(&self, key: &[u8], revision: i64) -> Result<bool, StoreError> {
+        let response = self.kv().get(key, None).await.map_err(|e| store_error(e, Sent::Read))?;
+        Ok(response.kvs().first().is_some_and(|kv| kv.mod_revision() == revision))
+    }
+
+    /// Drops entries no longer stored (deleted by hand) and fills in each
+    /// one's state before from the record's previous entry.
+    async fn complete(&self, candidates: Vec<Candidate>) -> Result<Vec<Change>, StoreError> {
+        // One range per record: from the version before its first entry here
+        // to its last one.
+        let mut spans: Vec<(Arc<str>, Arc<str>, u64, u64)> = Vec::new();
+        for c in &candidates {
+            let (machine, id, version) = (&c.change.machine, &c.change.id, c.change.version);
+            match spans.iter_mut().find(|(m, i, _, _)| m == machine && i == id) {
+                Some(span) => {
+                    span.2 = span.2.min(version);
+                    span.3 = span.3.max(version);
+                }
+                None => spans.push((machine.clone(), id.clone(), version, version)),
+            }
+        }
+        let mut stored: HashMap<Vec<u8>, KeyValue> = HashMap::new();
+        for chunk in spans.chunks(self.inner.options.max_txn_ops) {
+            let gets: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(machine, id, first, last)| {
+                    let start = self.keys().history(machine, id, first.saturating_sub(1).max(1));
+                    let end = self.keys().history(machine, id, last.saturating_add(1));
+                    TxnOp::get(start, Some(GetOptions::new().with_range(end)))
+                })
+                .collect();
+            let response = self.kv().txn(Txn::new().and_then(gets)).await.map_err(|e| store_error(e, Sent::Read))?;
+            for op in response.op_responses() {
+                if let TxnOpResponse::Get(mut get) = op {
+                    for kv in get.take_kvs() {
+                        stored.insert(kv.key().to_vec(), kv);
+                    }
+                }
+            }
+        }
+        let mut changes = Vec::with_capacity(candidates.len());
+        for Candidate { mut change, key, revision } in candidates {
+            if stored.get(&key).is_none_or(|kv| kv.mod_revision() != revision) {
+                continue;
+            }
+            if change.version > 1 {
+                let previous = self.keys().history(&change.machine, &change.id, change.version - 1);
+                if let Some(kv) = stored.get(&previous) {
+                    let before = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision())?;
+                    change.kind_before = Some(before.kind);
+                    change.before = Some(before.after);
+                }
+            }
+            changes.push(change);
+        }
+        Ok(changes)
+    }
+
+    async fn page(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
+        let head = self.kv().get(self.keys().head(), None).await.map_err(|e| store_error(e, Sent::Read))?;
+        let Some(head) = head.kvs().first().map(KeyValue::mod_revision) else { return Ok(Vec::new()) };
+        let mut from = after;
+        loop {
+            if from.tx > u64::try_from(head).unwrap_or(0) {
+                return Ok(Vec::new());
+            }
+            let candidates = self.watched(from, head, limit).await?;
+            let (Some(last), full) = (candidates.last().map(|c| c.change.cursor), candidates.len() >= limit as usize)
+            else {
+                return Ok(Vec::new());
+            };
+            let changes = self.complete(candidates).await?;
+            // A page whose every entry was deleted by hand says nothing about
+            // what follows: read on.
+            if !changes.is_empty() || !full {
+                return Ok(changes);
+            }
+            from = last;
+        }
+    }
+}
+
+impl Feed for Etcd {
+    async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match tokio::time::timeout(self.inner.options.timeout, self.page(after, limit)).await {
+            Ok(result) => result,
+            Err(_) => Err(EtcdError::Unavailable { reason: "reading the feed timed out" }.into()),
+        }
+    }
+}
+
+impl Query for Etcd {
+    async fn by_kind(
+        &self,
+        machine: &str,
+        kind: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Listed>, StoreError> {
+        validate_machine(machine)?;
+        if limit == 0 || kind.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let base = self.keys().kind_of(machine, kind);
+        let end = prefix_end(&base);
+        let mut start = base.clone();
+        if let Some(after) = after_id {
+            // The smallest key past `after`'s: ids hold no NUL.
+            start.extend_from_slice(after.as_bytes());
+            start.push(0);
+        }
+        let options = GetOptions::new().with_range(end).with_limit(i64::from(limit)).with_keys_only();
+        let index = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let revision = index.header().map_or(0, etcd_client::ResponseHeader::revision);
+        let mut ids = Vec::with_capacity(index.kvs().len());
+        for kv in index.kvs() {
+            let id = kv.key().strip_prefix(base.as_slice()).and_then(|id| std::str::from_utf8(id).ok());
+            let id = id.ok_or_else(|| StoreError::Corrupt {
+                machine: machine.to_owned(),
+                id: UNREADABLE.to_owned(),
+                reason: format!(
+                    "kind index entry {:?} is not one this store writes",
+                    String::from_utf8_lossy(kv.key())
+                ),
+            })?;
+            ids.push(id.to_owned());
+        }
+        let mut listed = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(self.inner.options.max_txn_ops) {
+            // The records as of the index read: one consistent page.
+            let gets: Vec<TxnOp> = chunk
+                .iter()
+                .map(|id| TxnOp::get(self.keys().record(machine, id), Some(GetOptions::new().with_revision(revision))))
+                .collect();
+            let response = self.kv().txn(Txn::new().and_then(gets)).await.map_err(|e| store_error(e, Sent::Read))?;
+            for (id, op) in chunk.iter().zip(response.op_responses()) {
+                let TxnOpResponse::Get(get) = op else { continue };
+                let corrupt =
+                    |reason: String| StoreError::Corrupt { machine: machine.to_owned(), id: id.clone(), reason };
+                let kv =
+                    get.kvs().first().ok_or_else(|| corrupt(format!("indexed as {kind:?} but no record is stored")))?;
+                let record = layout::record(machine, id, kv.value())?;
+                if *record.kind != *kind {
+                    return Err(corrupt(format!("indexed as {kind:?} but the stored kind is {:?}", record.kind)));
+                }
+                listed.push(Listed { id: id.clone(), record });
+            }
+        }
+        Ok(listed)
+    }
+}

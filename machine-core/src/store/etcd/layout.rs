@@ -1,0 +1,330 @@
+//! The etcd store's keys and values, in one place: how a record, a history
+//! entry and a kind-index entry are named and encoded, and how stored bytes
+//! are read back, with anything this store would never have written named
+//! as [`StoreError::Corrupt`] instead of accepted.
+
+use crate::error::StoreError;
+use crate::store::record::{Change, Cursor, Origin, Record};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Separates the parts of a key: ids and machine names cannot hold it
+/// (`validate_id`), so a key splits back into its parts unambiguously.
+const SEP: u8 = 0;
+
+/// Stands in for a machine name or id that cannot be read as text.
+pub(super) const UNREADABLE: &str = "(unreadable)";
+
+/// Builds the keys under one prefix.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    prefix: Vec<u8>,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.as_bytes().to_vec() }
+    }
+
+    fn with(&self, space: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let len = parts.iter().map(|p| p.len() + 1).sum::<usize>() + self.prefix.len() + space.len();
+        let mut key = Vec::with_capacity(len);
+        key.extend_from_slice(&self.prefix);
+        key.extend_from_slice(space);
+        for (n, part) in parts.iter().enumerate() {
+            if n > 0 {
+                key.push(SEP);
+            }
+            key.extend_from_slice(part);
+        }
+        key
+    }
+
+    /// `{prefix}r/{machine}\0{id}`: the record.
+    pub(super) fn record(&self, machine: &str, id: &str) -> Vec<u8> {
+        self.with(b"r/", &[machine.as_bytes(), id.as_bytes()])
+    }
+
+    /// `{prefix}h/{machine}\0{id}\0{version:020}`: one history entry; the
+    /// zero-padded version makes key order version order.
+    pub(super) fn history(&self, machine: &str, id: &str, version: u64) -> Vec<u8> {
+        self.with(b"h/", &[machine.as_bytes(), id.as_bytes(), format!("{version:020}").as_bytes()])
+    }
+
+    /// Every history entry of one record: `{prefix}h/{machine}\0{id}\0`.
+    pub(super) fn history_of(&self, machine: &str, id: &str) -> Vec<u8> {
+        let mut key = self.with(b"h/", &[machine.as_bytes(), id.as_bytes()]);
+        key.push(SEP);
+        key
+    }
+
+    /// Every history entry of the store: `{prefix}h/`.
+    pub(super) fn all_history(&self) -> Vec<u8> {
+        self.with(b"h/", &[])
+    }
+
+    /// `{prefix}k/{machine}\0{kind}\0{id}`: the kind index, empty values.
+    pub(super) fn kind(&self, machine: &str, kind: &str, id: &str) -> Vec<u8> {
+        self.with(b"k/", &[machine.as_bytes(), kind.as_bytes(), id.as_bytes()])
+    }
+
+    /// Every index entry of one kind: `{prefix}k/{machine}\0{kind}\0`.
+    pub(super) fn kind_of(&self, machine: &str, kind: &str) -> Vec<u8> {
+        let mut key = self.with(b"k/", &[machine.as_bytes(), kind.as_bytes()]);
+        key.push(SEP);
+        key
+    }
+
+    /// `{prefix}head`: written by every commit that writes, so its
+    /// `mod_revision` is the revision of the store's latest change.
+    pub(super) fn head(&self) -> Vec<u8> {
+        self.with(b"head", &[])
+    }
+
+    /// Machine, id and version of a history key, `None` if it is not one
+    /// (not UTF-8 names, a version that is not a number).
+    pub(super) fn parse_history<'k>(&self, key: &'k [u8]) -> Option<(&'k str, &'k str, u64)> {
+        let rest = key.strip_prefix(self.prefix.as_slice())?.strip_prefix(b"h/".as_slice())?;
+        let mut parts = rest.splitn(3, |b| *b == SEP);
+        let machine = std::str::from_utf8(parts.next()?).ok()?;
+        let id = std::str::from_utf8(parts.next()?).ok()?;
+        let version = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+        Some((machine, id, version))
+    }
+}
+
+/// The end of the range of every key starting with `prefix` (etcd's
+/// `range_end`): the prefix with its last byte below 0xff incremented.
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): every key after it, as etcd spells it.
+    vec![0]
+}
+
+/// The highest version stored: the SQL stores' limit, so every store
+/// refuses the same write.
+pub(super) const MAX_VERSION: u64 = i64::MAX as u64;
+
+/// A record's value: a JSON header line, then the state's JSON verbatim.
+pub(super) fn record_value(version: u64, kind: &str, updated_at: u64, state: &str) -> Vec<u8> {
+    let header = serde_json::json!({ "version": version, "kind": kind, "updated_at": updated_at });
+    framed(&header, state)
+}
+
+/// A history entry's value: a JSON header line (version, command, origin,
+/// kind, time, position in its transaction), then the state written.
+pub(super) struct EntryHeader<'a> {
+    pub(super) version: u64,
+    pub(super) command: &'a str,
+    pub(super) origin: Origin,
+    pub(super) kind: &'a str,
+    pub(super) at: u64,
+    pub(super) position: u64,
+}
+
+pub(super) fn entry_value(entry: &EntryHeader<'_>, state: &str) -> Vec<u8> {
+    let header = serde_json::json!({
+        "version": entry.version,
+        "command": entry.command,
+        "origin": entry.origin.as_str(),
+        "kind": entry.kind,
+        "at": entry.at,
+        "pos": entry.position,
+    });
+    framed(&header, state)
+}
+
+fn framed(header: &Value, state: &str) -> Vec<u8> {
+    // Compact JSON never holds a raw newline, so the first one ends the header.
+    let mut value = header.to_string().into_bytes();
+    value.push(b'\n');
+    value.extend_from_slice(state.as_bytes());
+    value
+}
+
+/// Reads a stored value's header fields, naming its record in every error.
+pub(super) struct Fields<'a> {
+    machine: &'a str,
+    id: &'a str,
+    entry: Option<Cursor>,
+    header: Map<String, Value>,
+    state: Option<&'a [u8]>,
+}
+
+impl<'a> Fields<'a> {
+    pub(super) fn parse(
+        machine: &'a str,
+        id: &'a str,
+        entry: Option<Cursor>,
+        value: &'a [u8],
+    ) -> Result<Self, StoreError> {
+        let (header, state) = match value.iter().position(|b| *b == b'\n') {
+            Some(at) => (&value[..at], Some(&value[at + 1..])),
+            None => (value, None),
+        };
+        let mut fields = Self { machine, id, entry, header: Map::new(), state };
+        match serde_json::from_slice::<Value>(header) {
+            Ok(Value::Object(map)) => fields.header = map,
+            _ => return Err(fields.corrupt("stored header is not a JSON object")),
+        }
+        Ok(fields)
+    }
+
+    pub(super) fn corrupt(&self, reason: &str) -> StoreError {
+        let reason = match self.entry {
+            Some(cursor) => format!("history entry {cursor}: {reason}"),
+            None => reason.to_owned(),
+        };
+        StoreError::Corrupt { machine: self.machine.to_owned(), id: self.id.to_owned(), reason }
+    }
+
+    fn field(&self, name: &str) -> Result<&Value, StoreError> {
+        match self.header.get(name) {
+            None => Err(self.corrupt(&format!("stored {name} is missing"))),
+            Some(Value::Null) => Err(self.corrupt(&format!("stored {name} is NULL"))),
+            Some(value) => Ok(value),
+        }
+    }
+
+    fn integer(&self, name: &str) -> Result<i64, StoreError> {
+        match self.field(name)? {
+            Value::Number(n) => n.as_i64().ok_or_else(|| self.corrupt(&format!("stored {name} {n} is not an integer"))),
+            other => Err(self.corrupt(&format!("stored {name} is {}, not an integer", type_name(other)))),
+        }
+    }
+
+    /// A version: an integer of at least 1.
+    pub(super) fn version(&self) -> Result<u64, StoreError> {
+        let value = self.integer("version")?;
+        u64::try_from(value).ok().filter(|v| *v > 0).ok_or_else(|| {
+            self.corrupt(&format!("stored version {value} is not a valid version (versions start at 1)"))
+        })
+    }
+
+    /// A time or position: a non-negative integer.
+    pub(super) fn unsigned(&self, name: &str) -> Result<u64, StoreError> {
+        let value = self.integer(name)?;
+        u64::try_from(value).map_err(|_| self.corrupt(&format!("stored {name} {value} is negative")))
+    }
+
+    pub(super) fn text(&self, name: &str) -> Result<&str, StoreError> {
+        match self.field(name)? {
+            Value::String(text) => Ok(text),
+            other => Err(self.corrupt(&format!("stored {name} is {}, not text", type_name(other)))),
+        }
+    }
+
+    /// The state after the header: present and UTF-8.
+    pub(super) fn state(&self) -> Result<&'a str, StoreError> {
+        let bytes = self.state.ok_or_else(|| self.corrupt("stored state is missing (no line after the header)"))?;
+        std::str::from_utf8(bytes).map_err(|_| self.corrupt("stored state is not text: invalid utf-8"))
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NULL",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A stored record of `(machine, id)`.
+pub(super) fn record(machine: &str, id: &str, value: &[u8]) -> Result<Record, StoreError> {
+    let fields = Fields::parse(machine, id, None, value)?;
+    Ok(Record {
+        version: fields.version()?,
+        kind: Arc::from(fields.text("kind")?),
+        state: Arc::from(fields.state()?),
+        updated_at: fields.unsigned("updated_at")?,
+    })
+}
+
+/// A history entry from its key and value, `revision` being the revision
+/// of the transaction that wrote it. `kind_before` and `before` are left
+/// empty: they are the previous entry's.
+pub(super) fn change(keys: &Keys, key: &[u8], value: &[u8], revision: i64) -> Result<Change, StoreError> {
+    let Some((machine, id, key_version)) = keys.parse_history(key) else {
+        return Err(StoreError::Corrupt {
+            machine: UNREADABLE.to_owned(),
+            id: UNREADABLE.to_owned(),
+            reason: format!("history key {:?} is not one this store writes", String::from_utf8_lossy(key)),
+        });
+    };
+    let tx = u64::try_from(revision).unwrap_or(0);
+    let fields = Fields::parse(machine, id, Some(Cursor { tx, seq: 0 }), value)?;
+    let position = fields.unsigned("pos")?;
+    let cursor = Cursor { tx, seq: position };
+    let fields = Fields { entry: Some(cursor), ..fields };
+    let version = fields.version()?;
+    if version != key_version {
+        return Err(fields.corrupt(&format!("stored version {version} is not its key's version {key_version}")));
+    }
+    let origin = fields.text("origin")?;
+    let origin = Origin::parse(origin).ok_or_else(|| {
+        fields.corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery)"))
+    })?;
+    Ok(Change {
+        cursor,
+        machine: Arc::from(machine),
+        id: Arc::from(id),
+        version,
+        command: Arc::from(fields.text("command")?),
+        origin,
+        kind_before: None,
+        before: None,
+        kind: Arc::from(fields.text("kind")?),
+        after: Arc::from(fields.state()?),
+        at: fields.unsigned("at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_split_back_into_their_parts() {
+        let keys = Keys::new("app/");
+        let key = keys.history("Order", "a\nb", 42);
+        assert_eq!(keys.parse_history(&key), Some(("Order", "a\nb", 42)));
+        assert!(key.starts_with(&keys.history_of("Order", "a\nb")));
+        assert!(!keys.history("Order", "a\nbc", 1).starts_with(&keys.history_of("Order", "a\nb")));
+        assert_eq!(prefix_end(b"ab"), b"ac");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), [0]);
+    }
+
+    #[test]
+    fn values_round_trip_and_bad_ones_are_named() {
+        let value = record_value(3, "Open", 7, "{\"n\":\n1}");
+        let read = record("M", "i", &value).unwrap();
+        assert_eq!((read.version, &*read.kind, &*read.state, read.updated_at), (3, "Open", "{\"n\":\n1}", 7));
+        for (value, reason) in [
+            (&b"{\"version\":0,\"kind\":\"K\",\"updated_at\":0}\n1"[..], "stored version 0 is not a valid version"),
+            (b"{\"version\":1.5,\"kind\":\"K\",\"updated_at\":0}\n1", "stored version 1.5 is not an integer"),
+            (b"{\"version\":\"one\",\"kind\":\"K\",\"updated_at\":0}\n1", "stored version is text, not an integer"),
+            (b"{\"version\":1,\"kind\":\"K\",\"updated_at\":-1}\n1", "stored updated_at -1 is negative"),
+            (b"{\"version\":1,\"kind\":\"K\",\"updated_at\":0}", "stored state is missing"),
+            (b"{\"version\":1,\"kind\":\"K\",\"updated_at\":0}\n\xff", "stored state is not text"),
+            (b"[]\n1", "stored header is not a JSON object"),
+        ] {
+            match record("M", "i", value) {
+                Err(StoreError::Corrupt { machine, id, reason: got }) => {
+                    assert_eq!((machine.as_str(), id.as_str()), ("M", "i"));
+                    assert!(got.starts_with(reason), "{got}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
