@@ -560,3 +560,37 @@ async fn a_stored_kind_that_contradicts_the_state_is_corrupt_and_left_alone() {
         assert_eq!((record.version, &*record.kind), (1, "Held"), "the row is untouched");
     }
 }
+
+// ---- the memory store's typed values, read and written as JSON ----------
+
+#[tokio::test]
+async fn typed_values_in_memory_read_as_json_and_json_writes_read_typed() {
+    let store = Memory::new();
+    let runner = Runner::<Accounts, _>::new(store.clone(), ());
+    runner.handle("mixed", &Money::Add(5)).await.unwrap();
+    // Written typed by the runner, read as JSON through the store.
+    let record = store.load(Accounts::NAME, "mixed").await.unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<Account>(&record.state).unwrap(), Account::Open { balance: 5 });
+    assert_eq!(&*store.history(Accounts::NAME, "mixed").await.unwrap()[0].command, r#"{"Add":5}"#);
+    // Written as JSON by someone else, then continued by the runner.
+    let write = Write {
+        machine: Accounts::NAME,
+        id: "mixed",
+        expected: 1,
+        kind: "Open",
+        state: r#"{"Open":{"balance":100}}"#.into(),
+        command: r#"{"Add":95}"#,
+        origin: Origin::Command,
+    };
+    store.commit(Commit::write(write.clone())).await.unwrap();
+    let out = runner.handle("mixed", &Money::Add(1)).await.unwrap();
+    assert_eq!((out.state, out.version), (Account::Open { balance: 101 }, 3));
+    let got = runner.get("mixed").await.unwrap().unwrap();
+    assert_eq!((got.state, got.version), (Account::Open { balance: 101 }, 3));
+    let history: Vec<_> = runner.history("mixed").await.unwrap().iter().map(|e| e.version).collect();
+    assert_eq!(history, [1, 2, 3]);
+    // A JSON write that lies about its kind is still caught when the runner reads it.
+    let lie = Write { expected: 3, kind: "Closed", state: r#"{"Open":{"balance":0}}"#.into(), ..write };
+    store.commit(Commit::write(lie)).await.unwrap();
+    assert!(matches!(runner.get("mixed").await, Err(Error::Store(StoreError::Corrupt { .. }))));
+}

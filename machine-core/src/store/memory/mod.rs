@@ -555,4 +555,37 @@ mod tests {
         assert_eq!(&*store.load("N", "same").await.unwrap().unwrap().state, "x");
         assert_eq!(&*store.load("M", "same").await.unwrap().unwrap().state, "1");
     }
+
+    #[tokio::test]
+    async fn history_keeps_the_last_entries_per_record_with_their_before_states() {
+        let store = Memory::with_retention(Retention::default().per_record(3));
+        for n in 0..5 {
+            store.commit(Commit::write(write("a", n, &n.to_string()))).await.unwrap();
+        }
+        let history = store.history("M", "a").await.unwrap();
+        let kept: Vec<_> = history.iter().map(|c| (c.version, c.before.as_deref(), &*c.after)).collect();
+        assert_eq!(kept, [(3, Some("1"), "2"), (4, Some("2"), "3"), (5, Some("3"), "4")]);
+        assert_eq!(version(&store, "a").await, 5, "the record itself is never trimmed");
+    }
+
+    #[tokio::test]
+    async fn a_cursor_older_than_the_kept_feed_is_an_error_never_a_gap() {
+        use crate::store::Feed;
+        let store = Memory::with_retention(Retention::default().feed(2));
+        for n in 0..4 {
+            store.commit(Commit::write(write("a", n, "1"))).await.unwrap();
+        }
+        let at = |seq| Cursor { tx: 0, seq };
+        for stale in [Cursor::START, at(1)] {
+            match store.changes(stale, 10).await {
+                Err(StoreError::FeedCompacted { after, oldest }) => assert_eq!((after, oldest), (stale, at(3))),
+                other => panic!("{other:?}"),
+            }
+        }
+        let seqs = |page: Vec<Change>| page.iter().map(|c| c.cursor.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(store.changes(at(2), 10).await.unwrap()), [3, 4], "the oldest kept cursor still reads");
+        assert_eq!(seqs(store.changes(at(3), 1).await.unwrap()), [4]);
+        assert!(store.changes(at(4), 10).await.unwrap().is_empty());
+        assert!(store.changes(at(99), 10).await.unwrap().is_empty());
+    }
 }
