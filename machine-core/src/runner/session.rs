@@ -85,10 +85,7 @@ impl<St: Store> Session for Direct<'_, St> {
 
     async fn commit(&mut self, writes: &mut [Planned<'_>], checks: Vec<Check<'_>>) -> Result<(), StoreError> {
         if let Native::Memory(memory) = self.store.native() {
-            return match (writes, checks.is_empty()) {
-                ([one], true) => memory.put_one(put(one)),
-                (writes, _) => memory.put(writes.iter_mut().map(put).collect(), &checks),
-            };
+            return memory.put(writes.iter_mut().map(put), &checks);
         }
         let commit = store_commit(writes, checks)?;
         #[cfg(feature = "sqlite")]

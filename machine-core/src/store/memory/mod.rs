@@ -201,14 +201,19 @@ impl Memory {
     }
 
     /// Applies `puts` and `checks` atomically (the [`Store::commit`] rules).
-    pub(crate) fn put(&self, puts: Vec<Put<'_>>, checks: &[Check<'_>]) -> Result<(), StoreError> {
-        if checks.is_empty() && puts.len() == 1 {
-            if let Some(put) = puts.into_iter().next() {
-                return self.put_one(put);
-            }
-            return Ok(());
+    /// A single write without checks, the common case, takes the short way
+    /// and allocates nothing.
+    pub(crate) fn put<'p>(
+        &self,
+        puts: impl IntoIterator<Item = Put<'p>>,
+        checks: &[Check<'_>],
+    ) -> Result<(), StoreError> {
+        let mut puts = puts.into_iter();
+        let Some(first) = puts.next() else { return self.put_many(Vec::new(), checks) };
+        match puts.next() {
+            None if checks.is_empty() => self.put_one(first),
+            second => self.put_many([first].into_iter().chain(second).chain(puts).collect(), checks),
         }
-        self.put_many(puts, checks)
     }
 
     fn put_many(&self, puts: Vec<Put<'_>>, checks: &[Check<'_>]) -> Result<(), StoreError> {
@@ -263,7 +268,7 @@ impl Memory {
     }
 
     /// The common case, a single write: one hash, one lock, one lookup.
-    pub(crate) fn put_one(&self, put: Put<'_>) -> Result<(), StoreError> {
+    fn put_one(&self, put: Put<'_>) -> Result<(), StoreError> {
         validate_machine(put.machine)?;
         validate_id(put.id)?;
         let mut shard = self.lock(self.shard_of(put.machine, put.id));
@@ -368,19 +373,15 @@ impl Store for Memory {
     }
 
     async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
-        let puts = commit
-            .writes
-            .into_iter()
-            .map(|write| Put {
-                machine: write.machine,
-                id: write.id,
-                expected: write.expected,
-                kind: write.kind,
-                state: Body::Json(Arc::from(write.state)),
-                command: Body::Json(Arc::from(write.command)),
-                origin: write.origin,
-            })
-            .collect();
+        let puts = commit.writes.into_iter().map(|write| Put {
+            machine: write.machine,
+            id: write.id,
+            expected: write.expected,
+            kind: write.kind,
+            state: Body::Json(Arc::from(write.state)),
+            command: Body::Json(Arc::from(write.command)),
+            origin: write.origin,
+        });
         self.put(puts, &commit.checks)
     }
 
