@@ -100,6 +100,8 @@ async fn transfer(
             attempts
         }
         Decided::Unchanged { attempts, .. } => attempts,
+        // Only a decision with an idempotency key (`Decision::key`) replays.
+        Decided::Replayed { .. } => 1,
     };
     tally.retries.fetch_add(u64::from(attempts - 1), Ordering::Relaxed);
     Ok(())

@@ -140,7 +140,7 @@ async fn run(validated: bool) -> Result<Run, Box<dyn std::error::Error>> {
                             discounted.fetch_add(1, Ordering::Relaxed);
                             attempts
                         }
-                        Decided::Aborted { attempts, .. } | Decided::Unchanged { attempts, .. } => attempts,
+                        other => other.attempts(),
                     };
                     retries.fetch_add(u64::from(attempts - 1), Ordering::Relaxed);
                 }

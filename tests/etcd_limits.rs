@@ -66,7 +66,7 @@ fn etcd_error(error: &StoreError) -> &EtcdError {
 /// Creates each of `ids` with `state`, in one commit.
 fn writes<'a>(ids: &'a [String], state: &str) -> Commit<'a> {
     let writes = ids.iter().map(|id| Write { state: state.to_owned(), ..write(id, 0, "0") }).collect();
-    Commit { writes, checks: vec![] }
+    Commit { writes, checks: vec![], keys: vec![] }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,8 @@
 use crate::error::Error;
 use crate::machine::{AsyncMachine, Machine, checked, checked_sync};
 use crate::retry::{Clock, Policy, Retry, TokioClock};
-use crate::runner::pipeline::{Direct, Pipeline, Plan, Planned, Read, Session, Staged, Step};
+use crate::runner::pipeline::{Direct, Keyed, Pipeline, Plan, Planned, Read, Recalled, Session, Staged, Step};
+use crate::runner::request::fingerprint;
 use crate::store::body::Loaded as Stored;
 use crate::store::{Origin, Store};
 use crate::{Kind, State};
@@ -125,6 +126,14 @@ pub enum Decided<T> {
         /// How many times the closure ran.
         attempts: u32,
     },
+    /// The decision's idempotency key ([`Decision::key`]) was stored by an
+    /// earlier decision over the same reads, which committed its writes:
+    /// the closure did not run and nothing was written now.
+    Replayed {
+        /// When the earlier decision committed, in milliseconds since the
+        /// Unix epoch.
+        committed_at: u64,
+    },
 }
 
 impl<T> Decided<T> {
@@ -155,7 +164,7 @@ impl<T> Decided<T> {
                 let result = after(value).await;
                 (self, Some(result))
             }
-            Self::Unchanged { .. } | Self::Aborted { .. } => (self, None),
+            Self::Unchanged { .. } | Self::Aborted { .. } | Self::Replayed { .. } => (self, None),
         }
     }
 
@@ -163,6 +172,17 @@ impl<T> Decided<T> {
     #[must_use]
     pub fn is_committed(&self) -> bool {
         matches!(self, Self::Committed { .. })
+    }
+
+    /// How many times the closure ran (0 for a replay, which runs nothing).
+    #[must_use]
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Self::Committed { attempts, .. } | Self::Unchanged { attempts, .. } | Self::Aborted { attempts, .. } => {
+                *attempts
+            }
+            Self::Replayed { .. } => 0,
+        }
     }
 }
 
@@ -355,6 +375,10 @@ pub struct Decision<'s, St> {
     reads: Vec<(&'static str, String, bool)>,
     /// Whether any read's machine is [`SENSITIVE`](crate::Machine::SENSITIVE).
     sensitive: bool,
+    /// The idempotency key, stored under the first read.
+    key: Option<String>,
+    key_retention: u64,
+    now: fn() -> u64,
 }
 
 impl<'s, St: Store> Decision<'s, St> {
@@ -366,7 +390,38 @@ impl<'s, St: Store> Decision<'s, St> {
             clock: Arc::new(TokioClock::new()),
             reads: Vec::new(),
             sensitive: false,
+            key: None,
+            key_retention: 24 * 60 * 60 * 1000,
+            now: unix_millis,
         }
+    }
+
+    /// Makes the decision idempotent under `key`: stored with its writes,
+    /// under the first record it reads, in the same commit. A decision sent
+    /// again with the same key and the same reads returns
+    /// [`Decided::Replayed`] without running its closure (other reads under
+    /// the key are [`Error::KeyReused`]). A decision that aborted or wrote
+    /// nothing stored no key, and runs again. Kept for `retention` (24 hours
+    /// by default, [`key_retention`](Decision::key_retention)).
+    #[must_use]
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// How long the decision's key is kept.
+    #[must_use]
+    pub fn key_retention(mut self, retention: std::time::Duration) -> Self {
+        self.key_retention = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// Reads the wall clock (milliseconds since the Unix epoch) with `now`,
+    /// for the key's expiry; tests pass a fixed one.
+    #[must_use]
+    pub fn clock(mut self, now: fn() -> u64) -> Self {
+        self.now = now;
+        self
     }
 
     /// The store the decision reads and writes.
@@ -470,15 +525,42 @@ impl<'s, St: Store> Decision<'s, St> {
         session: impl Session,
         decide: D,
     ) -> Result<Decided<T>, Error<Rejection>> {
-        let reads: Vec<Read<'_>> =
-            self.reads.iter().map(|(machine, id, validated)| Read { machine, id, validated: *validated }).collect();
+        let key = self.key.as_deref();
+        if let Some(key) = key {
+            crate::store::validate_idempotency_key(key)?;
+        }
+        let keys = key.as_slice();
+        let mut reads: Vec<Read<'_>> = self
+            .reads
+            .iter()
+            .map(|(machine, id, validated)| Read { machine, id, validated: *validated, keys: &[] })
+            .collect();
+        if let Some(first) = reads.first_mut() {
+            first.keys = keys;
+        }
+        let keyed = match key {
+            Some(key) => {
+                let named: Vec<(&str, &str)> =
+                    self.reads.iter().map(|(machine, id, _)| (*machine, id.as_str())).collect();
+                let fingerprint = fingerprint(&named).map_err(|source| Error::Encode {
+                    machine: reads.first().map_or("", |read| read.machine),
+                    id: reads.first().map_or("", |read| read.id).to_owned(),
+                    what: "decision key",
+                    source: Arc::new(source),
+                })?;
+                let now = (self.now)();
+                Some(DecisionKey { key, fingerprint, now, expires_at: now.saturating_add(self.key_retention) })
+            }
+            None => None,
+        };
         let pipeline = Pipeline { policy: &*self.policy, clock: &*self.clock, sensitive: self.sensitive };
-        let mut step = Deliberation { reads: &reads, decide, value: PhantomData };
-        let ((verdict, wrote), attempts) = pipeline.call(session, &reads, &mut step).await?;
-        Ok(match verdict {
-            Verdict::Abort(reason) => Decided::Aborted { reason, attempts },
-            Verdict::Commit(value) if wrote => Decided::Committed { value, attempts },
-            Verdict::Commit(value) => Decided::Unchanged { value, attempts },
+        let mut step = Deliberation { reads: &reads, decide, keyed, value: PhantomData };
+        let (deliberated, attempts) = pipeline.call(session, &reads, &mut step).await?;
+        Ok(match deliberated {
+            Deliberated::Replayed { committed_at } => Decided::Replayed { committed_at },
+            Deliberated::Decided(Verdict::Abort(reason), _) => Decided::Aborted { reason, attempts },
+            Deliberated::Decided(Verdict::Commit(value), true) => Decided::Committed { value, attempts },
+            Deliberated::Decided(Verdict::Commit(value), false) => Decided::Unchanged { value, attempts },
         })
     }
 }
@@ -528,28 +610,61 @@ where
 struct Deliberation<'a, T, D> {
     reads: &'a [Read<'a>],
     decide: D,
+    keyed: Option<DecisionKey<'a>>,
     value: PhantomData<fn() -> T>,
 }
 
-impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
+/// A decision's idempotency key, with what it is stored with.
+struct DecisionKey<'a> {
+    key: &'a str,
+    /// Of the reads' machines and ids, in order.
+    fingerprint: u64,
+    now: u64,
+    expires_at: u64,
+}
+
+/// What one attempt of a decision came to.
+enum Deliberated<T> {
     /// The verdict, and whether it applied any command.
-    type Value = (Verdict<T>, bool);
+    Decided(Verdict<T>, bool),
+    /// The key was stored by an earlier decision, which committed then.
+    Replayed { committed_at: u64 },
+}
+
+impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
+    type Value = Deliberated<T>;
     type Error = Rejection;
 
-    fn settled((verdict, wrote): &Self::Value) -> &'static str {
-        match verdict {
-            Verdict::Abort(_) => "aborted",
-            Verdict::Commit(_) if *wrote => "committed",
-            Verdict::Commit(_) => "unchanged",
+    fn settled(value: &Self::Value) -> &'static str {
+        match value {
+            Deliberated::Replayed { .. } => "replayed",
+            Deliberated::Decided(Verdict::Abort(_), _) => "aborted",
+            Deliberated::Decided(Verdict::Commit(_), true) => "committed",
+            Deliberated::Decided(Verdict::Commit(_), false) => "unchanged",
         }
     }
 
     async fn plan(
         &mut self,
         loaded: Vec<Option<Stored>>,
+        recalled: Vec<Option<Recalled>>,
         _attempt: u32,
         _typed: bool,
     ) -> Result<Plan<'_, Self::Value>, Error<Rejection>> {
+        if let (Some(keyed), Some(first)) = (&self.keyed, self.reads.first())
+            && let Some(stored) = recalled.into_iter().next().flatten().filter(|stored| keyed.now < stored.expires_at)
+        {
+            if stored.fingerprint != keyed.fingerprint || stored.state.is_some() {
+                return Err(Error::KeyReused {
+                    machine: first.machine,
+                    id: first.id.to_owned(),
+                    key: keyed.key.to_owned(),
+                    version: stored.version,
+                });
+            }
+            let value = Deliberated::Replayed { committed_at: stored.at };
+            return Ok(Plan { writes: Vec::new(), keys: Vec::new(), value });
+        }
         let mut drafted: Vec<Loaded> = Vec::with_capacity(loaded.len());
         for (read, record) in self.reads.iter().zip(loaded) {
             let version = record.as_ref().map_or(0, |r| r.version);
@@ -565,6 +680,22 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
             Verdict::Commit(_) => draft.pending,
         };
         let wrote = !pending.is_empty();
+        let mut keys = Vec::new();
+        if let (Some(keyed), Some(first), true) = (&self.keyed, draft.loaded.first(), wrote) {
+            // The first read's version once the commit is in.
+            let version = pending.iter().filter(|p| p.read == 0).map(|p| p.expected + 1).max().unwrap_or(first.version);
+            keys.push(Keyed {
+                machine: first.machine,
+                id: self.reads[0].id,
+                key: keyed.key,
+                fingerprint: keyed.fingerprint,
+                version,
+                kind: None,
+                state: None,
+                at: keyed.now,
+                expires_at: keyed.expires_at,
+            });
+        }
         let writes = pending
             .into_iter()
             .map(|p| Planned {
@@ -577,8 +708,13 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
                 origin: Origin::Command,
             })
             .collect();
-        Ok(Plan { writes, value: (verdict, wrote) })
+        Ok(Plan { writes, keys, value: Deliberated::Decided(verdict, wrote) })
     }
+}
+
+fn unix_millis() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl<St: fmt::Debug> fmt::Debug for Decision<'_, St> {

@@ -116,6 +116,12 @@ pub enum StoreError {
         /// The oldest change the feed still holds.
         oldest: crate::store::Cursor,
     },
+    /// The store does not implement what the call needs (a store of your own
+    /// that keeps no idempotency keys, say). Nothing was written.
+    Unsupported {
+        /// What is missing: `"idempotency keys"`.
+        what: &'static str,
+    },
     /// The backend failed (I/O, connection, driver); `retryable` says whether
     /// the same operation may succeed if tried again.
     Backend {
@@ -138,6 +144,7 @@ impl fmt::Display for StoreError {
             Self::FeedCompacted { after, oldest } => {
                 write!(f, "the feed no longer holds the changes after {after}: the oldest it holds is {oldest}")
             }
+            Self::Unsupported { what } => write!(f, "this store does not support {what}"),
             Self::Backend { source, .. } => write!(f, "store backend error: {source}"),
         }
     }
@@ -151,7 +158,8 @@ impl std::error::Error for StoreError {
             Self::InvalidKey { .. }
             | Self::VersionOverflow { .. }
             | Self::Corrupt { .. }
-            | Self::FeedCompacted { .. } => None,
+            | Self::FeedCompacted { .. }
+            | Self::Unsupported { .. } => None,
         }
     }
 }
@@ -188,7 +196,8 @@ impl StoreError {
             Self::InvalidKey { .. }
             | Self::VersionOverflow { .. }
             | Self::Corrupt { .. }
-            | Self::FeedCompacted { .. } => false,
+            | Self::FeedCompacted { .. }
+            | Self::Unsupported { .. } => false,
         }
     }
 }
@@ -393,6 +402,45 @@ pub enum Error<E> {
         source: Arc<serde_json::Error>,
     },
 
+    /// The call said the command creates the record
+    /// ([`Request::create`](crate::Request::create)), and the record exists.
+    /// Nothing was written.
+    #[error("{machine} {id:?} already exists (at version {version}); the command may only create it")]
+    AlreadyExists {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// The version it is at.
+        version: u64,
+    },
+
+    /// The call said the command acts on an existing record
+    /// ([`Request::update`](crate::Request::update)), and there is none.
+    /// Nothing was written.
+    #[error("{machine} {id:?} does not exist; the command only acts on an existing record")]
+    NotFound {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+    },
+
+    /// The idempotency key was stored earlier with another command (or, for
+    /// a decision, other reads): a client bug, as a key names one request.
+    /// Nothing was written; the earlier outcome stands.
+    #[error("idempotency key {key:?} of {machine} {id:?} was used for another request (version {version})")]
+    KeyReused {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// The key.
+        key: String,
+        /// The version the key's first request wrote.
+        version: u64,
+    },
+
     /// The store failed.
     #[error("store error: {0}")]
     Store(#[source] StoreError),
@@ -464,6 +512,9 @@ impl<E> Error<E> {
             Self::NotRead { machine, id } => Error::NotRead { machine, id },
             Self::Decode { machine, id, version, what, source } => Error::Decode { machine, id, version, what, source },
             Self::Encode { machine, id, what, source } => Error::Encode { machine, id, what, source },
+            Self::AlreadyExists { machine, id, version } => Error::AlreadyExists { machine, id, version },
+            Self::NotFound { machine, id } => Error::NotFound { machine, id },
+            Self::KeyReused { machine, id, key, version } => Error::KeyReused { machine, id, key, version },
             Self::Store(e) => Error::Store(e),
         }
     }
@@ -506,6 +557,13 @@ impl<E> Error<E> {
             }
             Self::Encode { machine, id, what, source } => {
                 Error::Encode { machine, id: id.clone(), what, source: Arc::clone(source) }
+            }
+            Self::AlreadyExists { machine, id, version } => {
+                Error::AlreadyExists { machine, id: id.clone(), version: *version }
+            }
+            Self::NotFound { machine, id } => Error::NotFound { machine, id: id.clone() },
+            Self::KeyReused { machine, id, key, version } => {
+                Error::KeyReused { machine, id: id.clone(), key: key.clone(), version: *version }
             }
             Self::Store(store) => Error::Store(store.clone()),
         })

@@ -56,7 +56,7 @@ pub use kind::Kind;
 pub use machine::{AsyncMachine, Instance, Machine, RecordFailures};
 pub use queue::RetryQueue;
 pub use retry::{Jitter, Retry};
-pub use runner::{Coalescing, HistoryEntry, Outcome, Runner, Versioned};
+pub use runner::{Coalescing, HistoryEntry, Outcome, Request, Runner, Versioned};
 pub use state::{FailureState, State};
 pub use target::{Declares, To};
 
@@ -68,7 +68,7 @@ pub use target::{Declares, To};
 /// it by name.
 pub mod prelude {
     pub use crate::{
-        Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, Outcome, RecordFailures, Retry, Runner,
-        State, To, Transitions, VersionConflict, Versioned,
+        Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, Outcome, RecordFailures, Request,
+        Retry, Runner, State, To, Transitions, VersionConflict, Versioned,
     };
 }

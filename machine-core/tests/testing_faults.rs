@@ -179,8 +179,11 @@ async fn without_rules_every_call_is_forwarded() {
 #[tokio::test]
 async fn a_conflict_on_a_check_only_commit_names_the_checked_record() {
     let store = FaultyStore::new(Memory::new()).conflicts(Schedule::first(1));
-    let commit =
-        Commit { writes: Vec::new(), checks: vec![machine_core::store::Check { machine: "M", id: "b", expected: 4 }] };
+    let commit = Commit {
+        writes: Vec::new(),
+        checks: vec![machine_core::store::Check { machine: "M", id: "b", expected: 4 }],
+        keys: vec![],
+    };
     let conflict = store.commit(commit).await.unwrap_err();
     assert_eq!(conflict.conflict().map(|c| (c.id.as_str(), c.attempted, c.current)), Some(("b", 5, 5)));
 }

@@ -86,7 +86,8 @@ pub(crate) async fn corrupt_records_are_named_and_left_untouched(store: impl Har
                 assert!(names(&error, &id, column), "{case}, write expecting {expected}: {error:?}");
             }
             let check = Check { machine: M, id: &id, expected: 0 };
-            let error = store.commit(Commit { writes: vec![write("other", 0, "1")], checks: vec![check] }).await;
+            let error =
+                store.commit(Commit { writes: vec![write("other", 0, "1")], checks: vec![check], keys: vec![] }).await;
             assert!(names(&error.unwrap_err(), &id, column), "{case}: read check");
             assert_eq!(store.load(M, "other").await.unwrap(), None, "{case}: nothing of the commit applied");
         }

@@ -173,12 +173,16 @@ pub(crate) async fn multi_record_commits_are_all_or_nothing(store: impl Harness)
     for id in ["a", "b", "c"] {
         store.commit(Commit::write(write(id, 0, "0"))).await.unwrap();
     }
-    let stale = Commit { writes: vec![write("a", 1, "1"), write("b", 7, "1")], checks: vec![] };
+    let stale = Commit { writes: vec![write("a", 1, "1"), write("b", 7, "1")], checks: vec![], keys: vec![] };
     assert!(store.commit(stale).await.unwrap_err().conflict().is_some());
     assert_eq!((version(&store, "a").await, version(&store, "b").await), (1, 1), "nothing applied");
     assert_eq!(store.history(M, "a").await.unwrap().len(), 1);
 
-    let both = Commit { writes: vec![write("a", 1, "1"), write("b", 1, "1"), write("a", 2, "2")], checks: vec![] };
+    let both = Commit {
+        writes: vec![write("a", 1, "1"), write("b", 1, "1"), write("a", 2, "2")],
+        checks: vec![],
+        keys: vec![],
+    };
     store.commit(both).await.unwrap();
     assert_eq!((version(&store, "a").await, version(&store, "b").await), (3, 2));
 }
@@ -186,13 +190,16 @@ pub(crate) async fn multi_record_commits_are_all_or_nothing(store: impl Harness)
 pub(crate) async fn read_checks_guard_the_commit(store: impl Harness) {
     store.commit(Commit::write(write("read", 0, "0"))).await.unwrap();
     let checked = |expected| Check { machine: M, id: "read", expected };
-    store.commit(Commit { writes: vec![write("w", 0, "1")], checks: vec![checked(1)] }).await.unwrap();
+    store.commit(Commit { writes: vec![write("w", 0, "1")], checks: vec![checked(1)], keys: vec![] }).await.unwrap();
     store.commit(Commit::write(write("read", 1, "1"))).await.unwrap();
-    let error = store.commit(Commit { writes: vec![write("w", 1, "2")], checks: vec![checked(1)] }).await.unwrap_err();
+    let error = store
+        .commit(Commit { writes: vec![write("w", 1, "2")], checks: vec![checked(1)], keys: vec![] })
+        .await
+        .unwrap_err();
     assert_eq!(error.conflict(), Some(&VersionConflict::new(M, "read", 2, 2)));
     assert_eq!(version(&store, "w").await, 1);
     let absent = Check { machine: M, id: "never", expected: 0 };
-    store.commit(Commit { writes: vec![write("w", 1, "2")], checks: vec![absent] }).await.unwrap();
+    store.commit(Commit { writes: vec![write("w", 1, "2")], checks: vec![absent], keys: vec![] }).await.unwrap();
     assert_eq!(version(&store, "read").await, 2, "a check writes nothing");
 }
 
@@ -386,7 +393,7 @@ pub(crate) async fn origins_round_trip_through_history_and_the_feed(store: impl 
     let recovery = |id, expected, state| Write { origin: Origin::Recovery, ..write(id, expected, state) };
     store.commit(Commit::write(write("o", 0, "1"))).await.unwrap();
     store.commit(Commit::write(recovery("o", 1, "2"))).await.unwrap();
-    let mixed = Commit { writes: vec![write("o", 2, "3"), recovery("p", 0, "1")], checks: vec![] };
+    let mixed = Commit { writes: vec![write("o", 2, "3"), recovery("p", 0, "1")], checks: vec![], keys: vec![] };
     store.commit(mixed).await.unwrap();
     let history: Vec<_> = store.history(M, "o").await.unwrap().iter().map(|c| (c.version, c.origin)).collect();
     assert_eq!(history, [(1, Origin::Command), (2, Origin::Recovery), (3, Origin::Command)]);

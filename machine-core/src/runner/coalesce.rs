@@ -4,6 +4,7 @@
 
 use super::group::{Intent, Opener};
 use super::pipeline::{Direct, Read};
+use super::request::OwnedRequest;
 use super::{Outcome, Runner, outcome, settled, widen};
 use crate::error::{Error, StoreError};
 use crate::machine::AsyncMachine;
@@ -50,14 +51,14 @@ type Reply<M> = oneshot::Sender<Result<Outcome<<M as AsyncMachine>::State>, Erro
 
 /// What a queued member asks for, owned while it waits.
 pub(crate) enum Owned<M: AsyncMachine> {
-    Apply(M::Command),
+    Apply(M::Command, OwnedRequest),
     Recover(Opener<M>),
 }
 
 impl<M: AsyncMachine> Owned<M> {
     fn intent(&self) -> Intent<'_, M> {
         match self {
-            Self::Apply(command) => Intent::Apply(command),
+            Self::Apply(command, request) => Intent::Apply(command, request.borrow()),
             Self::Recover(open) => Intent::Recover(*open),
         }
     }
@@ -249,7 +250,8 @@ where
         let result = {
             let intents: Vec<Intent<'_, M>> = batch.iter().map(|job| job.intent.intent()).collect();
             let mut group = self.group(id, &intents);
-            let read = Read { machine: M::NAME, id, validated: false };
+            let keys: Vec<&str> = intents.iter().filter_map(Intent::key).collect();
+            let read = Read { keys: &keys, ..Read::plain(M::NAME, id) };
             self.pipeline().grouped(Direct::new(self.store(), M::QUICK), &[read], &mut group, intents.len()).await
         };
         match result {

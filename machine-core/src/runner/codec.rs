@@ -5,7 +5,7 @@ use super::outcome::{HistoryEntry, Versioned};
 use crate::error::{Error, StoreError};
 use crate::machine::AsyncMachine;
 use crate::store::Change;
-use crate::store::body::Loaded;
+use crate::store::body::{Body, Loaded};
 use crate::{Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -32,6 +32,28 @@ where
         }));
     }
     Ok(Versioned { state, version: record.version })
+}
+
+/// A state kept beside a record (an idempotency key's outcome): typed as
+/// the memory store keeps it, or decoded and checked against its `kind`.
+pub(crate) fn decode_state<M: AsyncMachine, E>(
+    id: &str,
+    version: u64,
+    kind: Option<&str>,
+    body: &Body,
+) -> Result<M::State, Error<E>>
+where
+    M::State: Clone + DeserializeOwned + 'static,
+{
+    if let Some(state) = body.get::<M::State>() {
+        return Ok(state.clone());
+    }
+    let Some(kind) = kind else {
+        let json = body.json_of(M::NAME, id, version, "state")?;
+        return decode::<M, _, E>(id, version, "state", &json);
+    };
+    let loaded = Loaded { version, kind: Arc::from(kind), state: body.clone(), updated_at: 0 };
+    Ok(decode_record::<M, E>(id, &loaded)?.state)
 }
 
 /// A machine's decoded history entry.

@@ -2,8 +2,9 @@
 //! recovery — applied in order on one load and committed together: the
 //! runner's step of the pipeline.
 
-use super::codec::{decode_record, encode};
-use super::pipeline::{Plan, Planned, Staged, Step};
+use super::codec::{decode_record, decode_state, encode};
+use super::pipeline::{Keyed, Plan, Planned, Recalled, Staged, Step};
+use super::request::{Must, Request, fingerprint};
 use crate::error::{Error, StoreError};
 use crate::machine::{AsyncMachine, checked};
 use crate::observe::{self, Op};
@@ -33,20 +34,28 @@ pub(crate) type Recorder<M> = fn(
 
 /// What one member of a group asks for.
 pub(crate) enum Intent<'a, M: AsyncMachine> {
-    /// Run a command.
-    Apply(&'a M::Command),
+    /// Run a command, as the request says.
+    Apply(&'a M::Command, Request<'a>),
     /// Replay the recorded failure the record is in.
     Recover(Opener<M>),
 }
 
-impl<M: AsyncMachine> Intent<'_, M> {
+impl<'a, M: AsyncMachine> Intent<'a, M> {
     /// The call this intent is, for its span and metrics (`joined`: in a
     /// transaction the caller holds).
     pub(crate) fn op(&self, joined: bool) -> Op {
         match self {
-            Self::Apply(command) if joined => Op::HandleIn(command.kind().as_str()),
-            Self::Apply(command) => Op::Handle(command.kind().as_str()),
+            Self::Apply(command, _) if joined => Op::HandleIn(command.kind().as_str()),
+            Self::Apply(command, _) => Op::Handle(command.kind().as_str()),
             Self::Recover(_) => Op::Recover,
+        }
+    }
+
+    /// The idempotency key the intent carries.
+    pub(crate) fn key(&self) -> Option<&'a str> {
+        match self {
+            Self::Apply(_, request) => request.idempotency_key(),
+            Self::Recover(_) => None,
         }
     }
 }
@@ -57,6 +66,8 @@ pub(crate) struct Saved<M: AsyncMachine> {
     /// The machine's error, when `state` is the failure it was recorded as.
     pub(crate) failed: Option<M::Error>,
     pub(crate) version: u64,
+    /// The outcome of an earlier call with the same idempotency key.
+    pub(crate) replayed: bool,
 }
 
 /// One member's result within a group.
@@ -69,6 +80,22 @@ pub(crate) struct Group<'a, M: AsyncMachine> {
     pub(crate) intents: &'a [Intent<'a, M>],
     pub(crate) recorder: Option<Recorder<M>>,
     pub(crate) now: &'a (dyn Fn() -> u64 + Send + Sync),
+    /// How long idempotency keys are kept, in milliseconds.
+    pub(crate) key_retention: u64,
+}
+
+/// A key this plan stores, and the member whose outcome it names.
+struct Planted<'a> {
+    key: &'a str,
+    fingerprint: u64,
+    result: usize,
+}
+
+/// Whether a command runs, and with which key to store (and its
+/// fingerprint), or replays an earlier outcome.
+enum Admit<'a, M: AsyncMachine> {
+    Run(Option<(&'a str, u64)>),
+    Replay(Saved<M>),
 }
 
 /// What one intent produced on the state it saw.
@@ -112,6 +139,66 @@ where
         Ok(Staged::Json(encode::<M, _, _>(self.id, "state", state)?.into()))
     }
 
+    /// What a request's key and existence rule make of a command about to
+    /// run on a record at `version`: run it (storing the key, if any), or
+    /// replay the outcome the key was stored with. `stored` is the key and
+    /// what the store holds under it; `planted` the keys this plan already
+    /// stores, whose outcomes are in `results`.
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &self,
+        command: &M::Command,
+        request: Request<'a>,
+        stored: Option<(&'a str, Option<Recalled>)>,
+        now: u64,
+        version: u64,
+        planted: &[Planted<'_>],
+        results: &[Applied<M>],
+    ) -> Result<Admit<'a, M>, Error<M::Error>> {
+        let mut run_key = None;
+        if let Some((key, stored)) = stored {
+            let fingerprint = fingerprint(command).map_err(|source| Error::Encode {
+                machine: M::NAME,
+                id: self.id.to_owned(),
+                what: "command",
+                source: std::sync::Arc::new(source),
+            })?;
+            let reused =
+                |version| Error::KeyReused { machine: M::NAME, id: self.id.to_owned(), key: key.to_owned(), version };
+            // The same key twice in one group: the second is a repeat of the
+            // first, which this very commit stores.
+            if let Some(earlier) = planted.iter().find(|planted| planted.key == key) {
+                let Some(Ok(saved)) = results.get(earlier.result) else { return Err(reused(0)) };
+                if earlier.fingerprint != fingerprint {
+                    return Err(reused(saved.version));
+                }
+                return Ok(Admit::Replay(Saved {
+                    state: saved.state.clone(),
+                    failed: None,
+                    version: saved.version,
+                    replayed: true,
+                }));
+            }
+            if let Some(stored) = stored.filter(|stored| now < stored.expires_at) {
+                if stored.fingerprint != fingerprint {
+                    return Err(reused(stored.version));
+                }
+                // A key stored by a decision names no state of this machine.
+                let Some(body) = &stored.state else { return Err(reused(stored.version)) };
+                let state = decode_state::<M, M::Error>(self.id, stored.version, stored.kind.as_deref(), body)?;
+                return Ok(Admit::Replay(Saved { state, failed: None, version: stored.version, replayed: true }));
+            }
+            run_key = Some((key, fingerprint));
+        }
+        match request.must() {
+            Must::Create if version > 0 => {
+                Err(Error::AlreadyExists { machine: M::NAME, id: self.id.to_owned(), version })
+            }
+            Must::Update if version == 0 => Err(Error::NotFound { machine: M::NAME, id: self.id.to_owned() }),
+            _ => Ok(Admit::Run(run_key)),
+        }
+    }
+
     /// Runs `command` on `state`; an error the machine records as a failure
     /// becomes the failure state (`attempts` is how often it has now failed).
     async fn run(
@@ -139,7 +226,7 @@ where
         typed: bool,
     ) -> Result<Next<'a, M>, Error<M::Error>> {
         match intent {
-            Intent::Apply(command) => {
+            Intent::Apply(command, _) => {
                 let staged = self.stage((*command).clone(), typed)?;
                 let (state, failed) = self.run(command, state, 1).await?;
                 Ok(Next { state, failed, command: staged, origin: Origin::Command })
@@ -171,6 +258,7 @@ where
     async fn plan(
         &mut self,
         loaded: Vec<Option<Loaded>>,
+        recalled: Vec<Option<Recalled>>,
         _attempt: u32,
         typed: bool,
     ) -> Result<Plan<'_, Self::Value>, Error<Infallible>> {
@@ -193,6 +281,10 @@ where
         };
         let mut writes: Vec<Planned<'_>> = Vec::with_capacity(self.intents.len());
         let mut results: Vec<Applied<M>> = Vec::with_capacity(self.intents.len());
+        let mut recalled = recalled.into_iter();
+        let mut keys: Vec<Keyed<'_>> = Vec::new();
+        let mut planted: Vec<Planted<'_>> = Vec::new();
+        let now = if self.intents.iter().any(|intent| intent.key().is_some()) { (self.now)() } else { 0 };
         // Each intent sees the state the last saved one produced (kept in
         // `results`, so states are never cloned).
         let mut last: Option<usize> = None;
@@ -202,6 +294,21 @@ where
                 None => base,
             };
             let expected = version + writes.len() as u64;
+            let mut keyed = None;
+            if let Intent::Apply(command, request) = intent {
+                let stored = request.idempotency_key().map(|key| (key, recalled.next().flatten()));
+                match self.admit(command, *request, stored, now, expected, &planted, &results) {
+                    Ok(Admit::Run(key)) => keyed = key,
+                    Ok(Admit::Replay(saved)) => {
+                        results.push(Ok(saved));
+                        continue;
+                    }
+                    Err(error) => {
+                        results.push(Err(error));
+                        continue;
+                    }
+                }
+            }
             let Some(written) = expected.checked_add(1) else {
                 let overflow = StoreError::VersionOverflow {
                     machine: M::NAME.to_owned(),
@@ -225,20 +332,35 @@ where
                     continue;
                 }
             };
+            let kind = next.state.kind().as_str();
+            if let Some((key, fingerprint)) = keyed {
+                planted.push(Planted { key, fingerprint, result: results.len() });
+                keys.push(Keyed {
+                    machine: M::NAME,
+                    id: self.id,
+                    key,
+                    fingerprint,
+                    version: written,
+                    kind: Some(kind),
+                    state: Some(stored.clone()),
+                    at: now,
+                    expires_at: now.saturating_add(self.key_retention),
+                });
+            }
             writes.push(Planned {
                 machine: M::NAME,
                 id: self.id,
                 expected,
-                kind: next.state.kind().as_str(),
+                kind,
                 state: stored,
                 command: next.command,
                 origin: next.origin,
             });
             last = Some(results.len());
-            results.push(Ok(Saved { state: next.state, failed: next.failed, version: written }));
+            results.push(Ok(Saved { state: next.state, failed: next.failed, version: written, replayed: false }));
         }
         let to = last.and_then(|at| results[at].as_ref().ok()).map(|saved| saved.state.kind().as_str());
         observe::planned(base.kind().as_str(), to);
-        Ok(Plan { writes, value: results })
+        Ok(Plan { writes, keys, value: results })
     }
 }

@@ -3,9 +3,9 @@
 //! together (the "transactor" pattern).
 
 use super::group::Intent;
-use super::pipeline::{Planned, Session};
+use super::pipeline::{Keyed, Planned, Recalled, Session};
 use super::session::store_commit;
-use super::{Outcome, Runner};
+use super::{Outcome, Request, Runner};
 use crate::decision::{Decided, Decision, Draft, Rejection, Verdict};
 use crate::error::{Error, StoreError};
 use crate::machine::AsyncMachine;
@@ -26,8 +26,17 @@ impl Session for InTransaction<'_> {
         Ok(self.store.load_in(self.conn, machine, id).await?.map(Loaded::from))
     }
 
-    async fn commit(&mut self, writes: &mut [Planned<'_>], checks: Vec<Check<'_>>) -> Result<(), StoreError> {
-        self.store.commit_in(self.conn, store_commit(writes, checks)?).await
+    async fn recall(&mut self, machine: &str, id: &str, key: &str) -> Result<Option<Recalled>, StoreError> {
+        Ok(self.store.recall_in(self.conn, machine, id, key).await?.map(Recalled::from))
+    }
+
+    async fn commit(
+        &mut self,
+        writes: &mut [Planned<'_>],
+        checks: Vec<Check<'_>>,
+        keys: &[Keyed<'_>],
+    ) -> Result<(), StoreError> {
+        self.store.commit_in(self.conn, store_commit(writes, checks, keys)?).await
     }
 }
 
@@ -67,8 +76,25 @@ where
         id: &str,
         command: &M::Command,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
+        self.handle_in_with(conn, id, command, Request::new()).await
+    }
+
+    /// [`handle_in`](Runner::handle_in) as `request` says (an idempotency
+    /// key, create or update; see [`Runner::handle_with`]). The key is
+    /// written in your transaction: if you roll back, the key is gone with
+    /// the change, and the request may be sent again.
+    pub async fn handle_in_with(
+        &self,
+        conn: &mut PgConnection,
+        id: &str,
+        command: &M::Command,
+        request: Request<'_>,
+    ) -> Result<Outcome<M::State>, Error<M::Error>> {
+        if let Some(key) = request.idempotency_key() {
+            crate::store::validate_idempotency_key(key)?;
+        }
         let session = InTransaction { store: self.store(), conn };
-        self.one(session, id, &Intent::Apply(command), true).await
+        self.one(session, id, &Intent::Apply(command, request), true).await
     }
 }
 

@@ -8,11 +8,13 @@ mod group;
 mod join;
 mod outcome;
 pub(crate) mod pipeline;
+pub(crate) mod request;
 mod session;
 mod tries;
 
 pub use coalesce::Coalescing;
 pub use outcome::{HistoryEntry, Outcome, Versioned};
+pub use request::Request;
 
 use crate::FailureState;
 use crate::error::Error;
@@ -30,7 +32,7 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Runs commands against persisted machines of type `M` in store `St`.
 ///
@@ -86,8 +88,13 @@ pub struct Runner<M: AsyncMachine, St> {
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     coalescer: Option<Arc<Coalescer<M, St>>>,
     retry_clock: Arc<dyn Clock>,
+    /// How long idempotency keys are kept, in milliseconds.
+    key_retention: u64,
     machine: PhantomData<fn() -> M>,
 }
+
+/// How long idempotency keys are kept unless the runner says otherwise.
+const KEY_RETENTION: Duration = Duration::from_hours(24);
 
 impl<M, St> Runner<M, St>
 where
@@ -111,8 +118,22 @@ where
             clock: Arc::new(unix_millis),
             coalescer: None,
             retry_clock: Arc::new(TokioClock::new()),
+            key_retention: millis(KEY_RETENTION),
             machine: PhantomData,
         }
+    }
+
+    /// Keeps idempotency keys ([`Request::key`]) for `retention` after the
+    /// change they name (24 hours by default: longer than any client retries
+    /// a request or a queue redelivers a message, short enough to keep the
+    /// key tables small). A key older than this is forgotten: the same key
+    /// then runs its command again. Expiry is judged by the runner's
+    /// [`clock`](Runner::clock); stores delete expired keys when asked
+    /// (retention).
+    #[must_use]
+    pub fn key_retention(mut self, retention: Duration) -> Self {
+        self.key_retention = millis(retention);
+        self
     }
 
     /// Uses `policy` to decide what happens after a version conflict.
@@ -166,10 +187,74 @@ where
     pub async fn handle(&self, id: &str, command: &M::Command) -> Result<Outcome<M::State>, Error<M::Error>> {
         match &self.coalescer {
             Some(coalescer) => {
-                let intent = coalesce::Owned::Apply((coalescer.clone_command)(command));
+                let intent =
+                    coalesce::Owned::Apply((coalescer.clone_command)(command), request::OwnedRequest::default());
                 self.handle_coalesced(coalescer, id, intent).await
             }
-            None => self.one(self.direct(), id, &Intent::Apply(command), false).await,
+            None => self.one(self.direct(), id, &Intent::Apply(command, Request::new()), false).await,
+        }
+    }
+
+    /// Runs `command` on record `id` as `request` says: with an idempotency
+    /// key, so that sending it twice applies it once, and with a rule on
+    /// whether the record must be new or must exist. This is the call for
+    /// request handlers and queue consumers (see "Calling the framework from
+    /// a request handler" in `docs/guide.md`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use machine_core::prelude::*;
+    /// use machine_core::{Request, store::Memory};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// enum Room { #[state(initial)] Free, Held { guest: String } }
+    ///
+    /// #[derive(Command, Clone, Debug, Serialize, Deserialize)]
+    /// #[command(state = Room)]
+    /// enum RoomCommand {
+    ///     #[command(from(Free), to(Held))]
+    ///     Hold { guest: String },
+    /// }
+    ///
+    /// struct Rooms;
+    /// impl Machine for Rooms {
+    ///     type State = Room;
+    ///     type Command = RoomCommand;
+    ///     type Deps = ();
+    ///     type Error = std::convert::Infallible;
+    ///     fn transition(_: &(), RoomCommand::Hold { guest }: &RoomCommand, _: &Room) -> Result<Room, Self::Error> {
+    ///         Ok(Room::Held { guest: guest.clone() })
+    ///     }
+    /// }
+    ///
+    /// let runner = Runner::<Rooms, _>::new(Memory::new(), ());
+    /// let hold = RoomCommand::Hold { guest: "ada".into() };
+    /// let first = runner.handle_with("room-101", &hold, Request::new().key("req-1")).await?;
+    /// // The client never saw the reply and sends the request again:
+    /// let again = runner.handle_with("room-101", &hold, Request::new().key("req-1")).await?;
+    /// assert_eq!((again.version, again.replayed), (first.version, true));
+    /// // A typo in the id does not conjure a room up:
+    /// let typo = runner.handle_with("room-1O1", &hold, Request::new().update()).await;
+    /// assert!(matches!(typo, Err(Error::NotFound { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub async fn handle_with(
+        &self,
+        id: &str,
+        command: &M::Command,
+        request: Request<'_>,
+    ) -> Result<Outcome<M::State>, Error<M::Error>> {
+        if let Some(key) = request.idempotency_key() {
+            crate::store::validate_idempotency_key(key)?;
+        }
+        match &self.coalescer {
+            Some(coalescer) => {
+                let owned = request::OwnedRequest::new(request);
+                let intent = coalesce::Owned::Apply((coalescer.clone_command)(command), owned);
+                self.handle_coalesced(coalescer, id, intent).await
+            }
+            None => self.one(self.direct(), id, &Intent::Apply(command, request), false).await,
         }
     }
 
@@ -218,7 +303,9 @@ where
         intent: &Intent<'_, M>,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
         let mut group = self.group(id, std::slice::from_ref(intent));
-        let read = Read { machine: M::NAME, id, validated: false };
+        let key = intent.key();
+        let keys = key.as_slice();
+        let read = Read { keys, ..Read::plain(M::NAME, id) };
         match self.pipeline().attempts(session, &[read], &mut group).await {
             Ok((mut applied, attempts)) => match applied.pop() {
                 Some(applied) => outcome::<M>(id, applied, attempts),
@@ -231,13 +318,21 @@ where
 
     /// The group step for `intents` on record `id`.
     fn group<'a>(&'a self, id: &'a str, intents: &'a [Intent<'a, M>]) -> Group<'a, M> {
-        Group { id, deps: &self.deps, intents, recorder: self.recorder, now: &*self.clock }
+        Group {
+            id,
+            deps: &self.deps,
+            intents,
+            recorder: self.recorder,
+            now: &*self.clock,
+            key_retention: self.key_retention,
+        }
     }
 }
 
 /// How a committed call is counted (see `crate::observe`).
 fn settled<M: AsyncMachine>(out: &Outcome<M::State>) -> Ended {
-    Ended::committed(out.attempts, out.version, out.state.kind().as_str())
+    let ended = Ended::committed(out.attempts, out.version, out.state.kind().as_str());
+    if out.replayed { Ended { outcome: "replayed", ..ended } } else { ended }
 }
 
 /// A member's result as its caller sees it.
@@ -248,7 +343,7 @@ fn outcome<M: AsyncMachine>(
 ) -> Result<Outcome<M::State>, Error<M::Error>> {
     let saved = applied?;
     match saved.failed {
-        None => Ok(Outcome { state: saved.state, version: saved.version, attempts }),
+        None => Ok(Outcome { state: saved.state, version: saved.version, attempts, replayed: saved.replayed }),
         Some(source) => {
             Err(Error::FailureRecorded { source, machine: M::NAME, id: id.to_owned(), version: saved.version })
         }
@@ -337,6 +432,10 @@ where
     state.failure().map(|failure| (failure.command.clone(), (*failure.previous).clone(), failure.attempts))
 }
 
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn unix_millis() -> u64 {
     let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
@@ -352,6 +451,7 @@ impl<M: AsyncMachine, St> Clone for Runner<M, St> {
             clock: Arc::clone(&self.clock),
             coalescer: self.coalescer.clone(),
             retry_clock: Arc::clone(&self.retry_clock),
+            key_retention: self.key_retention,
             machine: PhantomData,
         }
     }

@@ -12,6 +12,12 @@ pub struct Outcome<S> {
     pub version: u64,
     /// How many times the command ran before it was saved (1 without contention).
     pub attempts: u32,
+    /// Whether this is the outcome of an earlier call with the same
+    /// idempotency key ([`Request::key`](crate::Request::key)), returned
+    /// without running the command: `state` and `version` are what that
+    /// call wrote (the record may have moved on since). A request handler
+    /// answers it as it answered the first time.
+    pub replayed: bool,
 }
 
 /// A state with the version it was loaded at.

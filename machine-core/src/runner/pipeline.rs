@@ -24,10 +24,78 @@ pub(crate) struct Read<'a> {
     pub(crate) machine: &'static str,
     pub(crate) id: &'a str,
     pub(crate) validated: bool,
+    /// Idempotency keys of this record to look up with it, for the plan.
+    pub(crate) keys: &'a [&'a str],
+}
+
+impl<'a> Read<'a> {
+    /// A record read without a version check or keys.
+    pub(crate) fn plain(machine: &'static str, id: &'a str) -> Self {
+        Self { machine, id, validated: false, keys: &[] }
+    }
+}
+
+/// An idempotency key as a session read it back: the outcome of the change
+/// it was stored with.
+pub(crate) struct Recalled {
+    pub(crate) fingerprint: u64,
+    pub(crate) version: u64,
+    pub(crate) kind: Option<std::sync::Arc<str>>,
+    pub(crate) state: Option<Body>,
+    pub(crate) at: u64,
+    pub(crate) expires_at: u64,
+}
+
+impl From<crate::store::Remembered> for Recalled {
+    fn from(stored: crate::store::Remembered) -> Self {
+        Self {
+            fingerprint: stored.fingerprint,
+            version: stored.version,
+            kind: stored.kind,
+            state: stored.state.map(Body::Json),
+            at: stored.at,
+            expires_at: stored.expires_at,
+        }
+    }
+}
+
+/// An idempotency key a plan stores with its writes.
+pub(crate) struct Keyed<'a> {
+    pub(crate) machine: &'static str,
+    pub(crate) id: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) fingerprint: u64,
+    pub(crate) version: u64,
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) state: Option<Staged<'static>>,
+    pub(crate) at: u64,
+    pub(crate) expires_at: u64,
+}
+
+impl Keyed<'_> {
+    /// The key as the [`Store`](crate::store::Store) trait takes it.
+    pub(crate) fn remember(&self) -> Result<crate::store::Remember<'_>, StoreError> {
+        let state = match &self.state {
+            Some(state) => Some(state.json(self.machine, self.id, "state")?.into_owned()),
+            None => None,
+        };
+        Ok(crate::store::Remember {
+            machine: self.machine,
+            id: self.id,
+            key: self.key,
+            fingerprint: self.fingerprint,
+            version: self.version,
+            kind: self.kind,
+            state,
+            at: self.at,
+            expires_at: self.expires_at,
+        })
+    }
 }
 
 /// A planned state or command: JSON for the stores that keep JSON, the
 /// typed value for a session that keeps values typed ([`Session::typed`]).
+#[derive(Clone)]
 pub(crate) enum Staged<'a> {
     Json(Cow<'a, str>),
     Typed(Body),
@@ -98,6 +166,8 @@ impl Planned<'_> {
 /// back if they commit.
 pub(crate) struct Plan<'a, T> {
     pub(crate) writes: Vec<Planned<'a>>,
+    /// Idempotency keys to store with the writes (only with writes).
+    pub(crate) keys: Vec<Keyed<'a>>,
     pub(crate) value: T,
 }
 
@@ -118,12 +188,14 @@ pub(crate) trait Step {
     }
 
     /// Plans attempt `attempt` (the first is 1) on `loaded`, one entry per
-    /// read in order (`None`: never written). `typed`: the session keeps
-    /// typed values, so states and commands may be staged typed. An `Err`
-    /// ends the call; it is never retried.
+    /// read in order (`None`: never written), and `recalled`, one entry per
+    /// key of the reads in order (`None`: never stored). `typed`: the
+    /// session keeps typed values, so states and commands may be staged
+    /// typed. An `Err` ends the call; it is never retried.
     fn plan(
         &mut self,
         loaded: Vec<Option<Loaded>>,
+        recalled: Vec<Option<Recalled>>,
         attempt: u32,
         typed: bool,
     ) -> impl Future<Output = Result<Plan<'_, Self::Value>, Error<Self::Error>>>;
@@ -242,22 +314,28 @@ impl Pipeline<'_> {
         loop {
             let attempt = tries.start();
             let mut loaded = Vec::with_capacity(reads.len());
+            let mut recalled = Vec::new();
             let mut checks: Vec<Check<'_>> = Vec::new();
             for read in reads {
                 let record = session.load(read.machine, read.id).await?;
+                // After the load: a key committed since is found here, and
+                // one committed later makes this attempt's commit conflict.
+                for key in read.keys {
+                    recalled.push(session.recall(read.machine, read.id, key).await?);
+                }
                 if read.validated {
                     let expected = record.as_ref().map_or(0, |r| r.version);
                     checks.push(Check { machine: read.machine, id: read.id, expected });
                 }
                 loaded.push(record);
             }
-            let mut plan = step.plan(loaded, attempt, session.typed()).await?;
+            let mut plan = step.plan(loaded, recalled, attempt, session.typed()).await?;
             // A record the plan writes is checked by its compare-and-set.
             checks.retain(|check| !plan.writes.iter().any(|w| w.machine == check.machine && w.id == check.id));
             if plan.writes.is_empty() && checks.is_empty() {
                 return Ok((plan.value, attempt));
             }
-            match session.commit(&mut plan.writes, checks).await {
+            match session.commit(&mut plan.writes, checks, &plan.keys).await {
                 Ok(()) => return Ok((plan.value, attempt)),
                 Err(StoreError::Conflict(conflict)) => {
                     // The label is the conflicting read's own `&'static str`.

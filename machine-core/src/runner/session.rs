@@ -2,10 +2,10 @@
 //! the fast path of one of this crate's stores (typed values in memory, one
 //! immediate transaction in SQLite). The loop is the same; only this differs.
 
-use super::pipeline::Planned;
+use super::pipeline::{Keyed, Planned, Recalled};
 use crate::error::StoreError;
 use crate::store::body::Loaded;
-use crate::store::memory::Put;
+use crate::store::memory::{KeyPut, Put};
 use crate::store::{Check, Commit, Native, Store};
 use std::future::Future;
 
@@ -19,11 +19,21 @@ pub(crate) trait Session: Send {
 
     fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Loaded>, StoreError>> + Send;
 
-    /// Commits `writes` (moving their values out) and `checks` atomically.
+    /// The idempotency key `key` of record `(machine, id)`, as stored.
+    fn recall(
+        &mut self,
+        machine: &str,
+        id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Recalled>, StoreError>> + Send;
+
+    /// Commits `writes` (moving their values out), `checks` and `keys`
+    /// atomically.
     fn commit(
         &mut self,
         writes: &mut [Planned<'_>],
         checks: Vec<Check<'_>>,
+        keys: &[Keyed<'_>],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -31,9 +41,11 @@ pub(crate) trait Session: Send {
 pub(crate) fn store_commit<'w>(
     writes: &'w mut [Planned<'_>],
     checks: Vec<Check<'w>>,
+    keys: &'w [Keyed<'_>],
 ) -> Result<Commit<'w>, StoreError> {
     let writes = writes.iter_mut().map(Planned::take_write).collect::<Result<_, _>>()?;
-    Ok(Commit { writes, checks })
+    let keys = keys.iter().map(Keyed::remember).collect::<Result<_, _>>()?;
+    Ok(Commit { writes, checks, keys })
 }
 
 /// A runner's or a decision's own store.
@@ -83,16 +95,50 @@ impl<St: Store> Session for Direct<'_, St> {
         }
     }
 
-    async fn commit(&mut self, writes: &mut [Planned<'_>], checks: Vec<Check<'_>>) -> Result<(), StoreError> {
-        if let Native::Memory(memory) = self.store.native() {
-            return memory.put(writes.iter_mut().map(put), &checks);
+    async fn recall(&mut self, machine: &str, id: &str, key: &str) -> Result<Option<Recalled>, StoreError> {
+        match self.store.native() {
+            Native::Memory(memory) => memory.recall_body(machine, id, key),
+            // Inside the held transaction, when there is one: the key and
+            // the record are then read from one snapshot.
+            #[cfg(feature = "sqlite")]
+            Native::Sqlite(_) if self.held.is_some() => match &mut self.held {
+                Some(held) => Ok(Box::pin(held.recall(machine, id, key)).await?.map(Recalled::from)),
+                None => Ok(None),
+            },
+            _ => Ok(self.store.recall(machine, id, key).await?.map(Recalled::from)),
         }
-        let commit = store_commit(writes, checks)?;
+    }
+
+    async fn commit(
+        &mut self,
+        writes: &mut [Planned<'_>],
+        checks: Vec<Check<'_>>,
+        keys: &[Keyed<'_>],
+    ) -> Result<(), StoreError> {
+        if let Native::Memory(memory) = self.store.native() {
+            return memory.put(writes.iter_mut().map(put), &checks, keys.iter().map(key_put).collect());
+        }
+        let commit = store_commit(writes, checks, keys)?;
         #[cfg(feature = "sqlite")]
         if let Some(held) = self.held.take() {
             return Box::pin(held.commit(&commit)).await;
         }
         self.store.commit(commit).await
+    }
+}
+
+/// A planned key in the memory store's terms (its state shares the write's).
+fn key_put<'k>(keyed: &'k Keyed<'_>) -> KeyPut<'k> {
+    KeyPut {
+        machine: keyed.machine,
+        id: keyed.id,
+        key: keyed.key,
+        fingerprint: keyed.fingerprint,
+        version: keyed.version,
+        kind: keyed.kind,
+        state: keyed.state.clone().map(super::pipeline::Staged::into_body),
+        at: keyed.at,
+        expires_at: keyed.expires_at,
     }
 }
 

@@ -10,9 +10,9 @@ mod layout;
 
 pub use error::EtcdError;
 
-use super::key::{validate_id, validate_machine};
+use super::key::{validate_id, validate_idempotency_key, validate_machine};
 use super::record::{Change, Commit, Cursor, Listed, Record};
-use super::{Feed, Query, Store};
+use super::{Feed, Query, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
 use error::{Sent, store_error};
 use etcd_client::{
@@ -276,7 +276,7 @@ impl Etcd {
         &self.inner.keys
     }
 
-    fn remember(&self, key: &[u8], seen: Seen) {
+    fn note(&self, key: &[u8], seen: Seen) {
         let mut map = self.inner.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(known) = map.get_mut(key) {
             // Revisions only grow: never replace a newer sighting.
@@ -291,7 +291,7 @@ impl Etcd {
         map.insert(key.to_vec(), seen);
     }
 
-    fn recall(&self, key: &[u8]) -> Option<Seen> {
+    fn noted(&self, key: &[u8]) -> Option<Seen> {
         self.inner.seen.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 
@@ -304,7 +304,7 @@ impl Etcd {
                 Seen { version: record.version, revision: kv.mod_revision(), kind: record.kind }
             }
         };
-        self.remember(&target.key, seen.clone());
+        self.note(&target.key, seen.clone());
         Ok(seen)
     }
 
@@ -337,7 +337,7 @@ fn targets<'c>(etcd: &Etcd, commit: &Commit<'c>) -> Vec<Target<'c>> {
             continue;
         }
         let key = etcd.keys().record(machine, id);
-        let current = etcd.recall(&key);
+        let current = etcd.noted(&key);
         targets.push(Target { machine, id, key, current, fresh: false });
     }
     targets
@@ -399,7 +399,14 @@ struct Prepared {
 }
 
 impl Etcd {
-    fn prepare(&self, commit: &Commit<'_>, targets: &[Target<'_>]) -> Result<Prepared, StoreError> {
+    /// `stored`: per key of the commit, the revision of the expired key it
+    /// replaces (`None`: there is none).
+    fn prepare(
+        &self,
+        commit: &Commit<'_>,
+        targets: &[Target<'_>],
+        stored: &[Option<i64>],
+    ) -> Result<Prepared, StoreError> {
         let keys = self.keys();
         let now = now_millis();
         let mut compares = Vec::with_capacity(targets.len());
@@ -446,6 +453,17 @@ impl Etcd {
             bytes += key.len() + value.len() + 8;
             success.push(TxnOp::put(key, value, None));
         }
+        for (key, seen) in commit.keys.iter().zip(stored) {
+            let name = keys.idempotency(key.machine, key.id, key.key);
+            let value = layout::key_value(key);
+            bytes += name.len() * 2 + value.len() + 24;
+            // Absent: it must still be (version 0); expired: unchanged since read.
+            compares.push(match seen {
+                None => Compare::version(name.clone(), CompareOp::Equal, 0),
+                Some(revision) => Compare::mod_revision(name.clone(), CompareOp::Equal, *revision),
+            });
+            success.push(TxnOp::put(name, value, None));
+        }
         if !commit.writes.is_empty() {
             success.push(TxnOp::put(keys.head(), Vec::new(), None));
         }
@@ -462,18 +480,50 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// The commit's idempotency keys as stored now: a standing one means
+    /// another commit with the key won ([`StoreError::Conflict`]); an
+    /// expired one is replaced if it is still unchanged at commit.
+    async fn standing(&self, commit: &Commit<'_>) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut stored = Vec::with_capacity(commit.keys.len());
+        for key in &commit.keys {
+            let name = self.keys().idempotency(key.machine, key.id, key.key);
+            let response = self.kv().get(name, None).await.map_err(|e| store_error(e, Sent::Read))?;
+            let Some(kv) = response.kvs().first() else {
+                stored.push(None);
+                continue;
+            };
+            let kept = layout::remembered(key.machine, key.id, kv.value())?;
+            if kept.expires_at > key.at {
+                return Err(VersionConflict::new(key.machine, key.id, key.version, kept.version).into());
+            }
+            stored.push(Some(kv.mod_revision()));
+        }
+        Ok(stored)
+    }
+}
+
 impl Store for Etcd {
+    async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        validate_idempotency_key(key)?;
+        let name = self.keys().idempotency(machine, id, key);
+        let response = self.kv().get(name, None).await.map_err(|e| store_error(e, Sent::Read))?;
+        response.kvs().first().map(|kv| layout::remembered(machine, id, kv.value())).transpose()
+    }
+
     async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
         let key = self.keys().record(machine, id);
         let response = self.kv().get(key.clone(), None).await.map_err(|e| store_error(e, Sent::Read))?;
         let Some(kv) = response.kvs().first() else {
-            self.remember(&key, Seen::absent());
+            self.note(&key, Seen::absent());
             return Ok(None);
         };
         let record = layout::record(machine, id, kv.value())?;
-        self.remember(&key, Seen { version: record.version, revision: kv.mod_revision(), kind: record.kind.clone() });
+        self.note(&key, Seen { version: record.version, revision: kv.mod_revision(), kind: record.kind.clone() });
         Ok(Some(record))
     }
 
@@ -493,6 +543,11 @@ impl Store for Etcd {
             validate_machine(check.machine)?;
             validate_id(check.id)?;
         }
+        for key in &commit.keys {
+            validate_machine(key.machine)?;
+            validate_id(key.id)?;
+            validate_idempotency_key(key.key)?;
+        }
         if commit.writes.is_empty() && commit.checks.is_empty() {
             return Ok(());
         }
@@ -510,13 +565,14 @@ impl Store for Etcd {
                 }
                 continue;
             }
-            let prepared = self.prepare(&commit, &targets)?;
+            let stored = self.standing(&commit).await?;
+            let prepared = self.prepare(&commit, &targets, &stored)?;
             let sent = Sent::Write { operations: prepared.operations, bytes: prepared.bytes };
             let response = self.kv().txn(prepared.txn).await.map_err(|e| store_error(e, sent))?;
             if response.succeeded() {
                 let revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
                 for (key, version, kind) in prepared.written {
-                    self.remember(&key, Seen { version, revision, kind });
+                    self.note(&key, Seen { version, revision, kind });
                 }
                 return Ok(());
             }

@@ -21,6 +21,11 @@ pub fn validate_machine(machine: &str) -> Result<(), StoreError> {
     validate("machine name", machine)
 }
 
+/// Checks an idempotency key with the same rules as [`validate_id`].
+pub fn validate_idempotency_key(key: &str) -> Result<(), StoreError> {
+    validate("idempotency key", key)
+}
+
 fn validate(what: &'static str, value: &str) -> Result<(), StoreError> {
     let reason = if value.is_empty() {
         "must not be empty"

@@ -13,6 +13,7 @@ pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod record;
+mod remember;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -20,11 +21,12 @@ pub(crate) mod sqlite;
 
 #[cfg(feature = "etcd")]
 pub use etcd::{Etcd, EtcdError, EtcdOptions};
-pub use key::{MAX_KEY_LEN, validate_id, validate_machine};
+pub use key::{MAX_KEY_LEN, validate_id, validate_idempotency_key, validate_machine};
 pub use memory::{Memory, Retention};
 #[cfg(feature = "postgres")]
 pub use postgres::{Postgres, PostgresOptions};
 pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Origin, Record, Write};
+pub use remember::{Remember, Remembered};
 #[cfg(feature = "sqlite")]
 pub use sqlite::Sqlite;
 
@@ -56,6 +58,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// The changes of record `(machine, id)`, oldest first.
     fn history(&self, machine: &str, id: &str) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
+
+    /// The idempotency key `key` of record `(machine, id)` as stored, expired
+    /// or not, or `None` if it was never stored (or already deleted).
+    ///
+    /// Stores that keep no keys leave the default, which fails with
+    /// [`StoreError::Unsupported`]: a keyed call then fails before it writes
+    /// anything, instead of applying its command twice.
+    fn recall(
+        &self,
+        machine: &str,
+        id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Remembered>, StoreError>> + Send {
+        let _ = (machine, id, key);
+        std::future::ready(Err(StoreError::Unsupported { what: "idempotency keys" }))
+    }
 
     /// Which of this crate's stores this is, so the runner can take its fast
     /// path. Other implementations keep the default.

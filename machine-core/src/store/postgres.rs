@@ -3,10 +3,13 @@
 
 mod schema;
 
-use super::key::{validate_id, validate_machine};
+use super::key::{validate_id, validate_idempotency_key, validate_machine};
 use super::record::{Change, Check, Commit, Cursor, Listed, Record, Write};
-use super::sql::{backend, is_identifier, next_version, out_of_range, version_from_db, version_to_db};
-use super::{Feed, Query, Store};
+use super::sql::{
+    backend, fingerprint_to_db, is_identifier, key_taken, millis_to_db, next_version, out_of_range, version_from_db,
+    version_to_db,
+};
+use super::{Feed, Query, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
@@ -187,7 +190,7 @@ impl Postgres {
     /// own writes and leaves your transaction usable.
     pub async fn commit_in(&self, conn: &mut PgConnection, commit: Commit<'_>) -> Result<(), StoreError> {
         validate(&commit)?;
-        if let ([write], []) = (commit.writes.as_slice(), commit.checks.as_slice()) {
+        if let ([write], [], []) = (commit.writes.as_slice(), commit.checks.as_slice(), commit.keys.as_slice()) {
             return self.write(conn, write).await;
         }
         // `begin` opens a transaction, or a savepoint inside the caller's;
@@ -217,7 +220,49 @@ impl Postgres {
                 Err(write) => self.write(conn, write).await?,
             }
         }
+        // After the writes: a concurrent commit with the same key holds its
+        // record's row lock, so it has committed or rolled back by now.
+        for key in &commit.keys {
+            let stored = Statements::query(&self.sql.remember)
+                .bind(key.machine)
+                .bind(key.id)
+                .bind(key.key)
+                .bind(fingerprint_to_db(key.fingerprint))
+                .bind(version_to_db(key.machine, key.id, key.version)?)
+                .bind(key.kind)
+                .bind(key.state.as_deref())
+                .bind(millis_to_db(key.at))
+                .bind(millis_to_db(key.expires_at))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| conflict_or_backend(e, key.machine, key.id, key.version.saturating_sub(1)))?;
+            if stored.rows_affected() == 0 {
+                return Err(key_taken(key));
+            }
+        }
         Ok(())
+    }
+
+    /// The idempotency key `key` of record `(machine, id)` through `conn`,
+    /// for example inside your own transaction.
+    pub async fn recall_in(
+        &self,
+        conn: &mut PgConnection,
+        machine: &str,
+        id: &str,
+        key: &str,
+    ) -> Result<Option<Remembered>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        validate_idempotency_key(key)?;
+        let row = Statements::query(&self.sql.recall)
+            .bind(machine)
+            .bind(id)
+            .bind(key)
+            .fetch_optional(conn)
+            .await
+            .map_err(pg_error)?;
+        row.map(|row| super::sql::remembered(&row, machine, id, pg_error)).transpose()
     }
 
     /// A read check: the record is still at the version read, and stays so
@@ -272,9 +317,13 @@ impl Postgres {
 
 fn validate(commit: &Commit<'_>) -> Result<(), StoreError> {
     let writes = commit.writes.iter().map(|w| (w.machine, w.id));
-    for (machine, id) in writes.chain(commit.checks.iter().map(|c| (c.machine, c.id))) {
+    let keys = commit.keys.iter().map(|k| (k.machine, k.id));
+    for (machine, id) in writes.chain(commit.checks.iter().map(|c| (c.machine, c.id))).chain(keys) {
         validate_machine(machine)?;
         validate_id(id)?;
+    }
+    for key in &commit.keys {
+        validate_idempotency_key(key.key)?;
     }
     Ok(())
 }
@@ -291,6 +340,8 @@ struct Statements {
     history: Arc<str>,
     feed: Arc<str>,
     by_kind: Arc<str>,
+    remember: Arc<str>,
+    recall: Arc<str>,
 }
 
 impl Statements {
@@ -303,6 +354,7 @@ impl Statements {
             });
         }
         let records = format!("{schema}.machine_records");
+        let keys = format!("{schema}.machine_keys");
         let history = format!("{schema}.machine_history");
         let epoch_ms = |column: &str| format!("(extract(epoch from {column}) * 1000)::bigint");
         let change_columns = format!(
@@ -349,6 +401,22 @@ impl Statements {
                  LEFT JOIN {history} p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
                  WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND h.tx < pg_snapshot_xmin(pg_current_snapshot())
                  ORDER BY h.tx, h.seq LIMIT $3"
+            )
+            .into(),
+            // An expired key is replaced; a standing one means another
+            // commit with this key won.
+            remember: format!(
+                "INSERT INTO {keys} AS k (machine, id, key, fingerprint, version, kind, state, at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)
+                 ON CONFLICT (machine, id, key) DO UPDATE SET
+                    fingerprint = excluded.fingerprint, version = excluded.version, kind = excluded.kind,
+                    state = excluded.state, at = excluded.at, expires_at = excluded.expires_at
+                 WHERE k.expires_at <= excluded.at"
+            )
+            .into(),
+            recall: format!(
+                "SELECT fingerprint, version, kind, state::text AS state, at, expires_at FROM {keys}
+                 WHERE machine = $1 AND id = $2 AND key = $3"
             )
             .into(),
             by_kind: format!(
@@ -401,6 +469,11 @@ impl Store for Postgres {
         // statement), and `commit_in` opens a real transaction for the rest.
         let mut conn = self.pool.acquire().await.map_err(pg_error)?;
         self.commit_in(&mut conn, commit).await
+    }
+
+    async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(pg_error)?;
+        self.recall_in(&mut conn, machine, id, key).await
     }
 
     async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {

@@ -1,6 +1,7 @@
 //! The data a store moves: loaded records, commits of writes and checks, and
 //! history entries.
 
+use super::Remember;
 use std::sync::Arc;
 
 /// A stored record: the latest state of one `(machine, id)`.
@@ -98,13 +99,15 @@ pub struct Commit<'a> {
     pub writes: Vec<Write<'a>>,
     /// Versions that must still hold.
     pub checks: Vec<Check<'a>>,
+    /// Idempotency keys stored with the writes (see [`Remember`]).
+    pub keys: Vec<Remember<'a>>,
 }
 
 impl<'a> Commit<'a> {
     /// A commit of one write and no checks.
     #[must_use]
     pub fn write(write: Write<'a>) -> Self {
-        Self { writes: vec![write], checks: Vec::new() }
+        Self { writes: vec![write], checks: Vec::new(), keys: Vec::new() }
     }
 }
 

@@ -3,7 +3,8 @@
 //! driver errors into typed, classified store errors.
 
 use super::record::{Change, Cursor, Listed, Origin, Record};
-use crate::error::StoreError;
+use super::{Remember, Remembered};
+use crate::error::{StoreError, VersionConflict};
 use sqlx::{Decode, Row, Type, TypeInfo, ValueRef};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -100,6 +101,47 @@ where
             updated_at: self.unsigned("updated_at")?,
         })
     }
+}
+
+/// An idempotency key from a row with columns `fingerprint`, `version`,
+/// `kind`, `state` (both NULL for a key that names no state), `at` and
+/// `expires_at`, of record `(machine, id)`.
+pub(crate) fn remembered<R: Row>(
+    row: &R,
+    machine: &str,
+    id: &str,
+    error: fn(sqlx::Error) -> StoreError,
+) -> Result<Remembered, StoreError>
+where
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let fields = Fields::new(row, machine, id, error);
+    Ok(Remembered {
+        fingerprint: u64::from_ne_bytes(fields.integer("fingerprint")?.to_ne_bytes()),
+        version: fields.version("version")?,
+        kind: fields.optional_text("kind")?.map(Arc::from),
+        state: fields.optional_text("state")?.map(Arc::from),
+        at: fields.unsigned("at")?,
+        expires_at: fields.unsigned("expires_at")?,
+    })
+}
+
+/// A fingerprint in a signed 64-bit column, bit for bit.
+pub(crate) fn fingerprint_to_db(fingerprint: u64) -> i64 {
+    i64::from_ne_bytes(fingerprint.to_ne_bytes())
+}
+
+/// A time in milliseconds in a signed 64-bit column (saturating).
+pub(crate) fn millis_to_db(millis: u64) -> i64 {
+    i64::try_from(millis).unwrap_or(i64::MAX)
+}
+
+/// The conflict of a commit whose idempotency key another commit stored
+/// first: the record moved on under that key.
+pub(crate) fn key_taken(key: &Remember<'_>) -> StoreError {
+    VersionConflict::new(key.machine, key.id, key.version, key.version).into()
 }
 
 /// The reason for a stored version below 1.

@@ -3,10 +3,12 @@
 
 mod schema;
 
-use super::key::{validate_id, validate_machine};
+use super::key::{validate_id, validate_idempotency_key, validate_machine};
 use super::record::{Change, Commit, Cursor, Listed, Record};
-use super::sql::{Fields, backend, next_version, now_millis, out_of_range, version_to_db};
-use super::{Feed, Query, Store};
+use super::sql::{
+    Fields, backend, fingerprint_to_db, key_taken, millis_to_db, next_version, now_millis, out_of_range, version_to_db,
+};
+use super::{Feed, Query, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -91,6 +93,16 @@ impl Held {
     /// The record, read inside the held transaction.
     pub(crate) async fn load(&mut self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
         load_on(self.conn()?, machine, id).await
+    }
+
+    /// An idempotency key, read inside the held transaction.
+    pub(crate) async fn recall(
+        &mut self,
+        machine: &str,
+        id: &str,
+        key: &str,
+    ) -> Result<Option<Remembered>, StoreError> {
+        recall_on(self.conn()?, machine, id, key).await
     }
 
     /// Applies `commit` and commits the transaction. The versions are still
@@ -257,6 +269,28 @@ async fn load_on(conn: &mut SqliteConnection, machine: &str, id: &str) -> Result
     row.map(|row| super::sql::record(&row, machine, id, sqlite_error)).transpose()
 }
 
+async fn recall_on(
+    conn: &mut SqliteConnection,
+    machine: &str,
+    id: &str,
+    key: &str,
+) -> Result<Option<Remembered>, StoreError> {
+    validate_machine(machine)?;
+    validate_id(id)?;
+    validate_idempotency_key(key)?;
+    let row = sqlx::query(
+        "SELECT fingerprint, version, kind, state, at, expires_at FROM machine_keys
+         WHERE machine = ? AND id = ? AND key = ?",
+    )
+    .bind(machine)
+    .bind(id)
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+    .map_err(sqlite_error)?;
+    row.map(|row| super::sql::remembered(&row, machine, id, sqlite_error)).transpose()
+}
+
 /// Busy and locked databases (any extended code of `SQLITE_BUSY` or
 /// `SQLITE_LOCKED`) are worth another try.
 fn retryable_code(code: &str) -> bool {
@@ -347,6 +381,37 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
         .await
         .map_err(sqlite_error)?;
     }
+    for key in &commit.keys {
+        validate_machine(key.machine)?;
+        validate_id(key.id)?;
+        validate_idempotency_key(key.key)?;
+        let at = millis_to_db(key.at);
+        // An expired key is replaced; a standing one means another commit
+        // with this key won, and this one must not apply.
+        let stored = sqlx::query(
+            "INSERT INTO machine_keys (machine, id, key, fingerprint, version, kind, state, at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (machine, id, key) DO UPDATE SET
+                fingerprint = excluded.fingerprint, version = excluded.version, kind = excluded.kind,
+                state = excluded.state, at = excluded.at, expires_at = excluded.expires_at
+             WHERE machine_keys.expires_at <= excluded.at",
+        )
+        .bind(key.machine)
+        .bind(key.id)
+        .bind(key.key)
+        .bind(fingerprint_to_db(key.fingerprint))
+        .bind(version_to_db(key.machine, key.id, key.version)?)
+        .bind(key.kind)
+        .bind(key.state.as_deref())
+        .bind(at)
+        .bind(millis_to_db(key.expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlite_error)?;
+        if stored.rows_affected() == 0 {
+            return Err(key_taken(key));
+        }
+    }
     Ok(())
 }
 
@@ -366,6 +431,11 @@ impl Store for Sqlite {
 
     fn native(&self) -> super::Native<'_> {
         super::Native::Sqlite(self)
+    }
+
+    async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
+        recall_on(&mut conn, machine, id, key).await
     }
 
     async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {

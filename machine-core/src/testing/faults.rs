@@ -3,7 +3,7 @@
 //! deterministically instead of by racing real writers.
 
 use crate::error::{StoreError, VersionConflict};
-use crate::store::{Change, Commit, Cursor, Feed, Listed, Query, Record, Store};
+use crate::store::{Change, Commit, Cursor, Feed, Listed, Query, Record, Remembered, Store};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -22,17 +22,20 @@ pub enum Op {
     Changes,
     /// [`Query::by_kind`].
     ByKind,
+    /// [`Store::recall`].
+    Recall,
 }
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: &'static [Op] = &[Op::Load, Op::Commit, Op::History, Op::Changes, Op::ByKind];
+    pub const ALL: &'static [Op] = &[Op::Load, Op::Commit, Op::History, Op::Changes, Op::ByKind, Op::Recall];
 
     fn index(self) -> usize {
         Self::ALL.iter().position(|&op| op == self).unwrap_or(0)
     }
 
-    /// The operation's name: `"load"`, `"commit"`, `"history"`, `"changes"`, `"by_kind"`.
+    /// The operation's name: `"load"`, `"commit"`, `"history"`, `"changes"`,
+    /// `"by_kind"`, `"recall"`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +44,7 @@ impl Op {
             Op::History => "history",
             Op::Changes => "changes",
             Op::ByKind => "by_kind",
+            Op::Recall => "recall",
         }
     }
 }
@@ -317,6 +321,11 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
         self.gate(Op::History)?;
         self.inner.history(machine, id).await
+    }
+
+    async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
+        self.gate(Op::Recall)?;
+        self.inner.recall(machine, id, key).await
     }
 }
 

@@ -5,6 +5,7 @@
 
 use crate::error::StoreError;
 use crate::store::record::{Change, Cursor, Origin, Record};
+use crate::store::{Remember, Remembered};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -75,6 +76,11 @@ impl Keys {
         key
     }
 
+    /// `{prefix}i/{machine}\0{id}\0{key}`: an idempotency key.
+    pub(super) fn idempotency(&self, machine: &str, id: &str, key: &str) -> Vec<u8> {
+        self.with(b"i/", &[machine.as_bytes(), id.as_bytes(), key.as_bytes()])
+    }
+
     /// `{prefix}head`: written by every commit that writes, so its
     /// `mod_revision` is the revision of the store's latest change.
     pub(super) fn head(&self) -> Vec<u8> {
@@ -138,6 +144,45 @@ pub(super) fn entry_value(entry: &EntryHeader<'_>, state: &str) -> Vec<u8> {
         "pos": entry.position,
     });
     framed(&header, state)
+}
+
+/// An idempotency key's value: a JSON header line (the fingerprint as
+/// decimal text, as it may exceed JSON's safe integers, version, kind, times),
+/// then the state it names, if any.
+pub(super) fn key_value(key: &Remember<'_>) -> Vec<u8> {
+    let mut header = serde_json::json!({
+        "fingerprint": key.fingerprint.to_string(),
+        "version": key.version,
+        "at": key.at,
+        "expires_at": key.expires_at,
+    });
+    match (key.kind, &key.state) {
+        (Some(kind), Some(state)) => {
+            header["kind"] = Value::from(kind);
+            framed(&header, state)
+        }
+        _ => header.to_string().into_bytes(),
+    }
+}
+
+/// A stored idempotency key of record `(machine, id)`.
+pub(super) fn remembered(machine: &str, id: &str, value: &[u8]) -> Result<Remembered, StoreError> {
+    let fields = Fields::parse(machine, id, None, value)?;
+    let text = fields.text("fingerprint")?;
+    let fingerprint =
+        text.parse().map_err(|_| fields.corrupt(&format!("stored fingerprint {text:?} is not a number")))?;
+    let (kind, state) = match fields.header.get("kind") {
+        None => (None, None),
+        Some(_) => (Some(Arc::from(fields.text("kind")?)), Some(Arc::from(fields.state()?))),
+    };
+    Ok(Remembered {
+        fingerprint,
+        version: fields.version()?,
+        kind,
+        state,
+        at: fields.unsigned("at")?,
+        expires_at: fields.unsigned("expires_at")?,
+    })
 }
 
 fn framed(header: &Value, state: &str) -> Vec<u8> {

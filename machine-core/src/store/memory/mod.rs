@@ -10,7 +10,7 @@ pub use log::Retention;
 use super::body::{Body, Loaded};
 use super::key::{validate_id, validate_machine};
 use super::record::{Change, Check, Commit, Cursor, Listed, Origin, Record};
-use super::{Feed, Query, Store};
+use super::{Feed, Query, Remember, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
 use log::{Log, Logged, remember};
 use std::collections::{HashMap, VecDeque};
@@ -85,6 +85,55 @@ impl Default for Inner {
 #[derive(Default)]
 struct Shard {
     machines: Vec<(Arc<str>, Ids)>,
+    /// Idempotency keys of this shard's records (also of records never
+    /// written: a decision's key lives under its first read).
+    keys: Keys,
+}
+
+/// Idempotency keys by `(machine, id, key)`, expired ones dropped as the map
+/// grows (every time it doubles since the last sweep), so it stays bounded
+/// by the keys stored within one retention.
+#[derive(Default)]
+struct Keys {
+    kept: HashMap<KeyName, Kept>,
+    swept_at: usize,
+}
+
+/// `(machine, id, key)`.
+type KeyName = (Box<str>, Box<str>, Box<str>);
+
+/// A stored idempotency key.
+struct Kept {
+    fingerprint: u64,
+    version: u64,
+    kind: Option<Arc<str>>,
+    state: Option<Body>,
+    at: u64,
+    expires_at: u64,
+}
+
+impl Keys {
+    fn get(&self, machine: &str, id: &str, key: &str) -> Option<&Kept> {
+        // Keyed lookups are rare next to plain ones: a composite key built
+        // for the lookup is fine here.
+        self.kept.get(&(Box::from(machine), Box::from(id), Box::from(key)))
+    }
+
+    fn insert(&mut self, key: KeyPut<'_>) {
+        if self.kept.len() >= self.swept_at.saturating_mul(2).max(64) {
+            self.kept.retain(|_, kept| kept.expires_at > key.at);
+            self.swept_at = self.kept.len();
+        }
+        let kept = Kept {
+            fingerprint: key.fingerprint,
+            version: key.version,
+            kind: key.kind.map(Arc::from),
+            state: key.state,
+            at: key.at,
+            expires_at: key.expires_at,
+        };
+        self.kept.insert((Box::from(key.machine), Box::from(key.id), Box::from(key.key)), kept);
+    }
 }
 
 type Ids = HashMap<Arc<str>, Entry>;
@@ -146,6 +195,35 @@ pub(crate) struct Put<'a> {
     pub(crate) origin: Origin,
 }
 
+/// An idempotency key in the store's own terms, its state as a body.
+pub(crate) struct KeyPut<'a> {
+    pub(crate) machine: &'a str,
+    pub(crate) id: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) fingerprint: u64,
+    pub(crate) version: u64,
+    pub(crate) kind: Option<&'a str>,
+    pub(crate) state: Option<Body>,
+    pub(crate) at: u64,
+    pub(crate) expires_at: u64,
+}
+
+impl<'a> From<&'a Remember<'a>> for KeyPut<'a> {
+    fn from(key: &'a Remember<'a>) -> Self {
+        Self {
+            machine: key.machine,
+            id: key.id,
+            key: key.key,
+            fingerprint: key.fingerprint,
+            version: key.version,
+            kind: key.kind,
+            state: key.state.as_deref().map(|json| Body::Json(Arc::from(json))),
+            at: key.at,
+            expires_at: key.expires_at,
+        }
+    }
+}
+
 impl Memory {
     /// An empty store with the default [`Retention`].
     #[must_use]
@@ -200,24 +278,59 @@ impl Memory {
         Ok(shard.entry(machine, id).map(Entry::loaded))
     }
 
-    /// Applies `puts` and `checks` atomically (the [`Store::commit`] rules).
-    /// A single write without checks, the common case, takes the short way
-    /// and allocates nothing.
+    /// The idempotency key `key` of record `(machine, id)`, its state as
+    /// stored (typed or JSON), for the runner.
+    pub(crate) fn recall_body(
+        &self,
+        machine: &str,
+        id: &str,
+        key: &str,
+    ) -> Result<Option<crate::runner::pipeline::Recalled>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let shard = self.lock(self.shard_of(machine, id));
+        Ok(shard.keys.get(machine, id, key).map(|kept| crate::runner::pipeline::Recalled {
+            fingerprint: kept.fingerprint,
+            version: kept.version,
+            kind: kept.kind.clone(),
+            state: kept.state.clone(),
+            at: kept.at,
+            expires_at: kept.expires_at,
+        }))
+    }
+
+    /// Applies `puts`, `checks` and `keys` atomically (the
+    /// [`Store::commit`] rules). A single write without checks or keys, the
+    /// common case, takes the short way and allocates nothing.
     pub(crate) fn put<'p>(
         &self,
         puts: impl IntoIterator<Item = Put<'p>>,
         checks: &[Check<'_>],
+        keys: Vec<KeyPut<'_>>,
     ) -> Result<(), StoreError> {
         let mut puts = puts.into_iter();
-        let Some(first) = puts.next() else { return self.put_many(Vec::new(), checks) };
+        let Some(first) = puts.next() else { return self.put_many(Vec::new(), checks, keys) };
         match puts.next() {
-            None if checks.is_empty() => self.put_one(first),
-            second => self.put_many([first].into_iter().chain(second).chain(puts).collect(), checks),
+            None if checks.is_empty() && keys.is_empty() => self.put_one(first),
+            second => self.put_many([first].into_iter().chain(second).chain(puts).collect(), checks, keys),
         }
     }
 
-    fn put_many(&self, puts: Vec<Put<'_>>, checks: &[Check<'_>]) -> Result<(), StoreError> {
-        let keys = || puts.iter().map(|p| (p.machine, p.id)).chain(checks.iter().map(|c| (c.machine, c.id)));
+    fn put_many(
+        &self,
+        puts: Vec<Put<'_>>,
+        checks: &[Check<'_>],
+        idempotency: Vec<KeyPut<'_>>,
+    ) -> Result<(), StoreError> {
+        for key in &idempotency {
+            super::key::validate_idempotency_key(key.key)?;
+        }
+        let keys = || {
+            puts.iter()
+                .map(|p| (p.machine, p.id))
+                .chain(checks.iter().map(|c| (c.machine, c.id)))
+                .chain(idempotency.iter().map(|k| (k.machine, k.id)))
+        };
         for (machine, id) in keys() {
             validate_machine(machine)?;
             validate_id(id)?;
@@ -236,6 +349,7 @@ impl Memory {
         };
         let check_at: Vec<usize> = checks.iter().map(|c| shard(c.machine, c.id)).collect();
         let put_at: Vec<usize> = puts.iter().map(|p| shard(p.machine, p.id)).collect();
+        let key_at: Vec<usize> = idempotency.iter().map(|k| shard(k.machine, k.id)).collect();
 
         // Validate everything before touching anything: all or nothing.
         // Checks see the records as they were before this commit's writes.
@@ -257,12 +371,24 @@ impl Memory {
             }
             pending.push((put.machine, put.id, next_version(put)?));
         }
+        // A key still standing was stored by a commit that won: this one
+        // lost the race (its retry finds that key).
+        for (key, &at) in idempotency.iter().zip(&key_at) {
+            if let Some(kept) = guards[at].1.keys.get(key.machine, key.id, key.key)
+                && kept.expires_at > key.at
+            {
+                return Err(conflict(key.machine, key.id, key.version.saturating_sub(1), kept.version));
+            }
+        }
 
         let now = now_millis();
         let mut log = self.log();
         for (put, at) in puts.into_iter().zip(put_at) {
             let logged = self.apply(&mut guards[at].1, put, log.next_seq(), now);
             log.push(logged, self.inner.retention.feed_changes());
+        }
+        for (key, at) in idempotency.into_iter().zip(key_at) {
+            guards[at].1.keys.insert(key);
         }
         Ok(())
     }
@@ -382,7 +508,23 @@ impl Store for Memory {
             command: Body::Json(Arc::from(write.command)),
             origin: write.origin,
         });
-        self.put(puts, &commit.checks)
+        self.put(puts, &commit.checks, commit.keys.iter().map(KeyPut::from).collect())
+    }
+
+    async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
+        let Some(recalled) = self.recall_body(machine, id, key)? else { return Ok(None) };
+        let state = match &recalled.state {
+            Some(body) => Some(body.json_of(machine, id, recalled.version, "idempotency key's state")?),
+            None => None,
+        };
+        Ok(Some(Remembered {
+            fingerprint: recalled.fingerprint,
+            version: recalled.version,
+            kind: recalled.kind,
+            state,
+            at: recalled.at,
+            expires_at: recalled.expires_at,
+        }))
     }
 
     async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
@@ -494,7 +636,8 @@ mod tests {
         for id in ["a", "b", "c"] {
             store.commit(Commit::write(write(id, 0, "0"))).await.unwrap();
         }
-        let commit = Commit { writes: vec![write("a", 1, "1"), write("b", 0, "1")], checks: vec![check("c", 1)] };
+        let commit =
+            Commit { writes: vec![write("a", 1, "1"), write("b", 0, "1")], checks: vec![check("c", 1)], keys: vec![] };
         let error = store.commit(commit).await.unwrap_err();
         assert_eq!(error.conflict().map(|c| c.id.as_str()), Some("b"));
         assert_eq!((version(&store, "a").await, version(&store, "b").await), (1, 1), "nothing applied");
@@ -505,28 +648,32 @@ mod tests {
     async fn read_checks_fail_the_commit_when_the_read_record_moved() {
         let store = Memory::new();
         store.commit(Commit::write(write("read", 0, "0"))).await.unwrap();
-        let ok = Commit { writes: vec![write("w", 0, "1")], checks: vec![check("read", 1)] };
+        let ok = Commit { writes: vec![write("w", 0, "1")], checks: vec![check("read", 1)], keys: vec![] };
         store.commit(ok).await.unwrap();
         store.commit(Commit::write(write("read", 1, "1"))).await.unwrap();
-        let stale = Commit { writes: vec![write("w", 1, "2")], checks: vec![check("read", 1)] };
+        let stale = Commit { writes: vec![write("w", 1, "2")], checks: vec![check("read", 1)], keys: vec![] };
         let error = store.commit(stale).await.unwrap_err();
         assert_eq!(error.conflict(), Some(&VersionConflict::new("M", "read", 2, 2)));
         assert_eq!(version(&store, "w").await, 1);
         // A check of a record that must not exist yet.
-        let absent = Commit { writes: vec![write("w", 1, "2")], checks: vec![check("never", 0)] };
+        let absent = Commit { writes: vec![write("w", 1, "2")], checks: vec![check("never", 0)], keys: vec![] };
         store.commit(absent).await.unwrap();
     }
 
     #[tokio::test]
     async fn writes_to_one_record_in_a_commit_apply_in_order() {
         let store = Memory::new();
-        let group = Commit { writes: vec![write("a", 0, "1"), write("a", 1, "2"), write("a", 2, "3")], checks: vec![] };
+        let group = Commit {
+            writes: vec![write("a", 0, "1"), write("a", 1, "2"), write("a", 2, "3")],
+            checks: vec![],
+            keys: vec![],
+        };
         store.commit(group).await.unwrap();
         let history = store.history("M", "a").await.unwrap();
         assert_eq!(history.iter().map(|c| (c.version, &*c.after)).collect::<Vec<_>>(), [(1, "1"), (2, "2"), (3, "3")]);
         assert_eq!(history[1].before.as_deref(), Some("1"));
         assert!(history.windows(2).all(|w| w[0].cursor < w[1].cursor));
-        let skipping = Commit { writes: vec![write("a", 3, "4"), write("a", 3, "5")], checks: vec![] };
+        let skipping = Commit { writes: vec![write("a", 3, "4"), write("a", 3, "5")], checks: vec![], keys: vec![] };
         assert!(store.commit(skipping).await.is_err());
         assert_eq!(version(&store, "a").await, 3);
     }

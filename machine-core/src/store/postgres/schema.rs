@@ -3,7 +3,7 @@
 
 /// The schema's migrations, in order. Text columns compared or sorted by the
 /// store use the "C" collation, so ids order by bytes as in every other store.
-pub(super) fn migrations(schema: &str) -> [(i32, String); 2] {
+pub(super) fn migrations(schema: &str) -> [(i32, String); 3] {
     [
         (
             1,
@@ -39,6 +39,26 @@ pub(super) fn migrations(schema: &str) -> [(i32, String); 2] {
             2,
             format!(
                 "ALTER TABLE {schema}.machine_history ADD COLUMN origin text COLLATE \"C\" NOT NULL DEFAULT 'command'"
+            ),
+        ),
+        // Idempotency keys, written in the commits they name. Times are
+        // the runner's milliseconds, as it judges expiry by its own clock.
+        (
+            3,
+            format!(
+                "CREATE TABLE {schema}.machine_keys (
+                machine text COLLATE \"C\" NOT NULL,
+                id text COLLATE \"C\" NOT NULL,
+                key text COLLATE \"C\" NOT NULL,
+                fingerprint bigint NOT NULL,
+                version bigint NOT NULL,
+                kind text COLLATE \"C\",
+                state jsonb,
+                at bigint NOT NULL,
+                expires_at bigint NOT NULL,
+                PRIMARY KEY (machine, id, key)
+            );
+            CREATE INDEX machine_keys_expiry ON {schema}.machine_keys (expires_at);"
             ),
         ),
     ]

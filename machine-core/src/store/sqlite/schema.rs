@@ -80,6 +80,24 @@ const MIGRATIONS: &[Migration] = &[
         refuse: None,
         script: "ALTER TABLE machine_history ADD COLUMN origin TEXT NOT NULL DEFAULT 'command';",
     },
+    // Idempotency keys, written in the commits they name.
+    Migration {
+        version: 4,
+        refuse: None,
+        script: "CREATE TABLE machine_keys (
+            machine TEXT NOT NULL,
+            id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            kind TEXT,
+            state TEXT,
+            at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (machine, id, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX machine_keys_expiry ON machine_keys (expires_at);",
+    },
 ];
 
 /// Applies the migrations not yet recorded, under the write lock, so
