@@ -407,6 +407,12 @@ conformance!(
     corrupt_history_entries_are_named_and_left_untouched,
     origins_round_trip_through_history_and_the_feed,
     no_lost_updates_with_32_writers,
+    a_repeated_key_returns_the_first_outcome_and_applies_once,
+    a_lost_reply_is_replayed_when_the_request_comes_again,
+    concurrent_calls_with_one_key_apply_once,
+    keys_expire_after_the_retention,
+    creates_and_updates_are_checked,
+    a_decision_key_commits_once,
 );
 
 // Every case but the 3,200 contended increments, which take two minutes on
@@ -428,6 +434,12 @@ conformance_etcd!(
     corrupt_history_entries_are_named_and_left_untouched,
     origins_round_trip_through_history_and_the_feed,
     no_lost_updates_with_32_writers_briefly,
+    a_repeated_key_returns_the_first_outcome_and_applies_once,
+    a_lost_reply_is_replayed_when_the_request_comes_again,
+    concurrent_calls_with_one_key_apply_once,
+    keys_expire_after_the_retention,
+    creates_and_updates_are_checked,
+    a_decision_key_commits_once,
 );
 
 // ---------------------------------------------------------------------------

@@ -4,9 +4,16 @@
 
 #![allow(dead_code)] // each test binary uses the part it needs
 
+mod boundary;
 mod corrupt;
 
 #[allow(unused_imports)] // as for dead code: not every test binary runs these
+pub(crate) use boundary::{
+    a_decision_key_commits_once, a_lost_reply_is_replayed_when_the_request_comes_again,
+    a_repeated_key_returns_the_first_outcome_and_applies_once, concurrent_calls_with_one_key_apply_once,
+    creates_and_updates_are_checked, keys_expire_after_the_retention,
+};
+#[allow(unused_imports)]
 pub(crate) use corrupt::{
     corrupt_history_entries_are_named_and_left_untouched, corrupt_records_are_named_and_left_untouched,
 };
