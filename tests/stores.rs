@@ -413,6 +413,8 @@ conformance!(
     keys_expire_after_the_retention,
     creates_and_updates_are_checked,
     a_decision_key_commits_once,
+    records_are_listed_typed_and_counted_by_kind,
+    history_is_read_by_pages,
 );
 
 // Every case but the 3,200 contended increments, which take two minutes on
@@ -440,6 +442,8 @@ conformance_etcd!(
     keys_expire_after_the_retention,
     creates_and_updates_are_checked,
     a_decision_key_commits_once,
+    records_are_listed_typed_and_counted_by_kind,
+    history_is_read_by_pages,
 );
 
 // ---------------------------------------------------------------------------

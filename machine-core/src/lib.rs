@@ -56,7 +56,7 @@ pub use kind::Kind;
 pub use machine::{AsyncMachine, Instance, Machine, RecordFailures};
 pub use queue::RetryQueue;
 pub use retry::{Jitter, Retry};
-pub use runner::{Coalescing, HistoryEntry, Outcome, Request, Runner, Versioned};
+pub use runner::{Coalescing, HistoryEntry, KindOf, Outcome, Page, Request, Runner, Versioned};
 pub use state::{FailureState, State};
 pub use target::{Declares, To};
 

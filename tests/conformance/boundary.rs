@@ -207,3 +207,55 @@ pub(crate) async fn a_decision_key_commits_once(store: impl Harness) {
     let command = runner.handle_with("a", &Money::Deposit { amount: 1 }, keyed("t-1")).await;
     assert!(matches!(command, Err(Error::KeyReused { .. })), "{command:?}");
 }
+
+pub(crate) async fn records_are_listed_typed_and_counted_by_kind(store: impl Harness) {
+    let runner = Runner::<Accounts, _>::new(store, ());
+    for n in 0..5 {
+        opened(&runner, &format!("acct-{n}")).await;
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = runner.list(AccountKind::Open, after.as_deref(), 2).await.unwrap();
+        assert!(page.records.len() <= 2);
+        for (id, record) in &page.records {
+            assert_eq!((&record.state, record.version), (&Account::Open { balance: 0 }, 1));
+            seen.push(id.clone());
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["acct-0", "acct-1", "acct-2", "acct-3", "acct-4"]);
+    assert!(runner.list(AccountKind::Unopened, None, 10).await.unwrap().records.is_empty());
+    assert_eq!(runner.count(AccountKind::Open).await.unwrap(), 5);
+    assert_eq!(runner.counts().await.unwrap(), [(AccountKind::Unopened, 0), (AccountKind::Open, 5)]);
+}
+
+pub(crate) async fn history_is_read_by_pages(store: impl Harness) {
+    let runner = Runner::<Accounts, _>::new(store, ());
+    opened(&runner, "busy").await;
+    for amount in 1..=9 {
+        runner.handle("busy", &Money::Deposit { amount }).await.unwrap();
+    }
+    let mut versions = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = runner.history_page("busy", after, 4).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 4);
+        after = last.version;
+        for entry in &page {
+            // Every entry past the first knows the state before it, also
+            // the first of a page.
+            assert_eq!(entry.before.is_some(), entry.version > 1, "version {}", entry.version);
+            versions.push(entry.version);
+        }
+    }
+    assert_eq!(versions, (1..=10).collect::<Vec<_>>());
+    let whole = runner.history("busy").await.unwrap();
+    assert_eq!(runner.history_page("busy", 3, 2).await.unwrap(), whole[3..5]);
+    assert!(runner.history_page("busy", 10, 5).await.unwrap().is_empty());
+    assert!(runner.history_page("never", 0, 5).await.unwrap().is_empty());
+}

@@ -8,12 +8,14 @@ mod group;
 mod join;
 mod outcome;
 pub(crate) mod pipeline;
+mod query;
 pub(crate) mod request;
 mod session;
 mod tries;
 
 pub use coalesce::Coalescing;
 pub use outcome::{HistoryEntry, Outcome, Versioned};
+pub use query::{KindOf, Page};
 pub use request::Request;
 
 use crate::FailureState;
@@ -272,9 +274,24 @@ where
         Direct::new(&self.store, M::QUICK)
     }
 
-    /// The record's changes, oldest first, decoded.
+    /// The record's changes, oldest first, decoded. A busy record's history
+    /// is long: [`history_page`](Runner::history_page) reads it by pages.
     pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry<M::Command, M::State>>, Error<M::Error>> {
         let changes = self.store.history(M::NAME, id).await?;
+        changes.iter().map(|change| codec::decode_change::<M>(id, change)).collect()
+    }
+
+    /// Up to `limit` of the record's changes with versions above `after`
+    /// (0 for the first page), oldest first, decoded. Pass the last
+    /// version of a page as `after` to get the next; an empty page is the
+    /// end.
+    pub async fn history_page(
+        &self,
+        id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry<M::Command, M::State>>, Error<M::Error>> {
+        let changes = self.store.history_page(M::NAME, id, after, limit).await?;
         changes.iter().map(|change| codec::decode_change::<M>(id, change)).collect()
     }
 

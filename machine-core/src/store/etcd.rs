@@ -615,6 +615,32 @@ impl Store for Etcd {
         }
         Ok(changes)
     }
+
+    async fn history_page(&self, machine: &str, id: &str, after: u64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // From the entry at `after` itself, for the first entry's state
+        // before; it is dropped from the page.
+        let start = self.keys().history(machine, id, after.max(1));
+        let end = prefix_end(&self.keys().history_of(machine, id));
+        let options = GetOptions::new().with_range(end).with_limit(i64::from(limit) + 1);
+        let response = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let mut changes: Vec<Change> = Vec::with_capacity(response.kvs().len());
+        for kv in response.kvs() {
+            let mut change = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision())?;
+            if let Some(previous) = changes.last().filter(|p| p.version + 1 == change.version) {
+                change.kind_before = Some(previous.kind.clone());
+                change.before = Some(previous.after.clone());
+            }
+            changes.push(change);
+        }
+        changes.retain(|change| change.version > after);
+        changes.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(changes)
+    }
 }
 
 /// A feed entry with where it is stored, to confirm it is still there.
@@ -830,5 +856,16 @@ impl Query for Etcd {
             }
         }
         Ok(listed)
+    }
+
+    async fn count(&self, machine: &str, kind: &str) -> Result<u64, StoreError> {
+        validate_machine(machine)?;
+        if kind.contains('\0') {
+            return Ok(0);
+        }
+        let base = self.keys().kind_of(machine, kind);
+        let options = GetOptions::new().with_range(prefix_end(&base)).with_count_only();
+        let counted = self.kv().get(base, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        Ok(u64::try_from(counted.count()).unwrap_or(0))
     }
 }

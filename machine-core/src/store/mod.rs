@@ -59,6 +59,24 @@ pub trait Store: Send + Sync + 'static {
     /// The changes of record `(machine, id)`, oldest first.
     fn history(&self, machine: &str, id: &str) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
 
+    /// Up to `limit` changes of record `(machine, id)` with versions above
+    /// `after`, oldest first: the history read by pages (pass the last
+    /// version of a page to get the next). The default reads the whole
+    /// history and cuts it; this crate's stores read only the page.
+    fn history_page(
+        &self,
+        machine: &str,
+        id: &str,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send {
+        async move {
+            let history = self.history(machine, id).await?;
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            Ok(history.into_iter().filter(|change| change.version > after).take(limit).collect())
+        }
+    }
+
     /// The idempotency key `key` of record `(machine, id)` as stored, expired
     /// or not, or `None` if it was never stored (or already deleted).
     ///
@@ -131,4 +149,22 @@ pub trait Query: Store {
         after_id: Option<&str>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send;
+
+    /// How many records of `machine` are in state `kind`. The default pages
+    /// through [`by_kind`](Query::by_kind); this crate's stores count from
+    /// their kind index without reading states.
+    fn count(&self, machine: &str, kind: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move {
+            let mut counted = 0;
+            let mut after: Option<String> = None;
+            loop {
+                let page = self.by_kind(machine, kind, after.as_deref(), 1_000).await?;
+                counted += page.len() as u64;
+                match page.last() {
+                    Some(last) if page.len() == 1_000 => after = Some(last.id.clone()),
+                    _ => return Ok(counted),
+                }
+            }
+        }
+    }
 }

@@ -342,6 +342,8 @@ struct Statements {
     by_kind: Arc<str>,
     remember: Arc<str>,
     recall: Arc<str>,
+    count: Arc<str>,
+    history_page: Arc<str>,
 }
 
 impl Statements {
@@ -414,6 +416,14 @@ impl Statements {
                  WHERE k.expires_at <= excluded.at"
             )
             .into(),
+            history_page: format!(
+                "SELECT {change_columns}, p.kind AS kind_before, p.state::text AS state_before
+                 FROM {history} h
+                 LEFT JOIN {history} p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
+                 WHERE h.machine = $1 AND h.id = $2 AND h.version > $3 ORDER BY h.version LIMIT $4"
+            )
+            .into(),
+            count: format!("SELECT count(*) FROM {records} WHERE machine = $1 AND kind = $2").into(),
             recall: format!(
                 "SELECT fingerprint, version, kind, state::text AS state, at, expires_at FROM {keys}
                  WHERE machine = $1 AND id = $2 AND key = $3"
@@ -487,6 +497,20 @@ impl Store for Postgres {
             .map_err(pg_error)?;
         rows.iter().map(change).collect()
     }
+
+    async fn history_page(&self, machine: &str, id: &str, after: u64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let rows = Statements::query(&self.sql.history_page)
+            .bind(machine)
+            .bind(id)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(change).collect()
+    }
 }
 
 impl Feed for Postgres {
@@ -521,5 +545,16 @@ impl Query for Postgres {
             .await
             .map_err(pg_error)?;
         rows.iter().map(|row| super::sql::listed(row, machine, pg_error)).collect()
+    }
+
+    async fn count(&self, machine: &str, kind: &str) -> Result<u64, StoreError> {
+        validate_machine(machine)?;
+        let counted: i64 = sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.sql.count)))
+            .bind(machine)
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(u64::try_from(counted).unwrap_or(0))
     }
 }

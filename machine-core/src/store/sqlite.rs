@@ -454,6 +454,27 @@ impl Store for Sqlite {
         .map_err(sqlite_error)?;
         rows.iter().map(change).collect()
     }
+
+    async fn history_page(&self, machine: &str, id: &str, after: u64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.origin, h.kind, h.state, h.at,
+                    p.kind AS kind_before, p.state AS state_before
+             FROM machine_history h
+             LEFT JOIN machine_history p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
+             WHERE h.machine = ? AND h.id = ? AND h.version > ? ORDER BY h.version LIMIT ?",
+        )
+        .bind(machine)
+        .bind(id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        rows.iter().map(change).collect()
+    }
 }
 
 impl Feed for Sqlite {
@@ -497,5 +518,16 @@ impl Query for Sqlite {
         .await
         .map_err(sqlite_error)?;
         rows.iter().map(|row| super::sql::listed(row, machine, sqlite_error)).collect()
+    }
+
+    async fn count(&self, machine: &str, kind: &str) -> Result<u64, StoreError> {
+        validate_machine(machine)?;
+        let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM machine_records WHERE machine = ? AND kind = ?")
+            .bind(machine)
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sqlite_error)?;
+        Ok(u64::try_from(counted).unwrap_or(0))
     }
 }

@@ -323,6 +323,12 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.history(machine, id).await
     }
 
+    /// Counted and failed as [`Op::History`].
+    async fn history_page(&self, machine: &str, id: &str, after: u64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        self.gate(Op::History)?;
+        self.inner.history_page(machine, id, after, limit).await
+    }
+
     async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
         self.gate(Op::Recall)?;
         self.inner.recall(machine, id, key).await
@@ -346,6 +352,12 @@ impl<S: Query> Query for FaultyStore<S> {
     ) -> Result<Vec<Listed>, StoreError> {
         self.gate(Op::ByKind)?;
         self.inner.by_kind(machine, kind, after_id, limit).await
+    }
+
+    /// Counted and failed as [`Op::ByKind`].
+    async fn count(&self, machine: &str, kind: &str) -> Result<u64, StoreError> {
+        self.gate(Op::ByKind)?;
+        self.inner.count(machine, kind).await
     }
 }
 

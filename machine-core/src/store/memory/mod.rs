@@ -537,6 +537,24 @@ impl Store for Memory {
         kept.iter().map(|logged| logged.change()).collect()
     }
 
+    async fn history_page(&self, machine: &str, id: &str, after: u64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let kept: Vec<Arc<Logged>> = {
+            let shard = self.lock(self.shard_of(machine, id));
+            shard
+                .entry(machine, id)
+                .map(|entry| {
+                    // Versions are consecutive within what is kept.
+                    let skip = entry.history.partition_point(|logged| logged.version <= after);
+                    entry.history.iter().skip(skip).take(limit).cloned().collect()
+                })
+                .unwrap_or_default()
+        };
+        kept.iter().map(|logged| logged.change()).collect()
+    }
+
     fn native(&self) -> super::Native<'_> {
         super::Native::Memory(self)
     }
@@ -580,6 +598,18 @@ impl Query for Memory {
             .into_iter()
             .map(|(id, loaded)| Ok(Listed { record: loaded.record(machine, &id)?, id: id.to_string() }))
             .collect()
+    }
+
+    async fn count(&self, machine: &str, kind: &str) -> Result<u64, StoreError> {
+        validate_machine(machine)?;
+        let mut counted = 0;
+        for shard in 0..SHARDS {
+            let shard = self.lock(shard);
+            if let Some(ids) = shard.ids(machine) {
+                counted += ids.values().filter(|entry| &*entry.kind == kind).count() as u64;
+            }
+        }
+        Ok(counted)
     }
 }
 
