@@ -108,7 +108,8 @@ async fn drop_schema(url: &str, schema: &str) {
 #[cfg_attr(not(postgres_tests), ignore = "set DATABASE_URL to run the PostgreSQL tests")]
 async fn an_exhausted_pool_times_out_on_acquire() {
     let (url, schema) = (database_url(), unique("mcwait"));
-    let store = Postgres::options().schema(&schema).max_connections(2).acquire_timeout(BOUND).connect(&url).await.unwrap();
+    let store =
+        Postgres::options().schema(&schema).max_connections(2).acquire_timeout(BOUND).connect(&url).await.unwrap();
     store.commit(Commit::write(write("o-1", 0))).await.unwrap();
     let held = [store.pool().acquire().await.unwrap(), store.pool().acquire().await.unwrap()];
     let (error, took) = failing(store.load("Order", "o-1")).await;
@@ -142,7 +143,7 @@ async fn a_statement_stuck_on_a_lock_times_out_and_writes_nothing() {
     assert_timeout(&error, took, Wait::Statement, BOUND);
     // The pool's connections carry the setting for your own queries too.
     let slept = sqlx::query("SELECT pg_sleep(5)").execute(store.pool()).await.unwrap_err();
-    assert_eq!(slept.as_database_error().and_then(|db| db.code()).as_deref(), Some("57014"));
+    assert_eq!(slept.as_database_error().and_then(sqlx::error::DatabaseError::code).as_deref(), Some("57014"));
     tx.rollback().await.unwrap();
     assert_eq!(store.load("Order", "o-1").await.unwrap().unwrap().version, 1);
     assert_eq!(store.load("Order", "o-2").await.unwrap(), None);
@@ -198,7 +199,13 @@ async fn sqlx_migrate_applies_the_exported_migrations() {
             .into_iter()
             .map(|m| {
                 let description = format!("machine_core {}", m.version).into();
-                SqlxMigration::new(m.version.into(), description, MigrationType::Simple, AssertSqlSafe(m.sql).into_sql_str(), false)
+                SqlxMigration::new(
+                    m.version.into(),
+                    description,
+                    MigrationType::Simple,
+                    AssertSqlSafe(m.sql).into_sql_str(),
+                    false,
+                )
             })
             .collect(),
     );
@@ -246,7 +253,7 @@ async fn a_role_with_dml_rights_only_works_against_a_migrated_schema() {
             .execute(store.pool())
             .await
             .unwrap_err();
-        assert_eq!(ddl.as_database_error().and_then(|db| db.code()).as_deref(), Some("42501"));
+        assert_eq!(ddl.as_database_error().and_then(sqlx::error::DatabaseError::code).as_deref(), Some("42501"));
         store.pool().close().await;
         Ok::<_, StoreError>(())
     }
@@ -345,7 +352,13 @@ async fn sqlite_sqlx_migrate_applies_the_exported_migrations() {
             .into_iter()
             .map(|m| {
                 let description = format!("machine_core {}", m.version).into();
-                SqlxMigration::new(m.version.into(), description, MigrationType::Simple, AssertSqlSafe(m.sql).into_sql_str(), false)
+                SqlxMigration::new(
+                    m.version.into(),
+                    description,
+                    MigrationType::Simple,
+                    AssertSqlSafe(m.sql).into_sql_str(),
+                    false,
+                )
             })
             .collect(),
     );

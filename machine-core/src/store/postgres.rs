@@ -9,8 +9,8 @@ use super::record::{Change, Check, Commit, Cursor, Listed, Record, Write};
 use super::sql::{
     acquire_error, backend, connect_timeout, is_identifier, next_version, out_of_range, version_from_db, version_to_db,
 };
-use super::{Migration, Wait};
 use super::{Feed, Query, Store};
+use super::{Migration, Wait};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
@@ -238,7 +238,11 @@ impl PostgresOptions {
     pub async fn from_pool(self, pool: PgPool) -> Result<Postgres, StoreError> {
         let sql = Statements::for_schema(&self.schema)?;
         let store = Postgres { pool, sql: Arc::new(sql) };
-        if self.migrate { store.migrate().await? } else { store.check_schema().await? }
+        if self.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
         Ok(store)
     }
 }

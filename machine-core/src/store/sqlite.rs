@@ -6,8 +6,8 @@ mod schema;
 use super::key::{validate_id, validate_machine};
 use super::record::{Change, Commit, Cursor, Listed, Record};
 use super::sql::{Fields, acquire_error, backend, next_version, now_millis, out_of_range, version_to_db};
-use super::{Migration, Timeout, Wait};
 use super::{Feed, Query, Store};
+use super::{Migration, Timeout, Wait};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -194,7 +194,11 @@ impl SqliteOptions {
     pub async fn from_pool(self, pool: SqlitePool) -> Result<Sqlite, StoreError> {
         let keep = pool.options().get_max_connections() > 1;
         let store = Sqlite { pool, writer: Arc::default(), queued: Arc::default(), keep, busy: self.busy_timeout };
-        if self.migrate { store.migrate().await? } else { store.check_schema().await? }
+        if self.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
         Ok(store)
     }
 }

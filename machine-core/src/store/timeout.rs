@@ -76,11 +76,7 @@ impl Timeout {
     /// A timeout of `wait` after `limit` (when known), caused by `source`
     /// (the driver's error, when there is one).
     #[must_use]
-    pub fn new(
-        wait: Wait,
-        limit: Option<Duration>,
-        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
+    pub fn new(wait: Wait, limit: Option<Duration>, source: Option<Arc<dyn std::error::Error + Send + Sync>>) -> Self {
         Self { wait, limit, source }
     }
 
@@ -130,10 +126,7 @@ mod tests {
         let error: StoreError = Timeout::new(Wait::Acquire, Some(Duration::from_secs(2)), None).into();
         assert!(error.is_retryable());
         assert_eq!(error.timeout().map(Timeout::wait), Some(Wait::Acquire));
-        assert_eq!(
-            error.to_string(),
-            "store backend error: timed out acquiring a connection from the pool after 2s"
-        );
+        assert_eq!(error.to_string(), "store backend error: timed out acquiring a connection from the pool after 2s");
         let other = StoreError::backend("connection reset", true);
         assert!(other.timeout().is_none());
         let statement = Timeout::new(Wait::Statement, None, None);

@@ -135,10 +135,7 @@ pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     // Dropped unfinished on any error, the transaction rolls back every
     // migration of this call: the file stays as it was.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(sqlite_error)?;
-    sqlx::query(SETUP)
-    .execute(&mut *tx)
-    .await
-    .map_err(sqlite_error)?;
+    sqlx::query(SETUP).execute(&mut *tx).await.map_err(sqlite_error)?;
     for migration in MIGRATIONS {
         let applied = sqlx::query("SELECT 1 FROM machine_migrations WHERE version = ?")
             .bind(migration.version)
