@@ -62,18 +62,18 @@ impl Machine for Rooms {
 }
 
 impl RoomCommandHandlers for Rooms {
-    fn create_unlisted(_: &(), rate: &u32, _: UnlistedRoomRef<'_>) -> Result<To<Room, room_command::Create>, Refused> {
+    fn create_unlisted((): &(), rate: &u32, _: UnlistedRoomRef<'_>) -> Result<To<Room, room_command::Create>, Refused> {
         Ok(To::new(FreeRoom { rate: *rate }))
     }
 
-    fn hold_free(_: &(), guest: &String, from: FreeRoomRef<'_>) -> Result<To<Room, room_command::Hold>, Refused> {
+    fn hold_free((): &(), guest: &String, from: FreeRoomRef<'_>) -> Result<To<Room, room_command::Hold>, Refused> {
         if guest.trim().is_empty() {
             return Err(Refused::NoGuest);
         }
         Ok(To::new(HeldRoom { rate: *from.rate, guest: guest.clone() }))
     }
 
-    fn release_held(_: &(), from: HeldRoomRef<'_>) -> Result<To<Room, room_command::Release>, Refused> {
+    fn release_held((): &(), from: HeldRoomRef<'_>) -> Result<To<Room, room_command::Release>, Refused> {
         Ok(To::new(FreeRoom { rate: *from.rate }))
     }
 }
@@ -115,8 +115,7 @@ fn respond(result: Result<Outcome<Room>, Error<Refused>>) -> HttpResponse {
         // a retried request from the original, which is the point.
         Ok(out) => (if out.version == 1 { 201 } else { 200 }, format!("{:?} (version {})", out.state, out.version)),
         Err(Error::Rejected(refused)) => (409, refused.to_string()),
-        Err(error @ Error::NotAllowed { .. }) => (409, error.to_string()),
-        Err(error @ Error::AlreadyExists { .. }) => (409, error.to_string()),
+        Err(error @ (Error::NotAllowed { .. } | Error::AlreadyExists { .. })) => (409, error.to_string()),
         Err(error @ Error::NotFound { .. }) => (404, error.to_string()),
         Err(error @ Error::KeyReused { .. }) => (422, error.to_string()),
         // Conflicts the policy gave up on, an open circuit, a store that is
@@ -161,8 +160,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("POST /rooms/room-101/release  -> {} {}", reused.status, reused.body);
 
     // The operator's view: typed lists and counts by kind.
-    let held = runner.list(RoomKind::Held, None, 50).await?;
-    let names: Vec<&str> = held.records.iter().map(|(id, _)| id.as_str()).collect();
+    let page = runner.list(RoomKind::Held, None, 50).await?;
+    let names: Vec<&str> = page.records.iter().map(|(id, _)| id.as_str()).collect();
     println!("held rooms: {names:?}; counts: {:?}", runner.counts().await?);
     println!("history of room-101: {} entries", runner.history("room-101").await?.len());
     assert_eq!(runner.history("room-101").await?.len(), 2, "create and one hold, each once");

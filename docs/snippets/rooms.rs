@@ -48,18 +48,18 @@ impl Machine for Rooms {
 
 impl RoomCommandHandlers for Rooms {
     fn create_unlisted(
-        _: &(),
+        (): &(),
         rate: &u32,
         _: UnlistedRoomRef<'_>,
     ) -> Result<To<Room, room_command::Create>, Self::Error> {
         Ok(To::new(FreeRoom { rate: *rate }))
     }
 
-    fn hold_free(_: &(), guest: &String, from: FreeRoomRef<'_>) -> Result<To<Room, room_command::Hold>, Self::Error> {
+    fn hold_free((): &(), guest: &String, from: FreeRoomRef<'_>) -> Result<To<Room, room_command::Hold>, Self::Error> {
         Ok(To::new(HeldRoom { rate: *from.rate, guest: guest.clone() }))
     }
 
-    fn release_held(_: &(), from: HeldRoomRef<'_>) -> Result<To<Room, room_command::Release>, Self::Error> {
+    fn release_held((): &(), from: HeldRoomRef<'_>) -> Result<To<Room, room_command::Release>, Self::Error> {
         Ok(To::new(FreeRoom { rate: *from.rate }))
     }
 }

@@ -122,8 +122,24 @@ pub enum StoreError {
         /// What is missing: `"idempotency keys"`.
         what: &'static str,
     },
+    /// The database lacks schema migrations this version needs, and the
+    /// store was told not to run them on connect (`migrate(false)` on
+    /// `PostgresOptions` or `SqliteOptions`). Nothing was read or written.
+    /// Trying again cannot help: apply the missing migrations (the store's
+    /// `migrate()`, or the SQL its `migrations()` returns) with a role
+    /// allowed to run DDL.
+    Unmigrated {
+        /// Where the tables were looked for: the PostgreSQL schema, or
+        /// `main` for SQLite.
+        schema: String,
+        /// The migration versions not applied, in order.
+        missing: Vec<u32>,
+    },
     /// The backend failed (I/O, connection, driver); `retryable` says whether
-    /// the same operation may succeed if tried again.
+    /// the same operation may succeed if tried again. A bounded wait that ran
+    /// out (connect, acquire, statement, lock) is retryable, with a
+    /// [`store::Timeout`](crate::store::Timeout) as its source: see
+    /// [`StoreError::timeout`].
     Backend {
         /// The backend's error.
         source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
@@ -145,6 +161,15 @@ impl fmt::Display for StoreError {
                 write!(f, "the feed no longer holds the changes after {after}: the oldest it holds is {oldest}")
             }
             Self::Unsupported { what } => write!(f, "this store does not support {what}"),
+            Self::Unmigrated { schema, missing } => {
+                let missing: Vec<String> = missing.iter().map(u32::to_string).collect();
+                write!(
+                    f,
+                    "schema {schema} lacks migrations {}: apply them (the store's `migrate()`, or the SQL of \
+                     `migrations()`) with a role allowed to run DDL",
+                    missing.join(", ")
+                )
+            }
             Self::Backend { source, .. } => write!(f, "store backend error: {source}"),
         }
     }
@@ -159,6 +184,7 @@ impl std::error::Error for StoreError {
             | Self::VersionOverflow { .. }
             | Self::Corrupt { .. }
             | Self::FeedCompacted { .. }
+            | Self::Unmigrated { .. }
             | Self::Unsupported { .. } => None,
         }
     }
@@ -197,7 +223,19 @@ impl StoreError {
             | Self::VersionOverflow { .. }
             | Self::Corrupt { .. }
             | Self::FeedCompacted { .. }
+            | Self::Unmigrated { .. }
             | Self::Unsupported { .. } => false,
+        }
+    }
+
+    /// The bounded wait that ran out, when this is a timeout (a
+    /// [`Backend`](Self::Backend) error whose source is a
+    /// [`store::Timeout`](crate::store::Timeout)).
+    #[must_use]
+    pub fn timeout(&self) -> Option<&crate::store::Timeout> {
+        match self {
+            Self::Backend { source, .. } => source.downcast_ref(),
+            _ => None,
         }
     }
 }

@@ -19,6 +19,28 @@
 
 pub use machine_derive::{Command, State};
 
+/// The `sqlx` this crate was built with (features `sqlite` and `postgres`).
+///
+/// [`store::Postgres`] and [`store::Sqlite`] take and hand out `sqlx` types
+/// (pools, connections, transactions for `handle_in`), which are only the
+/// same types when both sides use the same `sqlx`. Use this re-export, or
+/// depend on the same minor version (see the README), and enable any other
+/// `sqlx` features you need in your own dependency: Cargo unifies them.
+///
+/// ```
+/// # #[cfg(feature = "postgres")] {
+/// use machine_core::sqlx::PgPool;
+/// use machine_core::store::Postgres;
+///
+/// async fn open(pool: PgPool) -> Result<Postgres, machine_core::StoreError> {
+///     Postgres::from_pool(pool).await
+/// }
+/// # let _ = open;
+/// # }
+/// ```
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sqlx;
+
 mod command;
 pub mod decision;
 // README.md and docs/*.md as doctests; see the module.

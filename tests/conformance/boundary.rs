@@ -141,7 +141,7 @@ pub(crate) async fn keys_expire_after_the_retention(store: impl Harness) {
     let clock = Arc::clone(&now);
     let runner = Runner::<Accounts, _>::new(store, ())
         .clock(move || clock.load(Ordering::SeqCst))
-        .key_retention(Duration::from_secs(60));
+        .key_retention(Duration::from_mins(1));
     opened(&runner, "acct").await;
     let deposit = Money::Deposit { amount: 1 };
     assert!(!runner.handle_with("acct", &deposit, keyed("k")).await.unwrap().replayed);

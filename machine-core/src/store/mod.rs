@@ -10,6 +10,8 @@ pub(crate) mod body;
 mod etcd;
 mod key;
 pub(crate) mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod migration;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod record;
@@ -18,17 +20,21 @@ mod remember;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+mod timeout;
 
 #[cfg(feature = "etcd")]
 pub use etcd::{Etcd, EtcdError, EtcdOptions};
 pub use key::{MAX_KEY_LEN, validate_id, validate_idempotency_key, validate_machine};
 pub use memory::{Memory, Retention};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use migration::Migration;
 #[cfg(feature = "postgres")]
 pub use postgres::{Postgres, PostgresOptions};
 pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Origin, Record, Write};
 pub use remember::{Remember, Remembered};
 #[cfg(feature = "sqlite")]
-pub use sqlite::Sqlite;
+pub use sqlite::{Sqlite, SqliteOptions};
+pub use timeout::{Timeout, Wait};
 
 use crate::error::StoreError;
 use std::future::Future;

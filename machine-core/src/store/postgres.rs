@@ -1,19 +1,22 @@
 //! The production store: PostgreSQL, shared by every instance of a service,
 //! with single-statement compare-and-set writes.
 
+mod migrate;
 mod schema;
 
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
 use super::record::{Change, Check, Commit, Cursor, Listed, Record, Write};
 use super::sql::{
-    backend, fingerprint_to_db, is_identifier, key_taken, millis_to_db, next_version, out_of_range, version_from_db,
-    version_to_db,
+    acquire_error, backend, connect_timeout, fingerprint_to_db, is_identifier, key_taken, millis_to_db, next_version,
+    out_of_range, version_from_db, version_to_db,
 };
 use super::{Feed, Query, Remembered, Store};
+use super::{Migration, Wait};
 use crate::error::{StoreError, VersionConflict};
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A [`Store`] in PostgreSQL (feature `postgres`).
 ///
@@ -33,11 +36,15 @@ use std::sync::Arc;
 ///   (advisory locks) use functions that PostgreSQL-compatible distributed
 ///   databases do not all have, so no claim is made for them.
 /// - **Connection loss** and server shutdowns are [`StoreError::Backend`] with
-///   `retryable: true`.
+///   `retryable: true`. Waits are bounded ([`PostgresOptions`]: connect,
+///   acquire, statement); one that runs out is retryable too, with a
+///   [`Timeout`](super::Timeout) naming it.
 /// - **Schema**: tables `machine_records`, `machine_history` and
 ///   `machine_migrations` in a schema of your choice (`public` by default),
 ///   created or migrated on connect under an advisory lock, so instances that
-///   start together apply each migration once.
+///   start together apply each migration once; or, with
+///   [`PostgresOptions::migrate`]`(false)`, only checked, for a role without
+///   DDL rights ([`Postgres::migrations`] gives the SQL to apply yourself).
 /// - **Feed**: history rows carry their transaction id; [`Feed::changes`] orders
 ///   by `(transaction, sequence)` and only returns rows of transactions older
 ///   than every transaction still running (`pg_snapshot_xmin`), so a change can
@@ -57,16 +64,57 @@ pub struct Postgres {
     sql: Arc<Statements>,
 }
 
-/// How to connect: the schema and the pool size.
+/// How to connect: the schema, the pool size, the bounded waits, and whether
+/// to migrate the schema on connect.
+///
+/// The defaults fail fast enough for a request handler (docs/stores.md,
+/// "Timeouts" says why these figures):
+///
+/// | wait | default | bounds |
+/// |---|---|---|
+/// | [`connect_timeout`](Self::connect_timeout) | 5 s | the first connection, opened by `connect` |
+/// | [`acquire_timeout`](Self::acquire_timeout) | 2 s | every operation's wait for a pooled connection, including opening a new one |
+/// | [`statement_timeout`](Self::statement_timeout) | 5 s | each statement on the server (`statement_timeout`), lock waits included |
+///
+/// A wait that runs out is a retryable [`StoreError::Backend`] whose
+/// [`StoreError::timeout`] names it. With [`from_pool`](Self::from_pool)
+/// your pool's own settings apply instead.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), machine_core::StoreError> {
+/// use machine_core::store::Postgres;
+/// use std::time::Duration;
+///
+/// let store = Postgres::options()
+///     .schema("orders")
+///     .acquire_timeout(Duration::from_millis(500))
+///     .statement_timeout(Duration::from_secs(2))
+///     .migrate(false) // the tables were created by a migration job; this role has DML rights only
+///     .connect("postgres://app@db.internal/orders")
+///     .await?;
+/// # let _ = store;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
     schema: String,
     max_connections: u32,
+    connect_timeout: Duration,
+    acquire_timeout: Duration,
+    statement_timeout: Duration,
+    migrate: bool,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self { schema: "public".to_owned(), max_connections: 16 }
+        Self {
+            schema: "public".to_owned(),
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(5),
+            migrate: true,
+        }
     }
 }
 
@@ -87,17 +135,116 @@ impl PostgresOptions {
         self
     }
 
-    /// Connects to `url` with a new pool and migrates the schema.
-    pub async fn connect(self, url: &str) -> Result<Postgres, StoreError> {
-        let sql = Statements::for_schema(&self.schema)?;
-        let pool = PgPoolOptions::new().max_connections(self.max_connections).connect(url).await.map_err(pg_error)?;
-        Postgres::open(pool, sql).await
+    /// How long [`connect`](Self::connect) may take to open its first
+    /// connection: TCP, TLS, the server's start-up and authentication (5 s
+    /// by default). Past it: a retryable [`Timeout`](super::Timeout) of [`Wait::Connect`]. A
+    /// refused connection (nothing listens) fails at once, retryable too.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
-    /// Uses an existing pool (shared with your own queries) and migrates the schema.
+    /// How long an operation may wait for a connection from the pool (2 s
+    /// by default): while all are in use, or while the pool opens a new one
+    /// (so with the server down, every operation fails after this long).
+    /// Past it: a retryable [`Timeout`](super::Timeout) of [`Wait::Acquire`].
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// How long the server lets one statement run (5 s by default), waits
+    /// for row locks included: PostgreSQL's `statement_timeout`, set on
+    /// every connection of the store's pool as a start-up parameter (no
+    /// extra round trip), so it applies to your own queries on
+    /// [`Postgres::pool`] too (`SET LOCAL statement_timeout` changes it for
+    /// one transaction). Past it the server cancels the statement, its
+    /// transaction rolls back, and the store reports a retryable [`Timeout`](super::Timeout)
+    /// of [`Wait::Statement`]. [`Duration::ZERO`] leaves the setting to the
+    /// server, the role or the URL. Migrations run without it.
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// Whether connecting migrates the schema (`true` by default). With
+    /// `false` no DDL runs: the store only reads `machine_migrations` and
+    /// refuses to open with [`StoreError::Unmigrated`], naming the missing
+    /// versions, unless every migration it knows is applied. A role with
+    /// `SELECT, INSERT, UPDATE, DELETE` on the tables and `USAGE` on the
+    /// schema and its sequences is then enough. Apply the migrations with
+    /// [`Postgres::migrate`] from a role that may run DDL, or run the SQL of
+    /// [`migrations`](Self::migrations) with your own tool.
+    #[must_use]
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// The schema's migrations for these options' schema, in order, as SQL
+    /// to run yourself (for example with `sqlx::migrate::Migrator`; see
+    /// docs/stores.md). Each records its version in `machine_migrations`, so
+    /// a store connecting with [`migrate(false)`](Self::migrate) finds them.
+    pub fn migrations(&self) -> Result<Vec<Migration>, StoreError> {
+        let sql = Statements::for_schema(&self.schema)?;
+        Ok(migrate::exported(&sql.schema))
+    }
+
+    /// Connects to `url` with a new pool and migrates the schema (or checks
+    /// it, with [`migrate(false)`](Self::migrate)).
+    pub async fn connect(self, url: &str) -> Result<Postgres, StoreError> {
+        let options: PgConnectOptions = url.parse().map_err(pg_error)?;
+        self.connect_with(options).await
+    }
+
+    /// Connects with connection options you built (host, credentials, TLS,
+    /// start-up parameters), then as [`connect`](Self::connect).
+    pub async fn connect_with(self, options: PgConnectOptions) -> Result<Postgres, StoreError> {
+        let sql = Statements::for_schema(&self.schema)?;
+        let options = if self.statement_timeout.is_zero() {
+            options
+        } else {
+            // Whole milliseconds, at least one: 0 would turn it off.
+            let millis = self.statement_timeout.as_millis().max(1);
+            options.options([("statement_timeout", millis.to_string())])
+        };
+        // The first connection, opened here under the connect timeout,
+        // fails fast with the cause (a refused connection, bad credentials)
+        // where the pool would retry until its own timeout; it migrates or
+        // checks the schema, then closes.
+        let mut first = tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| connect_timeout(self.connect_timeout))?
+            .map_err(pg_error)?;
+        let prepared = if self.migrate {
+            migrate::migrate(&mut first, &sql.schema).await
+        } else {
+            migrate::check(&mut first, &sql.schema).await
+        };
+        // Best effort: the server drops the session either way.
+        let _ = first.close().await;
+        prepared?;
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Postgres { pool, sql: Arc::new(sql) })
+    }
+
+    /// Uses an existing pool (shared with your own queries) and migrates the
+    /// schema (or checks it). The pool's own timeouts apply.
     pub async fn from_pool(self, pool: PgPool) -> Result<Postgres, StoreError> {
         let sql = Statements::for_schema(&self.schema)?;
-        Postgres::open(pool, sql).await
+        let store = Postgres { pool, sql: Arc::new(sql) };
+        if self.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
+        Ok(store)
     }
 }
 
@@ -108,7 +255,8 @@ impl Postgres {
         PostgresOptions::default()
     }
 
-    /// Connects to `url` with the default options (schema `public`, 16 connections).
+    /// Connects to `url` with the default options (schema `public`, 16
+    /// connections, the default timeouts, migrating on connect).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::options().connect(url).await
     }
@@ -130,44 +278,28 @@ impl Postgres {
         &self.sql.schema
     }
 
-    async fn open(pool: PgPool, sql: Statements) -> Result<Self, StoreError> {
-        let store = Self { pool, sql: Arc::new(sql) };
-        store.migrate().await?;
-        Ok(store)
+    /// This store's migrations, in order, as SQL (see
+    /// [`PostgresOptions::migrations`]).
+    #[must_use]
+    pub fn migrations(&self) -> Vec<Migration> {
+        migrate::exported(&self.sql.schema)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(pg_error)?;
-        // One migrator per schema at a time; the others wait, then find the
-        // work done.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('machine_core:migrate:' || $1))")
-            .bind(&self.sql.schema)
-            .execute(&mut *tx)
-            .await
-            .map_err(pg_error)?;
-        let schema = &self.sql.schema;
-        let setup = format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE TABLE IF NOT EXISTS {schema}.machine_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        );
-        sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut *tx).await.map_err(pg_error)?;
-        for (version, script) in schema::migrations(schema) {
-            let applied =
-                sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {schema}.machine_migrations WHERE version = $1")))
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(pg_error)?;
-            if applied.is_none() {
-                sqlx::raw_sql(AssertSqlSafe(script)).execute(&mut *tx).await.map_err(pg_error)?;
-                sqlx::query(AssertSqlSafe(format!("INSERT INTO {schema}.machine_migrations (version) VALUES ($1)")))
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(pg_error)?;
-            }
-        }
-        tx.commit().await.map_err(pg_error)
+    /// Applies the migrations not applied yet, as connecting does by
+    /// default: in one transaction, under an advisory lock per schema, so
+    /// instances that start together apply each once. Needs a role that may
+    /// create the schema and its tables.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        migrate::migrate(&mut conn, &self.sql.schema).await
+    }
+
+    /// Checks, without DDL, that every migration this version knows is
+    /// applied: [`StoreError::Unmigrated`] naming the missing ones if not.
+    /// Connecting with [`PostgresOptions::migrate`]`(false)` does this.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        migrate::check(&mut conn, &self.sql.schema).await
     }
 
     /// Loads a record through `conn`, for example inside your own transaction.
@@ -448,8 +580,19 @@ fn retryable_code(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
 }
 
+/// A statement cancelled by `statement_timeout` (`57014`, which an
+/// administrator's `pg_cancel_backend` raises too: either way the statement
+/// was stopped before it finished) or a lock wait past `lock_timeout`.
+fn timeout_code(code: &str) -> Option<Wait> {
+    match code {
+        "57014" => Some(Wait::Statement),
+        "55P03" => Some(Wait::Lock),
+        _ => None,
+    }
+}
+
 fn pg_error(error: sqlx::Error) -> StoreError {
-    backend(error, retryable_code)
+    backend(error, retryable_code, timeout_code)
 }
 
 /// Serialization failures and deadlocks mean another writer got in the way:
@@ -470,14 +613,14 @@ fn change(row: &PgRow) -> Result<Change, StoreError> {
 
 impl Store for Postgres {
     async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(pg_error)?;
+        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
         self.load_in(&mut conn, machine, id).await
     }
 
     async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         // On a pooled connection a single write is its own transaction (one
         // statement), and `commit_in` opens a real transaction for the rest.
-        let mut conn = self.pool.acquire().await.map_err(pg_error)?;
+        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
         self.commit_in(&mut conn, commit).await
     }
 

@@ -3,6 +3,7 @@
 //! driver errors into typed, classified store errors.
 
 use super::record::{Change, Cursor, Listed, Origin, Record};
+use super::timeout::{Timeout, Wait};
 use super::{Remember, Remembered};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::{Decode, Row, Type, TypeInfo, ValueRef};
@@ -267,15 +268,49 @@ pub(crate) fn out_of_range(message: String) -> StoreError {
 }
 
 /// Wraps a driver error, marking the ones worth trying again: lost or
-/// refused connections, pool timeouts, and the codes `retryable_codes` lists
-/// for the backend (busy or locked databases, server shutdowns).
-pub(crate) fn backend(error: sqlx::Error, retryable_code: fn(&str) -> bool) -> StoreError {
+/// refused connections, pool timeouts, and the codes `retryable_code` lists
+/// for the backend (busy or locked databases, server shutdowns). A bounded
+/// wait that ran out (the pool's acquire timeout, and the codes
+/// `timeout_code` names: a statement or lock timeout) becomes a retryable
+/// [`Timeout`] with the driver's error as its source.
+pub(crate) fn backend(
+    error: sqlx::Error,
+    retryable_code: fn(&str) -> bool,
+    timeout_code: fn(&str) -> Option<Wait>,
+) -> StoreError {
+    let wait = match &error {
+        sqlx::Error::PoolTimedOut => Some(Wait::Acquire),
+        sqlx::Error::Database(db) => db.code().and_then(|code| timeout_code(&code)),
+        _ => None,
+    };
+    if let Some(wait) = wait {
+        return Timeout::new(wait, None, Some(Arc::new(error))).into();
+    }
     let retryable = match &error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| retryable_code(&code)),
         _ => false,
     };
-    StoreError::Backend { source: std::sync::Arc::new(error), retryable }
+    StoreError::Backend { source: Arc::new(error), retryable }
+}
+
+/// An error of `pool.acquire()`: a pool timeout names the pool's bound.
+pub(crate) fn acquire_error<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    error: sqlx::Error,
+    other: fn(sqlx::Error) -> StoreError,
+) -> StoreError {
+    match error {
+        sqlx::Error::PoolTimedOut => {
+            Timeout::new(Wait::Acquire, Some(pool.options().get_acquire_timeout()), Some(Arc::new(error))).into()
+        }
+        error => other(error),
+    }
+}
+
+/// A connect that did not finish within `limit`.
+pub(crate) fn connect_timeout(limit: std::time::Duration) -> StoreError {
+    Timeout::new(Wait::Connect, Some(limit), None).into()
 }
 
 /// Whether `name` may be used as an SQL identifier unquoted: lowercase ASCII
@@ -329,7 +364,7 @@ mod tests {
         use sqlx::sqlite::{SqlitePool, SqliteRow};
 
         fn driver(error: sqlx::Error) -> StoreError {
-            backend(error, |_| false)
+            backend(error, |_| false, |_| None)
         }
 
         async fn row(pool: &SqlitePool, columns: &str) -> SqliteRow {

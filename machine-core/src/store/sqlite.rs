@@ -6,9 +6,11 @@ mod schema;
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
 use super::record::{Change, Commit, Cursor, Listed, Record};
 use super::sql::{
-    Fields, backend, fingerprint_to_db, key_taken, millis_to_db, next_version, now_millis, out_of_range, version_to_db,
+    Fields, acquire_error, backend, fingerprint_to_db, key_taken, millis_to_db, next_version, now_millis, out_of_range,
+    version_to_db,
 };
 use super::{Feed, Query, Remembered, Store};
+use super::{Migration, Timeout, Wait};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -19,10 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 
-/// How long a writer waits for another process's write lock before the
-/// commit fails with a retryable [`StoreError::Backend`].
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A [`Store`] in a SQLite database (feature `sqlite`).
 ///
 /// The file is opened in WAL mode, so readers never block the writer, with a
@@ -30,7 +28,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// of failing. Every commit runs in a `BEGIN IMMEDIATE` transaction: it takes
 /// the write lock before reading the versions it checks, so no other writer,
 /// in this process or another, can slip in between the check and the write.
-/// The schema is created or migrated on open.
+/// The schema is created or migrated on open (or, with
+/// [`SqliteOptions::migrate`]`(false)`, only checked). Waits are bounded
+/// ([`SqliteOptions`]: busy and acquire timeouts); one that runs out is a
+/// retryable [`StoreError::Backend`] with a [`Timeout`] naming it.
 ///
 /// The change feed needs no extra care: SQLite commits one writer at a time
 /// and sequence numbers are assigned inside that writer's transaction, so
@@ -62,6 +63,147 @@ pub struct Sqlite {
     /// Whether the writers may pass on a pooled connection at all (not when
     /// the pool has one connection only: readers need it too).
     keep: bool,
+    /// How long a writer waits for its turn in this process (the busy
+    /// timeout: the same wait, for the same lock, as inside SQLite).
+    busy: Duration,
+}
+
+/// How to open: the bounded waits, the pool size, and whether to migrate the
+/// schema on open.
+///
+/// | wait | default | bounds |
+/// |---|---|---|
+/// | [`busy_timeout`](Self::busy_timeout) | 5 s | a writer's wait for the write lock: its turn among this process's writers, then SQLite's lock against other processes |
+/// | [`acquire_timeout`](Self::acquire_timeout) | 2 s | an operation's wait for a pooled connection |
+///
+/// docs/stores.md ("Timeouts") says why. A wait that runs out is a
+/// retryable [`StoreError::Backend`] whose [`StoreError::timeout`] names it
+/// ([`Wait::Lock`], [`Wait::Acquire`]). With [`from_pool`](Self::from_pool)
+/// your pool's own settings apply instead.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), machine_core::StoreError> {
+/// use machine_core::store::{Sqlite, Store};
+/// use std::time::Duration;
+///
+/// let store = Sqlite::options().busy_timeout(Duration::from_secs(1)).memory().await?;
+/// assert_eq!(store.load("Order", "order-1").await?, None);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    busy_timeout: Duration,
+    acquire_timeout: Duration,
+    max_connections: u32,
+    migrate: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(2),
+            max_connections: 8,
+            migrate: true,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// How long a writer waits for the write lock (5 s by default): first
+    /// for its turn among this process's writers, then inside SQLite for
+    /// another process's (SQLite's busy timeout). Past it: a retryable
+    /// [`Timeout`] of [`Wait::Lock`].
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long an operation waits for a connection from the pool (2 s by
+    /// default). Past it: a retryable [`Timeout`] of [`Wait::Acquire`].
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// The pool size for a file (8 by default); an in-memory database
+    /// always has one connection.
+    #[must_use]
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Whether opening migrates the schema (`true` by default). With `false`
+    /// nothing is written on open: the store only reads `machine_migrations`
+    /// and refuses to open with [`StoreError::Unmigrated`], naming the
+    /// missing versions, unless every migration it knows is applied. Apply
+    /// them with [`Sqlite::migrate`] or run the SQL of
+    /// [`migrations`](Self::migrations) with your own tool.
+    #[must_use]
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// The schema's migrations, in order, as SQL to run yourself. Each
+    /// records its version in `machine_migrations`, so a store opened with
+    /// [`migrate(false)`](Self::migrate) finds them.
+    #[must_use]
+    pub fn migrations(&self) -> Vec<Migration> {
+        schema::exported()
+    }
+
+    /// Opens (creating if needed) the database file at `path`, in WAL mode.
+    pub async fn open(self, path: impl AsRef<Path>) -> Result<Sqlite, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(self.busy_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(sqlite_error)?;
+        self.from_pool(pool).await
+    }
+
+    /// A private in-memory database, gone when the store is dropped: for tests
+    /// that want SQL semantics without a file. One connection, shared in turn.
+    pub async fn memory(self) -> Result<Sqlite, StoreError> {
+        let options = SqliteConnectOptions::new().in_memory(true).busy_timeout(self.busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.acquire_timeout)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(sqlite_error)?;
+        self.from_pool(pool).await
+    }
+
+    /// Uses an existing pool (your own options: enable WAL and a busy
+    /// timeout on it for multi-process use), migrating the schema (or
+    /// checking it). This process's writers wait for their turn up to
+    /// [`busy_timeout`](Self::busy_timeout).
+    pub async fn from_pool(self, pool: SqlitePool) -> Result<Sqlite, StoreError> {
+        let keep = pool.options().get_max_connections() > 1;
+        let store = Sqlite { pool, writer: Arc::default(), queued: Arc::default(), keep, busy: self.busy_timeout };
+        if self.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
+        Ok(store)
+    }
 }
 
 /// What the writers pass on: the connection the last one wrote through, kept
@@ -189,45 +331,51 @@ fn forget(slot: &mut Slot) {
 }
 
 impl Sqlite {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Options to set before opening.
+    #[must_use]
+    pub fn options() -> SqliteOptions {
+        SqliteOptions::default()
+    }
+
+    /// Opens (creating if needed) the database file at `path` with the
+    /// default options (WAL, 8 connections, the default timeouts, migrating
+    /// on open).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(sqlite_error)?;
-        Self::from_pool(pool).await
+        Self::options().open(path).await
     }
 
     /// A private in-memory database, gone when the store is dropped: for tests
     /// that want SQL semantics without a file. One connection, shared in turn.
     pub async fn memory() -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new().in_memory(true).busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(sqlite_error)?;
-        Self::from_pool(pool).await
+        Self::options().memory().await
     }
 
     /// Uses an existing pool (your own options), creating or migrating the
     /// schema. Enable WAL and a busy timeout on it for multi-process use.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
-        let keep = pool.options().get_max_connections() > 1;
-        let store = Self { pool, writer: Arc::default(), queued: Arc::default(), keep };
-        schema::migrate(&store.pool).await?;
-        Ok(store)
+        Self::options().from_pool(pool).await
+    }
+
+    /// The schema's migrations, in order, as SQL (see
+    /// [`SqliteOptions::migrations`]).
+    #[must_use]
+    pub fn migrations() -> Vec<Migration> {
+        schema::exported()
+    }
+
+    /// Applies the migrations not applied yet, as opening does by default:
+    /// all in one `BEGIN IMMEDIATE` transaction, so a file is upgraded
+    /// completely or not at all, and processes opening it at once apply
+    /// each once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        schema::migrate(&self.pool).await
+    }
+
+    /// Checks, without writing, that every migration this version knows is
+    /// applied: [`StoreError::Unmigrated`] naming the missing ones if not.
+    /// Opening with [`SqliteOptions::migrate`]`(false)` does this.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        schema::check(&self.pool).await
     }
 
     /// The pool, for your own queries next to the machine tables.
@@ -239,14 +387,16 @@ impl Sqlite {
     /// This process's turn to write, then SQLite's write lock.
     pub(crate) async fn hold(&self) -> Result<Held, StoreError> {
         let waiting = Waiting::new(&self.queued);
-        let mut turn = Arc::clone(&self.writer).lock_owned().await;
+        let mut turn = tokio::time::timeout(self.busy, Arc::clone(&self.writer).lock_owned())
+            .await
+            .map_err(|_| StoreError::from(Timeout::new(Wait::Lock, Some(self.busy), None)))?;
         drop(waiting);
         if turn.open {
             // Left open by a writer whose rollback has not run: start afresh.
             forget(&mut turn);
         }
         if turn.conn.is_none() {
-            turn.conn = Some(self.pool.acquire().await.map_err(sqlite_error)?);
+            turn.conn = Some(self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, sqlite_error))?);
         }
         let mut held = Held { turn: Some(turn), keep: self.keep, queued: Arc::clone(&self.queued) };
         sqlx::query("BEGIN IMMEDIATE").execute(held.conn()?).await.map_err(sqlite_error)?;
@@ -297,8 +447,14 @@ fn retryable_code(code: &str) -> bool {
     code.parse::<i64>().is_ok_and(|code| matches!(code & 0xff, 5 | 6))
 }
 
+/// `SQLITE_BUSY` itself (not its extended codes, which SQLite returns
+/// without waiting) is the busy timeout running out.
+fn timeout_code(code: &str) -> Option<Wait> {
+    (code == "5").then_some(Wait::Lock)
+}
+
 fn sqlite_error(error: sqlx::Error) -> StoreError {
-    backend(error, retryable_code)
+    backend(error, retryable_code, timeout_code)
 }
 
 fn change(row: &SqliteRow) -> Result<Change, StoreError> {
@@ -419,7 +575,7 @@ impl Store for Sqlite {
     async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
-        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
+        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, sqlite_error))?;
         load_on(&mut conn, machine, id).await
     }
 

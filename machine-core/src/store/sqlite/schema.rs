@@ -100,18 +100,60 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The table that records applied versions, created if missing.
+const SETUP: &str =
+    "CREATE TABLE IF NOT EXISTS machine_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";
+
+/// Every migration as SQL that is complete on its own: the setup, the
+/// script, and the row recording its version (at the current time in
+/// milliseconds, as the store records it). Without the `refuse` checks:
+/// run by another tool, a row the script cannot carry over fails it with
+/// the database's constraint error instead.
+pub(super) fn exported() -> Vec<crate::store::Migration> {
+    MIGRATIONS
+        .iter()
+        .map(|migration| crate::store::Migration {
+            version: u32::try_from(migration.version).unwrap_or(u32::MAX),
+            sql: format!(
+                "{SETUP};\n{script}\nINSERT INTO machine_migrations (version, applied_at) \
+                 VALUES ({version}, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));\n",
+                script = migration.script.trim_end(),
+                version = migration.version,
+            ),
+        })
+        .collect()
+}
+
+/// Checks, without writing, that every migration this version knows is
+/// recorded: [`StoreError::Unmigrated`] naming the missing ones if not (all
+/// of them when there is no `machine_migrations` table). Versions this
+/// version does not know (a newer release migrated first) are accepted.
+pub(super) async fn check(pool: &SqlitePool) -> Result<(), StoreError> {
+    let table: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'machine_migrations'")
+            .fetch_optional(pool)
+            .await
+            .map_err(sqlite_error)?;
+    let applied: Vec<i64> = if table.is_some() {
+        sqlx::query_scalar("SELECT version FROM machine_migrations").fetch_all(pool).await.map_err(sqlite_error)?
+    } else {
+        Vec::new()
+    };
+    let missing: Vec<u32> = MIGRATIONS
+        .iter()
+        .filter(|migration| !applied.contains(&migration.version))
+        .map(|migration| u32::try_from(migration.version).unwrap_or(u32::MAX))
+        .collect();
+    if missing.is_empty() { Ok(()) } else { Err(StoreError::Unmigrated { schema: "main".to_owned(), missing }) }
+}
+
 /// Applies the migrations not yet recorded, under the write lock, so
 /// processes opening the same file at once apply each exactly once.
 pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     // Dropped unfinished on any error, the transaction rolls back every
     // migration of this call: the file stays as it was.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(sqlite_error)?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS machine_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(sqlite_error)?;
+    sqlx::query(SETUP).execute(&mut *tx).await.map_err(sqlite_error)?;
     for migration in MIGRATIONS {
         let applied = sqlx::query("SELECT 1 FROM machine_migrations WHERE version = ?")
             .bind(migration.version)
