@@ -58,7 +58,7 @@ pub use queue::RetryQueue;
 pub use retry::{Jitter, Retry};
 pub use runner::{Coalescing, HistoryEntry, Outcome, Runner, Versioned};
 pub use state::{FailureState, State};
-pub use target::{Declares, To};
+pub use target::{Declares, FromNotDeclared, NotDeclared, To};
 
 /// The names most programs need: `use machine_core::prelude::*;`.
 ///
@@ -68,7 +68,7 @@ pub use target::{Declares, To};
 /// it by name.
 pub mod prelude {
     pub use crate::{
-        Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, Outcome, RecordFailures, Retry, Runner,
-        State, To, Transitions, VersionConflict, Versioned,
+        Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, NotDeclared, Outcome, RecordFailures,
+        Retry, Runner, State, To, Transitions, VersionConflict, Versioned,
     };
 }
