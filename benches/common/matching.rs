@@ -142,9 +142,11 @@ pub(crate) fn run<M: Machine<State = Ticket, Command = TicketCommand, Deps = (),
         for command in ROUND {
             // `black_box` on the command and the state: each transition runs
             // on values the optimiser cannot see through, one after another.
-            match M::transition(&(), std::hint::black_box(command), &state) {
-                Ok(next) => state = std::hint::black_box(next),
-                Err(TicketError::NotDeclared(error)) => unreachable!("the round sends declared pairs only: {error}"),
+            // An error (none happens: the round sends declared pairs only,
+            // and a skipped step would change the final state the bench
+            // compares) keeps the state, as the hand-written catch-all does.
+            if let Ok(next) = M::transition(&(), std::hint::black_box(command), &state) {
+                state = std::hint::black_box(next);
             }
         }
     }
