@@ -45,6 +45,10 @@ enum RoomCommand {
 enum Refused {
     #[error("a hold needs the guest's name")]
     NoGuest,
+    /// What the generated `dispatch` returns when called directly with a
+    /// pair the table refuses (the runner checks the table first).
+    #[error(transparent)]
+    NotDeclared(#[from] NotDeclared),
 }
 
 struct Rooms;

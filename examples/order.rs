@@ -61,6 +61,10 @@ enum OrderError {
     Empty,
     #[error(transparent)]
     Stock(#[from] StockError),
+    /// A command in a state its `from(..)` does not list: what the generated
+    /// `dispatch` returns when called directly (the table refuses it first).
+    #[error(transparent)]
+    NotDeclared(#[from] NotDeclared),
 }
 
 /// Everything the transition needs from outside: a clock and a look at the

@@ -39,6 +39,10 @@ pub enum OrderError {
     Empty,
     #[error(transparent)]
     Stock(#[from] StockError),
+    /// A command in a state its `from(..)` does not list: what the generated
+    /// `dispatch` returns when called directly (the table refuses it first).
+    #[error(transparent)]
+    NotDeclared(#[from] NotDeclared),
 }
 
 #[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]

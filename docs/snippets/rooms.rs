@@ -39,7 +39,7 @@ impl Machine for Rooms {
     type State = Room;
     type Command = RoomCommand;
     type Deps = ();
-    type Error = std::convert::Infallible;
+    type Error = NotDeclared;
 
     fn transition(deps: &(), command: &RoomCommand, room: &Room) -> Result<Room, Self::Error> {
         Self::dispatch(deps, command, room)

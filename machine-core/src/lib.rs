@@ -80,7 +80,7 @@ pub use queue::RetryQueue;
 pub use retry::{Jitter, Retry};
 pub use runner::{Coalescing, HistoryEntry, KindOf, Outcome, Page, Request, Runner, Versioned};
 pub use state::{FailureState, State};
-pub use target::{Declares, To};
+pub use target::{Declares, FromNotDeclared, NotDeclared, To};
 
 /// The names most programs need: `use machine_core::prelude::*;`.
 ///
@@ -90,7 +90,7 @@ pub use target::{Declares, To};
 /// it by name.
 pub mod prelude {
     pub use crate::{
-        Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, Outcome, RecordFailures, Request,
-        Retry, Runner, State, To, Transitions, VersionConflict, Versioned,
+        Command, Error, Failure, FailureState, Instance, Jitter, Kind, Machine, NotDeclared, Outcome, RecordFailures,
+        Request, Retry, Runner, State, To, Transitions, VersionConflict, Versioned,
     };
 }

@@ -8,9 +8,62 @@
 //! enum), and `#[derive(Command)]` gives every command with declared edges a
 //! marker type (`order_command::Place`) that [`Declares`] each struct its
 //! `to(..)` names. [`To::new`] takes only those.
+//!
+//! The generated `dispatch` matches the declared pairs only; any other pair
+//! (which the declared table refuses before a transition runs, so only a
+//! direct call can pass one) is returned as a [`NotDeclared`] error, never a
+//! panic.
 
 use std::fmt;
 use std::marker::PhantomData;
+
+/// A command passed to a generated `dispatch` in a state its `from(..)` does
+/// not list: the refusal [`Error::NotAllowed`](crate::Error::NotAllowed)
+/// reports when the declared table is checked first, as it always is in the
+/// runner, decisions and [`Instance`](crate::Instance). Only a direct call of
+/// the transition can meet it.
+///
+/// The generated `dispatch` returns it through the machine's own error,
+/// which converts from it (`Self::Error: From<NotDeclared>`), typically with
+/// a variant `#[error(transparent)] NotDeclared(#[from] NotDeclared)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NotDeclared {
+    /// The command's kind (`"Confirm"`).
+    pub command: &'static str,
+    /// The state's kind (`"Draft"`).
+    pub state: &'static str,
+}
+
+impl fmt::Display for NotDeclared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "command {} is not declared from state {}", self.command, self.state)
+    }
+}
+
+impl std::error::Error for NotDeclared {}
+
+/// A machine error that can hold a [`NotDeclared`]: what the generated
+/// `dispatch` requires of `Self::Error`. Implemented for every type that
+/// converts from it (`NotDeclared` itself included); never implement it by
+/// hand.
+#[diagnostic::on_unimplemented(
+    message = "the machine's error `{Self}` cannot hold `machine_core::NotDeclared`, which the generated \
+               `dispatch` returns for a command in a state its `from(..)` does not list",
+    label = "`{Self}` does not implement `From<machine_core::NotDeclared>`",
+    note = "add a variant to the error, `#[error(transparent)] NotDeclared(#[from] machine_core::NotDeclared)`, \
+            or, for handlers that never fail, use `type Error = machine_core::NotDeclared;`"
+)]
+pub trait FromNotDeclared: Sized {
+    /// `error`, as this error.
+    fn from_not_declared(error: NotDeclared) -> Self;
+}
+
+impl<E: From<NotDeclared>> FromNotDeclared for E {
+    #[inline]
+    fn from_not_declared(error: NotDeclared) -> Self {
+        error.into()
+    }
+}
 
 /// `Self`, a command's marker (`order_command::Place`), declares the state
 /// variant `V` in its `to(..)`; implemented by `#[derive(Command)]` for each
@@ -61,6 +114,7 @@ impl<S, C> To<S, C> {
 
     /// The state, by reference (for tests of one handler).
     #[must_use]
+    #[inline]
     pub fn state(&self) -> &S {
         &self.state
     }

@@ -119,8 +119,12 @@ pub fn derive_state(input: TokenStream) -> TokenStream {
 ///   Result<To<Order, order_command::Place>, Self::Error>`, taking the command's
 ///   fields and the from-state's fields by reference; one method per
 ///   `unchecked` command taking the whole state; and a provided
-///   `dispatch(deps, command, state)` matching every pair, which the
-///   machine's transition calls. `To<Order, order_command::Place>` only accepts
+///   `dispatch(deps, command, state)` matching every declared pair, which
+///   the machine's transition calls; it returns any other pair (only a
+///   direct call can pass one: the table refuses them first) as
+///   `machine_core::NotDeclared` converted into the machine's error, which
+///   must therefore implement `From<NotDeclared>`, and never panics.
+///   `To<Order, order_command::Place>` only accepts
 ///   (`To::new`) the owned structs of the states `Place`'s `to(..)` lists:
 ///   the markers of module `order_command` implement
 ///   `machine_core::Declares` for exactly those. The state type must be

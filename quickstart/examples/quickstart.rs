@@ -79,6 +79,10 @@ enum OrderError {
     /// A technical fault: worth remembering on the order and retrying later.
     #[error("the catalog is unavailable")]
     CatalogDown,
+    /// A command in a state its `from(..)` does not list: what the generated
+    /// `dispatch` returns when called directly (the table refuses it first).
+    #[error(transparent)]
+    NotDeclared(#[from] NotDeclared),
 }
 
 /// What a recorded failure keeps: a value a program can branch on.
@@ -212,7 +216,7 @@ fn cancelled(reason: &str) -> To<Order, order_command::Cancel> {
 impl RecordFailures for OrderMachine {
     fn failure(error: &OrderError) -> Option<CatalogFault> {
         match error {
-            OrderError::UnknownItem(_) => None,
+            OrderError::UnknownItem(_) | OrderError::NotDeclared(_) => None,
             OrderError::CatalogDown => Some(CatalogFault::Unavailable),
         }
     }

@@ -108,14 +108,17 @@ pub(crate) fn expand(input: &CommandEnum<'_>, state: &Type) -> Option<TokenStrea
     let handlers = format_ident!("{}Handlers", ident.unraw(), span = ident.span());
     let async_handlers = format_ident!("{}AsyncHandlers", ident.unraw(), span = ident.span());
     let [module_doc, sync_doc, async_doc] = docs(&shown, &handlers);
-    let unreachable = quote! {
+    // Any other pair: the declared table refuses it before the transition
+    // runs, so only a direct call gets here, and gets a typed error (a
+    // `panic!` here would also cost a branch and a spilled state per call).
+    let not_declared = quote! {
         #[allow(unreachable_patterns)]
-        (command, _) => ::core::unreachable!(
-            "`{}` is not declared from `{}`: the declared table refuses it before the transition runs",
-            ::machine_core::Command::kind(command),
-            ::machine_core::State::kind(state),
-        ),
+        (command, _) => ::core::result::Result::Err(::machine_core::FromNotDeclared::from_not_declared(::machine_core::NotDeclared {
+            command: ::machine_core::Kind::as_str(::machine_core::Command::kind(command)),
+            state: ::machine_core::Kind::as_str(::machine_core::State::kind(state)),
+        })),
     };
+    let not_declared_bound = quote!(where Self::Error: ::machine_core::FromNotDeclared);
     // The async dispatch's future holds `&Command` and `&State`: `Send` needs
     // them `Sync`, which the compiler does not carry over from
     // `AsyncMachine`'s bounds to a generic enum once it normalises the type.
@@ -149,10 +152,12 @@ pub(crate) fn expand(input: &CommandEnum<'_>, state: &Type) -> Option<TokenStrea
 
             #[doc = #dispatch_doc]
             #[inline]
-            fn dispatch(deps: &Self::Deps, command: &#self_ty, state: &#state) -> #result {
+            fn dispatch(deps: &Self::Deps, command: &#self_ty, state: &#state) -> #result
+                #not_declared_bound
+            {
                 match (command, #views::of(state)) {
                     #(#arms)*
-                    #unreachable
+                    #not_declared
                 }
             }
         }
@@ -164,13 +169,15 @@ pub(crate) fn expand(input: &CommandEnum<'_>, state: &Type) -> Option<TokenStrea
 
             #[doc = #dispatch_doc]
             #[allow(clippy::manual_async_fn)]
+            #[inline]
             fn dispatch(deps: &Self::Deps, command: &#self_ty, state: &#state)
                 -> impl ::core::future::Future<Output = #result> + ::core::marker::Send
+                #not_declared_bound
             {
                 async move {
                     match (command, #views::of(state)) {
                         #(#async_arms)*
-                        #unreachable
+                        #not_declared
                     }
                 }
             }
@@ -190,7 +197,9 @@ fn docs(shown: &str, handlers: &Ident) -> [String; 3] {
          Implement every method and call `Self::dispatch(deps, command, state)` from \
          `Machine::transition`: a declared pair without its method does not compile, and a \
          method can only return a state its command's `to(..)` lists, so the transition needs \
-         no catch-all arm and the table's `Undeclared` error cannot happen. Each \
+         no catch-all arm and the table's `Undeclared` error cannot happen. `dispatch` needs \
+         the machine's error to convert from `machine_core::NotDeclared`, what it returns for \
+         a pair the table does not declare (only a direct call can pass one). Each \
          `#[command(unchecked)]` command gets one method, with the whole state."
     );
     let async_doc = format!(
@@ -203,9 +212,11 @@ fn docs(shown: &str, handlers: &Ident) -> [String; 3] {
 
 /// The doc of both `dispatch` methods.
 const DISPATCH_DOC: &str = "Runs the handler of `command` in `state`: the body of the machine's \
-                    transition.\n\n# Panics\n\nWhen `command` is not declared from `state`. \
-                    The declared table refuses those before the transition runs (in the \
-                    runner, decisions and `Instance`), so only a direct call can.";
+                    transition.\n\n# Errors\n\nThe handler's error, or, when `command` is not \
+                    declared from `state`, `machine_core::NotDeclared` converted into the \
+                    machine's error (hence the bound). The declared table refuses those pairs \
+                    before the transition runs (in the runner, decisions and `Instance`), so \
+                    only a direct call can get that one.";
 
 /// What every command's handlers share.
 struct Context<'a> {

@@ -3,11 +3,11 @@
 //! unchecked commands, a generic state, an async machine), under the same
 //! `deny(warnings, missing_docs, clippy::pedantic)`.
 
-use std::convert::Infallible;
+use std::fmt;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use machine_core::{AsyncMachine, Error, Instance, Machine, State, To};
+use machine_core::{AsyncMachine, Error, FailureState, Instance, Machine, NotDeclared, State, To};
 
 use super::{
     CancelledOrder, ConfirmedOrder, ConfirmedOrderRef, DraftOrderRef, EmptySlot, EmptySlotRef, FullSlot, FullSlotRef,
@@ -16,16 +16,17 @@ use super::{
 };
 
 /// The order machine, written with the generated handlers; the deps are
-/// the clock.
+/// the clock. Its handlers never fail, so its error is `NotDeclared`
+/// itself, what `dispatch` returns for a pair the table does not declare.
 pub(crate) struct Orders;
 
 impl Machine for Orders {
     type State = Order;
     type Command = OrderCommand;
     type Deps = u64;
-    type Error = Infallible;
+    type Error = NotDeclared;
 
-    fn transition(now: &u64, command: &OrderCommand, state: &Order) -> Result<Order, Infallible> {
+    fn transition(now: &u64, command: &OrderCommand, state: &Order) -> Result<Order, NotDeclared> {
         Self::dispatch(now, command, state)
     }
 }
@@ -40,11 +41,11 @@ impl OrderCommandHandlers for Orders {
         now: &u64,
         items: &Vec<Item>,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Place>, Infallible> {
+    ) -> Result<To<Order, order_command::Place>, NotDeclared> {
         Ok(To::new(PendingOrder { items: items.clone(), placed_at: *now }))
     }
 
-    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<Order, order_command::Confirm>, Infallible> {
+    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<Order, order_command::Confirm>, NotDeclared> {
         Ok(To::new(ConfirmedOrder { items: from.items.clone(), placed_at: *from.placed_at }))
     }
 
@@ -52,7 +53,7 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         reason: &String,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, NotDeclared> {
         Ok(cancelled(reason))
     }
 
@@ -60,7 +61,7 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         reason: &String,
         _: PendingOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, NotDeclared> {
         Ok(cancelled(reason))
     }
 
@@ -68,7 +69,7 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         reason: &String,
         from: ConfirmedOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, NotDeclared> {
         Ok(cancelled(&format!("{reason} after {} item(s)", from.items.len())))
     }
 
@@ -76,7 +77,7 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         why: &String,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, NotDeclared> {
         Ok(cancelled(why))
     }
 
@@ -84,7 +85,7 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         why: &String,
         _: PendingOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, NotDeclared> {
         Ok(cancelled(why))
     }
 
@@ -92,18 +93,42 @@ impl OrderCommandHandlers for Orders {
         _: &u64,
         why: &String,
         _: ConfirmedOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, NotDeclared> {
         Ok(cancelled(why))
     }
 
-    fn print(_: &u64, state: &Order) -> Result<Order, Infallible> {
+    fn print(_: &u64, state: &Order) -> Result<Order, NotDeclared> {
         Ok(state.clone())
     }
 
-    fn log(_: &u64, level: &u8, state: &Order) -> Result<Order, Infallible> {
+    fn log(_: &u64, level: &u8, state: &Order) -> Result<Order, NotDeclared> {
         Ok(if *level > 3 { Order::Delivered(u32::from(*level), "logged".to_owned()) } else { state.clone() })
     }
 }
+
+/// The async machine's error: its handlers never fail, so only a pair the
+/// table does not declare, from a direct call.
+#[derive(Debug, PartialEq)]
+pub(crate) enum AsyncError {
+    /// A pair the table does not declare.
+    NotDeclared(NotDeclared),
+}
+
+impl From<NotDeclared> for AsyncError {
+    fn from(error: NotDeclared) -> Self {
+        Self::NotDeclared(error)
+    }
+}
+
+impl fmt::Display for AsyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotDeclared(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AsyncError {}
 
 /// The same machine, async.
 pub(crate) struct AsyncOrders;
@@ -112,9 +137,9 @@ impl AsyncMachine for AsyncOrders {
     type State = Order;
     type Command = OrderCommand;
     type Deps = u64;
-    type Error = Infallible;
+    type Error = AsyncError;
 
-    async fn transition(now: &u64, command: &OrderCommand, state: &Order) -> Result<Order, Infallible> {
+    async fn transition(now: &u64, command: &OrderCommand, state: &Order) -> Result<Order, AsyncError> {
         Self::dispatch(now, command, state).await
     }
 }
@@ -124,7 +149,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         now: &u64,
         items: &Vec<Item>,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Place>, Infallible> {
+    ) -> Result<To<Order, order_command::Place>, AsyncError> {
         std::future::ready(()).await;
         Ok(To::new(PendingOrder { items: items.clone(), placed_at: *now }))
     }
@@ -132,7 +157,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
     async fn confirm_pending(
         _: &u64,
         from: PendingOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Confirm>, Infallible> {
+    ) -> Result<To<Order, order_command::Confirm>, AsyncError> {
         Ok(To::new(ConfirmedOrder { items: from.items.clone(), placed_at: *from.placed_at }))
     }
 
@@ -140,7 +165,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         reason: &String,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, AsyncError> {
         Ok(cancelled(reason))
     }
 
@@ -148,7 +173,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         reason: &String,
         _: PendingOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, AsyncError> {
         Ok(cancelled(reason))
     }
 
@@ -156,7 +181,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         reason: &String,
         _: ConfirmedOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Cancel>, Infallible> {
+    ) -> Result<To<Order, order_command::Cancel>, AsyncError> {
         Ok(cancelled(reason))
     }
 
@@ -164,7 +189,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         why: &String,
         _: DraftOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, AsyncError> {
         Ok(cancelled(why))
     }
 
@@ -172,7 +197,7 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         why: &String,
         _: PendingOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, AsyncError> {
         Ok(cancelled(why))
     }
 
@@ -180,15 +205,15 @@ impl OrderCommandAsyncHandlers for AsyncOrders {
         _: &u64,
         why: &String,
         _: ConfirmedOrderRef<'_>,
-    ) -> Result<To<Order, order_command::Abandon>, Infallible> {
+    ) -> Result<To<Order, order_command::Abandon>, AsyncError> {
         Ok(cancelled(why))
     }
 
-    async fn print(_: &u64, state: &Order) -> Result<Order, Infallible> {
+    async fn print(_: &u64, state: &Order) -> Result<Order, AsyncError> {
         Ok(state.clone())
     }
 
-    async fn log(_: &u64, _: &u8, state: &Order) -> Result<Order, Infallible> {
+    async fn log(_: &u64, _: &u8, state: &Order) -> Result<Order, AsyncError> {
         Ok(state.clone())
     }
 }
@@ -200,9 +225,9 @@ impl Machine for Slots {
     type State = Slot<u8>;
     type Command = SlotCommand<u8>;
     type Deps = ();
-    type Error = Infallible;
+    type Error = NotDeclared;
 
-    fn transition((): &(), command: &SlotCommand<u8>, state: &Slot<u8>) -> Result<Slot<u8>, Infallible> {
+    fn transition((): &(), command: &SlotCommand<u8>, state: &Slot<u8>) -> Result<Slot<u8>, NotDeclared> {
         Self::dispatch(&(), command, state)
     }
 }
@@ -212,11 +237,11 @@ impl SlotCommandHandlers<u8> for Slots {
         (): &(),
         value: &u8,
         from: EmptySlotRef<'_, u8>,
-    ) -> Result<To<Slot<u8>, slot_command::Fill<u8>>, Infallible> {
+    ) -> Result<To<Slot<u8>, slot_command::Fill<u8>>, NotDeclared> {
         Ok(To::new(FullSlot(value + from.value)))
     }
 
-    fn drain_full((): &(), _: FullSlotRef<'_, u8>) -> Result<To<Slot<u8>, slot_command::Drain<u8>>, Infallible> {
+    fn drain_full((): &(), _: FullSlotRef<'_, u8>) -> Result<To<Slot<u8>, slot_command::Drain<u8>>, NotDeclared> {
         Ok(To::new(EmptySlot { value: 0, count: 1 }))
     }
 }
@@ -259,6 +284,48 @@ fn targets_convert_into_the_state_for_free() {
     assert_eq!(format!("{to:?}"), "To(Pending { items: [], placed_at: 1 })");
     assert_eq!(to.clone().into_state(), Order::Pending { items: Vec::new(), placed_at: 1 });
     assert_eq!(Order::from(CancelledOrder { reason: "x".to_owned() }), Order::Cancelled { reason: "x".to_owned() });
+}
+
+#[test]
+fn a_direct_call_with_an_undeclared_pair_is_a_typed_error() {
+    // The table refuses these before the transition runs; called directly,
+    // the dispatch returns `NotDeclared` (converted into the machine's
+    // error), never panics.
+    let confirm_draft = NotDeclared { command: "Confirm", state: "Draft" };
+    assert_eq!(<Orders as Machine>::transition(&1, &OrderCommand::Confirm, &Order::Draft), Err(confirm_draft));
+    assert_eq!(confirm_draft.to_string(), "command Confirm is not declared from state Draft");
+    let cancelled = Order::Cancelled { reason: "late".to_owned() };
+    assert_eq!(
+        <Orders as Machine>::transition(&1, &OrderCommand::Abandon(String::new()), &cancelled),
+        Err(NotDeclared { command: "Abandon", state: "Cancelled" })
+    );
+    // The failure state is in no `from(..)`.
+    let failed = Order::from_failure(machine_core::Failure {
+        command: OrderCommand::Confirm,
+        previous: Box::new(Order::Draft),
+        error: "down".to_owned(),
+        attempts: 1,
+        failed_at: 0,
+    });
+    assert_eq!(
+        <Orders as Machine>::transition(&1, &OrderCommand::Place { items: Vec::new() }, &failed),
+        Err(NotDeclared { command: "Place", state: "Failed" })
+    );
+    assert_eq!(
+        <Slots as Machine>::transition(&(), &SlotCommand::Drain, &Slot::initial()),
+        Err(NotDeclared { command: "Drain", state: "Empty" })
+    );
+    let pending = Order::Pending { items: Vec::new(), placed_at: 1 };
+    assert_eq!(
+        block_on(<AsyncOrders as AsyncMachine>::transition(&1, &OrderCommand::Place { items: Vec::new() }, &pending)),
+        Err(AsyncError::NotDeclared(NotDeclared { command: "Place", state: "Pending" }))
+    );
+    // Through an `Instance`, the table refuses first: `NotAllowed`, as ever.
+    let mut order = Instance::<Orders>::new(&1, Order::Draft);
+    assert!(matches!(
+        order.handle(&OrderCommand::Confirm),
+        Err(Error::NotAllowed { command: "Confirm", state: "Draft", .. })
+    ));
 }
 
 /// Polls `future` to completion: the handlers here never wait on anything.

@@ -27,7 +27,7 @@ impl Machine for OrderMachine {
     type State = Order;
     type Command = OrderCommand;
     type Deps = u64;
-    type Error = std::convert::Infallible;
+    type Error = machine_core::NotDeclared;
 
     fn transition(now: &u64, command: &OrderCommand, state: &Order) -> Result<Order, Self::Error> {
         Self::dispatch(now, command, state)
@@ -40,19 +40,19 @@ fn cancelled(reason: &str) -> To<Order, order_command::Cancel> {
 
 // `cancel_confirmed` is missing: `Cancel` declares `from(.., Confirmed)`.
 impl OrderCommandHandlers for OrderMachine {
-    fn place_draft(now: &u64, items: &Vec<String>, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Place>, std::convert::Infallible> {
+    fn place_draft(now: &u64, items: &Vec<String>, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Place>, machine_core::NotDeclared> {
         Ok(To::new(PendingOrder { items: items.clone(), placed_at: *now }))
     }
 
-    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<Order, order_command::Confirm>, std::convert::Infallible> {
+    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<Order, order_command::Confirm>, machine_core::NotDeclared> {
         Ok(To::new(ConfirmedOrder { items: from.items.clone(), placed_at: *from.placed_at }))
     }
 
-    fn cancel_draft(_: &u64, reason: &String, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, std::convert::Infallible> {
+    fn cancel_draft(_: &u64, reason: &String, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, machine_core::NotDeclared> {
         Ok(cancelled(reason))
     }
 
-    fn cancel_pending(_: &u64, reason: &String, _: PendingOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, std::convert::Infallible> {
+    fn cancel_pending(_: &u64, reason: &String, _: PendingOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, machine_core::NotDeclared> {
         Ok(cancelled(reason))
     }
 }

@@ -27,7 +27,7 @@ impl Machine for OrderMachine {
     type State = Order;
     type Command = OrderCommand;
     type Deps = u64;
-    type Error = std::convert::Infallible;
+    type Error = machine_core::NotDeclared;
 
     fn transition(now: &u64, command: &OrderCommand, state: &Order) -> Result<Order, Self::Error> {
         Self::dispatch(now, command, state)
@@ -39,24 +39,24 @@ fn cancelled(reason: &str) -> To<Order, order_command::Cancel> {
 }
 
 impl OrderCommandHandlers for OrderMachine {
-    fn place_draft(_: &u64, _: &Vec<String>, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Place>, std::convert::Infallible> {
+    fn place_draft(_: &u64, _: &Vec<String>, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Place>, machine_core::NotDeclared> {
         // `Place` declares `to(Pending)` only.
         Ok(To::new(CancelledOrder { reason: "no".to_owned() }))
     }
 
-    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<Order, order_command::Confirm>, std::convert::Infallible> {
+    fn confirm_pending(_: &u64, from: PendingOrderRef<'_>) -> Result<To<Order, order_command::Confirm>, machine_core::NotDeclared> {
         Ok(To::new(ConfirmedOrder { items: from.items.clone(), placed_at: *from.placed_at }))
     }
 
-    fn cancel_draft(_: &u64, reason: &String, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, std::convert::Infallible> {
+    fn cancel_draft(_: &u64, reason: &String, _: DraftOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, machine_core::NotDeclared> {
         Ok(cancelled(reason))
     }
 
-    fn cancel_pending(_: &u64, reason: &String, _: PendingOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, std::convert::Infallible> {
+    fn cancel_pending(_: &u64, reason: &String, _: PendingOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, machine_core::NotDeclared> {
         Ok(cancelled(reason))
     }
 
-    fn cancel_confirmed(_: &u64, reason: &String, _: ConfirmedOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, std::convert::Infallible> {
+    fn cancel_confirmed(_: &u64, reason: &String, _: ConfirmedOrderRef<'_>) -> Result<To<Order, order_command::Cancel>, machine_core::NotDeclared> {
         Ok(cancelled(reason))
     }
 }
