@@ -93,3 +93,30 @@ async fn a_joined_command_builds_on_the_latest_committed_version() {
     assert_eq!((out.state, out.version), (Counter::Open(3), 3));
     teardown(&runner).await;
 }
+
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "set DATABASE_URL to run the PostgreSQL tests")]
+async fn an_idempotency_key_commits_and_rolls_back_with_the_callers_transaction() {
+    use machine_core::Request;
+    let (runner, _) = setup().await;
+    let keyed = Request::new().key("req-1");
+    // Rolled back: the key went with the change, so the request runs again.
+    let mut tx = runner.store().pool().begin().await.unwrap();
+    let out = runner.handle_in_with(&mut tx, "order-1", &CounterCommand::Increment, keyed).await.unwrap();
+    assert!(!out.replayed);
+    tx.rollback().await.unwrap();
+    assert!(runner.store().recall(M, "order-1", "req-1").await.unwrap().is_none());
+
+    let mut tx = runner.store().pool().begin().await.unwrap();
+    let out = runner.handle_in_with(&mut tx, "order-1", &CounterCommand::Increment, keyed).await.unwrap();
+    assert_eq!((out.version, out.replayed), (1, false));
+    // Within the same transaction, the repeat already sees the key.
+    let again = runner.handle_in_with(&mut tx, "order-1", &CounterCommand::Increment, keyed).await.unwrap();
+    assert_eq!((again.version, again.replayed), (1, true));
+    tx.commit().await.unwrap();
+    // And outside it, once committed.
+    let after = runner.handle_with("order-1", &CounterCommand::Increment, keyed).await.unwrap();
+    assert_eq!((after.version, after.replayed), (1, true));
+    assert_eq!(runner.store().history(M, "order-1").await.unwrap().len(), 1);
+    teardown(&runner).await;
+}
