@@ -45,6 +45,7 @@ impl Harness for Memory {
                 state: state.to_owned(),
                 command: "null",
                 origin: Origin::Command,
+                schema: 1,
             };
             self.commit(Commit::write(write)).await.is_ok()
         }

@@ -5,6 +5,8 @@
 use crate::error::Error;
 use crate::machine::{AsyncMachine, Machine, checked, checked_sync};
 use crate::retry::{Clock, Policy, Retry, TokioClock};
+use crate::evolution::Payload;
+use crate::runner::codec::decode;
 use crate::runner::pipeline::{Direct, Pipeline, Plan, Planned, Read, Session, Staged, Step};
 use crate::store::body::Loaded as Stored;
 use crate::store::{Origin, Store};
@@ -172,6 +174,8 @@ struct Loaded {
     id: String,
     version: u64,
     state: Option<Arc<str>>,
+    /// The schema version the state was stored with.
+    schema: u32,
 }
 
 /// A command's result waiting for the commit.
@@ -181,6 +185,8 @@ struct Pending {
     kind: &'static str,
     state: String,
     command: String,
+    /// The writing machine's schema version.
+    schema: u32,
 }
 
 /// The snapshot a decision's closure works on: read states, apply commands.
@@ -206,21 +212,15 @@ impl Draft {
         M::State: DeserializeOwned,
     {
         let read = self.position(key)?;
-        let (version, json) = match self.pending.iter().rev().find(|p| p.read == read) {
-            Some(pending) => (pending.expected + 1, Some(pending.state.as_str())),
-            None => (self.loaded[read].version, self.loaded[read].state.as_deref()),
+        let (version, json, schema) = match self.pending.iter().rev().find(|p| p.read == read) {
+            Some(pending) => (pending.expected + 1, Some(pending.state.as_str()), pending.schema),
+            None => (self.loaded[read].version, self.loaded[read].state.as_deref(), self.loaded[read].schema),
         };
+        // Migrated from an older schema version; a newer one is refused, so
+        // the decision never writes over it.
         json.map_or_else(
             || Ok(M::State::initial()),
-            |json| {
-                serde_json::from_str(json).map_err(|source| Error::Decode {
-                    machine: M::NAME,
-                    id: key.id.clone(),
-                    version,
-                    what: "state",
-                    source: Arc::new(source),
-                })
-            },
+            |json| Ok(decode::<M, _>(&key.id, version, Payload::State, schema, json)?),
         )
     }
 
@@ -288,6 +288,7 @@ impl Draft {
             kind: next.kind().as_str(),
             state: serde_json::to_string(&next).map_err(|e| encode("state", e))?,
             command: serde_json::to_string(command).map_err(|e| encode("command", e))?,
+            schema: M::SCHEMA,
         });
         Ok(next)
     }
@@ -553,8 +554,9 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
         let mut drafted: Vec<Loaded> = Vec::with_capacity(loaded.len());
         for (read, record) in self.reads.iter().zip(loaded) {
             let version = record.as_ref().map_or(0, |r| r.version);
+            let schema = record.as_ref().map_or(1, |r| r.schema);
             let state = record.map(|r| r.state.json_of(read.machine, read.id, version, "state")).transpose()?;
-            drafted.push(Loaded { machine: read.machine, id: read.id.to_owned(), version, state });
+            drafted.push(Loaded { machine: read.machine, id: read.id.to_owned(), version, state, schema });
         }
         let loaded = drafted;
         let mut draft = Draft { loaded, pending: Vec::new() };
@@ -575,6 +577,7 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
                 state: Staged::Json(Cow::Owned(p.state)),
                 command: Staged::Json(Cow::Owned(p.command)),
                 origin: Origin::Command,
+                schema: p.schema,
             })
             .collect();
         Ok(Plan { writes, value: (verdict, wrote) })

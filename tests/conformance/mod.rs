@@ -138,6 +138,7 @@ pub(crate) fn write<'a>(id: &'a str, expected: u64, state: &str) -> Write<'a> {
         state: state.to_owned(),
         command: "{\"cmd\":1}",
         origin: Origin::Command,
+        schema: 1,
     }
 }
 
@@ -334,7 +335,7 @@ pub(crate) async fn corrupt_rows_are_decode_errors_and_harm_no_other_record(stor
             continue;
         }
         let error = runner.handle(id, &CounterCommand::Increment).await.unwrap_err();
-        assert!(matches!(&error, Error::Decode { id: got, version: 1, .. } if got == id), "{error:?}");
+        assert!(matches!(&error, Error::Decode(decode) if decode.id == id && decode.version == 1), "{error:?}");
         assert!(error.to_string().contains(&format!("{id:?} at version 1")), "{error}");
         assert_eq!(version(&store, id).await, 1, "nothing written over it");
     }

@@ -141,6 +141,7 @@ async fn an_old_sqlite_file_is_upgraded_with_its_records_and_history_intact() {
         state: "{}".into(),
         command: "\"Ship\"",
         origin: Origin::Recovery,
+        schema: 1,
     };
     store.commit(Commit::write(write)).await.unwrap();
     let last = store.history("Order", "o-1").await.unwrap().pop().unwrap();
@@ -214,6 +215,7 @@ async fn an_old_postgres_schema_gains_origins_and_keeps_its_history() {
         state: "{}".into(),
         command: "\"Ship\"",
         origin: Origin::Recovery,
+        schema: 1,
     };
     store.commit(Commit::write(write)).await.unwrap();
     assert_eq!(store.history("Order", "o-1").await.unwrap().pop().unwrap().origin, Origin::Recovery);

@@ -23,7 +23,7 @@ pub(super) fn of_error<E>(err: &Error<E>) -> Ended {
         Error::CircuitOpen { .. } => ("circuit_open", None),
         Error::NotFailed { .. } => ("not_failed", None),
         Error::NotRead { .. } => ("not_read", None),
-        Error::Decode { .. } | Error::Encode { .. } | Error::Store(StoreError::Corrupt { .. }) => ("bad_data", None),
+        Error::Decode(_) | Error::Encode { .. } | Error::Store(StoreError::Corrupt { .. }) => ("bad_data", None),
         Error::Store(StoreError::InvalidKey { .. }) => ("invalid_key", None),
         Error::Store(_) => ("store_error", None),
     };

@@ -12,6 +12,7 @@ use crate::store::body::{Body, Loaded};
 use crate::{Command, Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 use std::convert::Infallible;
 
 /// The failed command, the state it failed in and how often it failed, when
@@ -37,6 +38,9 @@ pub(crate) enum Intent<'a, M: AsyncMachine> {
     Apply(&'a M::Command),
     /// Replay the recorded failure the record is in.
     Recover(Opener<M>),
+    /// Rewrite the record's state, as decoded (and migrated), at the
+    /// current schema version: no command, no transition.
+    Rewrite,
 }
 
 impl<M: AsyncMachine> Intent<'_, M> {
@@ -47,6 +51,7 @@ impl<M: AsyncMachine> Intent<'_, M> {
             Self::Apply(command) if joined => Op::HandleIn(command.kind().as_str()),
             Self::Apply(command) => Op::Handle(command.kind().as_str()),
             Self::Recover(_) => Op::Recover,
+            Self::Rewrite => Op::Migrate,
         }
     }
 }
@@ -155,6 +160,13 @@ where
                 let (state, failed) = self.run(&command, &previous, attempts.saturating_add(1)).await?;
                 Ok(Next { state, failed, command: self.stage(command, typed)?, origin: Origin::Recovery })
             }
+            // A migration entry's command is JSON `null` on every store.
+            Intent::Rewrite => Ok(Next {
+                state: state.clone(),
+                failed: None,
+                command: Staged::Json(Cow::Borrowed("null")),
+                origin: Origin::Migration,
+            }),
         }
     }
 }
@@ -183,7 +195,7 @@ where
                 (&decoded, 0)
             }
             Some(record) => {
-                if let Some(state) = record.state.get::<M::State>() {
+                if let Some(state) = record.state.get::<M::State>().filter(|_| record.schema == M::SCHEMA) {
                     (state, record.version)
                 } else {
                     decoded = decode_record::<M, Infallible>(self.id, record)?.state;
@@ -191,6 +203,9 @@ where
                 }
             }
         };
+        // Whether the state a rewrite would write is stored at the current
+        // schema version already (then it writes nothing).
+        let base_current = record.as_ref().is_none_or(|record| record.schema == M::SCHEMA);
         let mut writes: Vec<Planned<'_>> = Vec::with_capacity(self.intents.len());
         let mut results: Vec<Applied<M>> = Vec::with_capacity(self.intents.len());
         // Each intent sees the state the last saved one produced (kept in
@@ -202,6 +217,11 @@ where
                 None => base,
             };
             let expected = version + writes.len() as u64;
+            if matches!(intent, Intent::Rewrite) && (base_current || !writes.is_empty()) {
+                results.push(Ok(Saved { state: state.clone(), failed: None, version: expected }));
+                last = Some(results.len() - 1);
+                continue;
+            }
             let Some(written) = expected.checked_add(1) else {
                 let overflow = StoreError::VersionOverflow {
                     machine: M::NAME.to_owned(),
@@ -233,6 +253,7 @@ where
                 state: stored,
                 command: next.command,
                 origin: next.origin,
+                schema: M::SCHEMA,
             });
             last = Some(results.len());
             results.push(Ok(Saved { state: next.state, failed: next.failed, version: written }));

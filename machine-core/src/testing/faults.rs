@@ -22,17 +22,20 @@ pub enum Op {
     Changes,
     /// [`Query::by_kind`].
     ByKind,
+    /// [`Query::records`].
+    Records,
 }
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: &'static [Op] = &[Op::Load, Op::Commit, Op::History, Op::Changes, Op::ByKind];
+    pub const ALL: &'static [Op] = &[Op::Load, Op::Commit, Op::History, Op::Changes, Op::ByKind, Op::Records];
 
     fn index(self) -> usize {
         Self::ALL.iter().position(|&op| op == self).unwrap_or(0)
     }
 
-    /// The operation's name: `"load"`, `"commit"`, `"history"`, `"changes"`, `"by_kind"`.
+    /// The operation's name: `"load"`, `"commit"`, `"history"`, `"changes"`,
+    /// `"by_kind"`, `"records"`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +44,7 @@ impl Op {
             Op::History => "history",
             Op::Changes => "changes",
             Op::ByKind => "by_kind",
+            Op::Records => "records",
         }
     }
 }
@@ -337,6 +341,11 @@ impl<S: Query> Query for FaultyStore<S> {
     ) -> Result<Vec<Listed>, StoreError> {
         self.gate(Op::ByKind)?;
         self.inner.by_kind(machine, kind, after_id, limit).await
+    }
+
+    async fn records(&self, machine: &str, after_id: Option<&str>, limit: u32) -> Result<Vec<Listed>, StoreError> {
+        self.gate(Op::Records)?;
+        self.inner.records(machine, after_id, limit).await
     }
 }
 

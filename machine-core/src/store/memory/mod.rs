@@ -45,7 +45,7 @@ const SHARDS: usize = 64;
 /// let store = Memory::new();
 /// let write = |expected| Write {
 ///     machine: "Order", id: "order-1", expected, kind: "Draft",
-///     state: "\"Draft\"".into(), command: "\"Create\"", origin: Origin::Command,
+///     state: "\"Draft\"".into(), command: "\"Create\"", origin: Origin::Command, schema: 1,
 /// };
 /// store.commit(Commit::write(write(0))).await.unwrap();
 /// // A second writer that also loaded version 0 loses:
@@ -116,6 +116,7 @@ struct Entry {
     kind: Arc<str>,
     state: Body,
     updated_at: u64,
+    schema: u32,
     history: VecDeque<Arc<Logged>>,
 }
 
@@ -126,6 +127,7 @@ impl Entry {
             kind: self.kind.clone(),
             state: self.state.clone(),
             updated_at: self.updated_at,
+            schema: self.schema,
         }
     }
 
@@ -144,6 +146,7 @@ pub(crate) struct Put<'a> {
     pub(crate) state: Body,
     pub(crate) command: Body,
     pub(crate) origin: Origin,
+    pub(crate) schema: u32,
 }
 
 impl Memory {
@@ -311,13 +314,15 @@ impl Memory {
             version,
             command: put.command,
             origin: put.origin,
-            before: Some((entry.kind.clone(), entry.state.clone())),
+            before: Some((entry.kind.clone(), entry.state.clone(), entry.schema)),
             kind: kind.clone(),
             after: put.state.clone(),
             at,
+            schema: put.schema,
         });
         remember(&mut entry.history, logged.clone(), self.inner.retention.entries_per_record());
-        (entry.version, entry.kind, entry.state, entry.updated_at) = (version, kind, put.state, at);
+        (entry.version, entry.kind, entry.state, entry.updated_at, entry.schema) =
+            (version, kind, put.state, at, put.schema);
         logged
     }
 
@@ -335,10 +340,12 @@ impl Memory {
             kind: kind.clone(),
             after: put.state.clone(),
             at,
+            schema: put.schema,
         });
         let mut history = VecDeque::new();
         remember(&mut history, logged.clone(), self.inner.retention.entries_per_record());
-        ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, history });
+        let schema = put.schema;
+        ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, schema, history });
         logged
     }
 }
@@ -381,6 +388,7 @@ impl Store for Memory {
             state: Body::Json(Arc::from(write.state)),
             command: Body::Json(Arc::from(write.command)),
             origin: write.origin,
+            schema: write.schema,
         });
         self.put(puts, &commit.checks)
     }
@@ -421,6 +429,23 @@ impl Query for Memory {
         after_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Listed>, StoreError> {
+        self.scan(machine, Some(kind), after_id, limit)
+    }
+
+    async fn records(&self, machine: &str, after_id: Option<&str>, limit: u32) -> Result<Vec<Listed>, StoreError> {
+        self.scan(machine, None, after_id, limit)
+    }
+}
+
+impl Memory {
+    /// A page of `machine`'s records by id, of `kind` only when given.
+    fn scan(
+        &self,
+        machine: &str,
+        kind: Option<&str>,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Listed>, StoreError> {
         validate_machine(machine)?;
         let mut found = Vec::new();
         for shard in 0..SHARDS {
@@ -428,7 +453,9 @@ impl Query for Memory {
             let Some(ids) = shard.ids(machine) else { continue };
             found.extend(
                 ids.iter()
-                    .filter(|(id, entry)| &*entry.kind == kind && after_id.is_none_or(|after| &***id > after))
+                    .filter(|(id, entry)| {
+                        kind.is_none_or(|kind| &*entry.kind == kind) && after_id.is_none_or(|after| &***id > after)
+                    })
                     .map(|(id, entry)| (id.clone(), entry.loaded())),
             );
         }
@@ -464,6 +491,7 @@ mod tests {
             state: state.to_owned(),
             command: "\"cmd\"",
             origin: Origin::Command,
+            schema: 1,
         }
     }
 

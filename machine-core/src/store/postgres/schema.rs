@@ -3,7 +3,7 @@
 
 /// The schema's migrations, in order. Text columns compared or sorted by the
 /// store use the "C" collation, so ids order by bytes as in every other store.
-pub(super) fn migrations(schema: &str) -> [(i32, String); 2] {
+pub(super) fn migrations(schema: &str) -> [(i32, String); 3] {
     [
         (
             1,
@@ -39,6 +39,18 @@ pub(super) fn migrations(schema: &str) -> [(i32, String); 2] {
             2,
             format!(
                 "ALTER TABLE {schema}.machine_history ADD COLUMN origin text COLLATE \"C\" NOT NULL DEFAULT 'command'"
+            ),
+        ),
+        // The machine's schema version that wrote each state and command
+        // (`Machine::SCHEMA`); rows from before it was stored were all
+        // written at version 1. Constant defaults: no table rewrite.
+        (
+            3,
+            format!(
+                "ALTER TABLE {schema}.machine_records
+                     ADD COLUMN schema_version integer NOT NULL DEFAULT 1 CHECK (schema_version > 0);
+                 ALTER TABLE {schema}.machine_history
+                     ADD COLUMN schema_version integer NOT NULL DEFAULT 1 CHECK (schema_version > 0);"
             ),
         ),
     ]

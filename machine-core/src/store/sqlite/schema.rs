@@ -80,6 +80,15 @@ const MIGRATIONS: &[Migration] = &[
         refuse: None,
         script: "ALTER TABLE machine_history ADD COLUMN origin TEXT NOT NULL DEFAULT 'command';",
     },
+    // The machine's schema version that wrote each state and command
+    // (`Machine::SCHEMA`). Rows from before it was stored were written by
+    // machines that had no other version than 1.
+    Migration {
+        version: 4,
+        refuse: None,
+        script: "ALTER TABLE machine_records ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE machine_history ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;",
+    },
 ];
 
 /// Applies the migrations not yet recorded, under the write lock, so
