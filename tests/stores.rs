@@ -408,6 +408,12 @@ conformance!(
     corrupt_history_entries_are_named_and_left_untouched,
     origins_round_trip_through_history_and_the_feed,
     no_lost_updates_with_32_writers,
+    schema_versions_round_trip_through_every_read,
+    every_record_of_a_machine_is_listed_in_pages,
+    fixtures_of_older_releases_read_through_the_current_code,
+    newer_schema_records_are_refused_and_never_overwritten,
+    an_unreadable_history_entry_leaves_the_others_readable,
+    migrate_rewrites_old_records_through_the_pipeline,
 );
 
 // Every case but the 3,200 contended increments, which take two minutes on
@@ -429,6 +435,12 @@ conformance_etcd!(
     corrupt_history_entries_are_named_and_left_untouched,
     origins_round_trip_through_history_and_the_feed,
     no_lost_updates_with_32_writers_briefly,
+    schema_versions_round_trip_through_every_read,
+    every_record_of_a_machine_is_listed_in_pages,
+    fixtures_of_older_releases_read_through_the_current_code,
+    newer_schema_records_are_refused_and_never_overwritten,
+    an_unreadable_history_entry_leaves_the_others_readable,
+    migrate_rewrites_old_records_through_the_pipeline,
 );
 
 // ---------------------------------------------------------------------------

@@ -5,10 +5,17 @@
 #![allow(dead_code)] // each test binary uses the part it needs
 
 mod corrupt;
+pub(crate) mod evolution;
 
 #[allow(unused_imports)] // as for dead code: not every test binary runs these
 pub(crate) use corrupt::{
     corrupt_history_entries_are_named_and_left_untouched, corrupt_records_are_named_and_left_untouched,
+};
+#[allow(unused_imports)]
+pub(crate) use evolution::{
+    an_unreadable_history_entry_leaves_the_others_readable, every_record_of_a_machine_is_listed_in_pages,
+    fixtures_of_older_releases_read_through_the_current_code, migrate_rewrites_old_records_through_the_pipeline,
+    newer_schema_records_are_refused_and_never_overwritten, schema_versions_round_trip_through_every_read,
 };
 
 use machine_core::prelude::*;
