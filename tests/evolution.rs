@@ -66,7 +66,10 @@ async fn a_renamed_command_reads_under_its_new_name() {
 async fn a_removed_field_is_dropped_and_an_added_one_defaulted() {
     let booked = r#"{"Booked":{"guest":"ada","nights":3,"phone":"+44"}}"#;
     let store = stored(1, &[("Booked", booked, r#"{"Book":{"nights":3,"phone":"+44"}}"#)]).await;
-    assert_eq!(state_of(store.clone()).await, Room::Booked { guest: "ada".into(), nights: 3, channel: "direct".into() });
+    assert_eq!(
+        state_of(store.clone()).await,
+        Room::Booked { guest: "ada".into(), nights: 3, channel: "direct".into() }
+    );
     assert_eq!(history_of(store).await[0].command, Some(RoomCommand::Book { nights: 3 }));
 }
 
@@ -79,7 +82,8 @@ async fn a_renamed_field_reads_under_its_new_name() {
 
 #[tokio::test]
 async fn a_split_state_reads_as_the_one_of_the_two_it_was() {
-    for (no_show, split) in [(true, Room::NoShow { guest: "ada".into() }), (false, Room::CheckedOut { guest: "ada".into() })]
+    for (no_show, split) in
+        [(true, Room::NoShow { guest: "ada".into() }), (false, Room::CheckedOut { guest: "ada".into() })]
     {
         let closed = format!(r#"{{"Closed":{{"guest":"ada","no_show":{no_show}}}}}"#);
         // Written by version 1: both steps run, 1 → 2 → 3.
@@ -124,7 +128,10 @@ mod careless {
     pub(crate) enum Room {
         #[state(initial)]
         Free,
-        Held { guest: String, channel: String },
+        Held {
+            guest: String,
+            channel: String,
+        },
     }
 
     #[derive(Command, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,7 +150,11 @@ mod careless {
         type Error = std::convert::Infallible;
         const SCHEMA: u32 = 2;
 
-        fn transition((): &(), RoomCommand::Hold { guest, channel }: &RoomCommand, _: &Room) -> Result<Room, Self::Error> {
+        fn transition(
+            (): &(),
+            RoomCommand::Hold { guest, channel }: &RoomCommand,
+            _: &Room,
+        ) -> Result<Room, Self::Error> {
             Ok(Room::Held { guest: guest.clone(), channel: channel.clone() })
         }
     }

@@ -3,9 +3,9 @@
 //! checks on what was read, retried as a whole on conflict.
 
 use crate::error::Error;
+use crate::evolution::Payload;
 use crate::machine::{AsyncMachine, Machine, checked, checked_sync};
 use crate::retry::{Clock, Policy, Retry, TokioClock};
-use crate::evolution::Payload;
 use crate::runner::codec::decode;
 use crate::runner::pipeline::{Direct, Pipeline, Plan, Planned, Read, Session, Staged, Step};
 use crate::store::body::Loaded as Stored;

@@ -19,6 +19,9 @@ mod guide {}
 #[doc = include_str!("../../docs/decisions.md")]
 mod decisions {}
 
+#[doc = include_str!("../../docs/evolution.md")]
+mod evolution {}
+
 #[doc = include_str!("../../docs/retry-patterns.md")]
 mod retry_patterns {}
 

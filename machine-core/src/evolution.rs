@@ -350,10 +350,7 @@ mod tests {
         assert_eq!(check(3, STEPS), Ok(()));
         assert_eq!(check(1, &[]), Ok(()));
         assert_eq!(check(0, &[]), Err(InvalidMigrations::ZeroSchema));
-        assert_eq!(
-            check(2, STEPS),
-            Err(InvalidMigrations::NotOlder { payload: Payload::State, from: 2, schema: 2 })
-        );
+        assert_eq!(check(2, STEPS), Err(InvalidMigrations::NotOlder { payload: Payload::State, from: 2, schema: 2 }));
         let twice = [Migration::command(1, add_one), Migration::state(1, add_one), Migration::command(1, double)];
         assert_eq!(check(2, &twice), Err(InvalidMigrations::Duplicate { payload: Payload::Command, from: 1 }));
         assert!(matches!(check(2, &[Migration::state(0, add_one)]), Err(InvalidMigrations::NotOlder { .. })));
@@ -370,7 +367,10 @@ mod tests {
         let held = json!({"Held": {"guest": "ada", "phone": "1"}});
         let edited = add_field(remove_field(held, "Held", "phone"), "Held", "channel", json!("direct"));
         assert_eq!(edited, json!({"Held": {"guest": "ada", "channel": "direct"}}));
-        assert_eq!(rename_field(edited, "Held", "guest", "name"), json!({"Held": {"name": "ada", "channel": "direct"}}));
+        assert_eq!(
+            rename_field(edited, "Held", "guest", "name"),
+            json!({"Held": {"name": "ada", "channel": "direct"}})
+        );
         assert_eq!(add_field(json!("Free"), "Free", "x", json!(1)), json!("Free"), "a unit variant has no fields");
     }
 }

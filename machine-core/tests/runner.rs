@@ -1,9 +1,9 @@
 //! The load → handle → save loop on the memory store: what is saved, what is
 //! refused, and that refusals write nothing.
 
+use machine_core::evolution::Payload;
 use machine_core::prelude::*;
 use machine_core::store::{Change, Commit, Memory, Origin, Record, Store, Write};
-use machine_core::evolution::Payload;
 use machine_core::{DecodeError, HistoryEntry, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -263,7 +263,13 @@ struct AtMaxVersion;
 
 impl Store for AtMaxVersion {
     async fn load(&self, _: &str, _: &str) -> Result<Option<Record>, StoreError> {
-        Ok(Some(Record { version: u64::MAX, kind: "Draft".into(), state: "\"Draft\"".into(), updated_at: 0, schema: 1 }))
+        Ok(Some(Record {
+            version: u64::MAX,
+            kind: "Draft".into(),
+            state: "\"Draft\"".into(),
+            updated_at: 0,
+            schema: 1,
+        }))
     }
     async fn commit(&self, _: Commit<'_>) -> Result<(), StoreError> {
         panic!("a write past u64::MAX must never reach the store")

@@ -146,7 +146,8 @@ pub(crate) async fn every_record_of_a_machine_is_listed_in_pages(store: impl Har
         after = Some(last.id.clone());
         pages.push(page.iter().map(|l| (l.id.clone(), l.record.kind.to_string())).collect::<Vec<_>>());
     }
-    let owned = |page: &[(&str, &str)]| page.iter().map(|(i, k)| ((*i).to_owned(), (*k).to_owned())).collect::<Vec<_>>();
+    let owned =
+        |page: &[(&str, &str)]| page.iter().map(|(i, k)| ((*i).to_owned(), (*k).to_owned())).collect::<Vec<_>>();
     assert_eq!(
         pages,
         [owned(&[("a", "Free"), ("b", "Held")]), owned(&[("c", "Held"), ("d", "Gone")]), owned(&[("e", "Booked")])]
@@ -167,7 +168,10 @@ pub(crate) async fn newer_schema_records_are_refused_and_never_overwritten(store
     let error = runner.handle("future", &RoomCommand::Release).await.unwrap_err();
     let Error::Decode(decode) = &error else { panic!("not a decode error: {error:?}") };
     assert!(decode.is_newer(), "{decode:?}");
-    assert_eq!((decode.id.as_str(), decode.version, decode.what, decode.schema, decode.current), ("future", 1, Payload::State, 4, 3));
+    assert_eq!(
+        (decode.id.as_str(), decode.version, decode.what, decode.schema, decode.current),
+        ("future", 1, Payload::State, 4, 3)
+    );
     assert_eq!(
         error.to_string(),
         "cannot decode the state of Room \"future\" at version 1: it was stored by schema version 4, newer than \
@@ -225,7 +229,10 @@ pub(crate) async fn an_unreadable_history_entry_leaves_the_others_readable(store
     let DecodeError { machine, id, schema, .. } = &unreadable.error;
     assert_eq!((*machine, id.as_str(), *schema), ("Room", "h", 3));
     let message = unreadable.to_string();
-    assert!(message.contains("cannot decode the command of Room \"h\" at version 2: unknown variant `Teleport`"), "{message}");
+    assert!(
+        message.contains("cannot decode the command of Room \"h\" at version 2: unknown variant `Teleport`"),
+        "{message}"
+    );
     assert_eq!(runner.get("h").await.unwrap().map(|v| v.state), Some(Room::Free), "the record itself reads");
 }
 
@@ -255,10 +262,8 @@ pub(crate) async fn migrate_rewrites_old_records_through_the_pipeline(store: imp
         let last = history.last().unwrap().as_ref().unwrap();
         assert_eq!((last.origin, last.command.as_ref(), last.schema), (Origin::Migration, None, 3), "{id}");
         assert_eq!(json!(last.state), old["state"], "{id}: the same state");
-        let earlier: Vec<Value> = history[..history.len() - 1]
-            .iter()
-            .map(|e| json!(e.as_ref().unwrap().state))
-            .collect();
+        let earlier: Vec<Value> =
+            history[..history.len() - 1].iter().map(|e| json!(e.as_ref().unwrap().state)).collect();
         let old_states: Vec<Value> = old["history"].as_array().unwrap().iter().map(|e| e["state"].clone()).collect();
         assert_eq!(earlier, old_states, "{id}: the history before is as it was");
     }

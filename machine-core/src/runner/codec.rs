@@ -93,7 +93,8 @@ pub(crate) fn decode<M: AsyncMachine, T: DeserializeOwned>(
     schema: u32,
     json: &str,
 ) -> Result<T, DecodeError> {
-    let fail = |cause| DecodeError { machine: M::NAME, id: id.to_owned(), version, what, schema, current: M::SCHEMA, cause };
+    let fail =
+        |cause| DecodeError { machine: M::NAME, id: id.to_owned(), version, what, schema, current: M::SCHEMA, cause };
     if schema == M::SCHEMA {
         return serde_json::from_str(json).map_err(|source| fail(DecodeCause::Json(Arc::new(source))));
     }

@@ -3,8 +3,8 @@
 //! pipeline call each (a `Rewrite` intent), so versions, conflicts, retries
 //! and history behave as for any command. A driver, not a loop of its own.
 
-use super::group::Intent;
 use super::Runner;
+use super::group::Intent;
 use crate::error::Error;
 use crate::machine::AsyncMachine;
 use crate::store::{Query, Store};

@@ -192,7 +192,8 @@ where
     fields.entry = Some(cursor);
     let origin = fields.text("origin")?;
     let origin = Origin::parse(origin).ok_or_else(|| {
-        fields.corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery, migration)"))
+        fields
+            .corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery, migration)"))
     })?;
     Ok(Change {
         cursor,
@@ -350,12 +351,17 @@ mod tests {
                 ("1, 'K', '1', 0, NULL", "stored schema_version is NULL"),
             ];
             for (values, expected) in cases {
-                let named = row_with(&pool, values, &["version", "kind", "state", "updated_at", "schema_version"]).await;
+                let named =
+                    row_with(&pool, values, &["version", "kind", "state", "updated_at", "schema_version"]).await;
                 let reason = reason(record(&named, "Order", "order-42", driver), "Order", "order-42");
                 assert!(reason.starts_with(expected), "{values}: {reason}");
             }
-            let good =
-                row_with(&pool, "3, 'K', '{}', 1700000000000, 2", &["version", "kind", "state", "updated_at", "schema_version"]).await;
+            let good = row_with(
+                &pool,
+                "3, 'K', '{}', 1700000000000, 2",
+                &["version", "kind", "state", "updated_at", "schema_version"],
+            )
+            .await;
             let record = record(&good, "Order", "order-42", driver).unwrap();
             assert_eq!(
                 (record.version, &*record.kind, &*record.state, record.updated_at, record.schema),
@@ -387,7 +393,8 @@ mod tests {
                 "schema_version",
                 "schema_before",
             ];
-            let good = row_with(&pool, "7, 'M', 'i', 2, 'null', 'recovery', 'K', '2', 5, 'K', '1', 2, 1", &columns).await;
+            let good =
+                row_with(&pool, "7, 'M', 'i', 2, 'null', 'recovery', 'K', '2', 5, 'K', '1', 2, 1", &columns).await;
             let entry = change(&good, None, driver).unwrap();
             assert_eq!(
                 (entry.cursor, entry.origin, entry.before.as_deref(), entry.schema, entry.schema_before),
@@ -412,14 +419,24 @@ mod tests {
                     "i",
                     "history entry 0:7: stored command is BLOB, not text",
                 ),
-                ("-7, 'M', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL, 1, NULL", "M", "i", "stored seq -7 is negative"),
+                (
+                    "-7, 'M', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL, 1, NULL",
+                    "M",
+                    "i",
+                    "stored seq -7 is negative",
+                ),
                 (
                     "7, X'00', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL, 1, NULL",
                     UNREADABLE,
                     UNREADABLE,
                     "stored machine is BLOB, not text",
                 ),
-                ("7, 'M', NULL, 2, 'null', 'command', 'K', '2', 5, NULL, NULL, 1, NULL", "M", UNREADABLE, "stored id is NULL"),
+                (
+                    "7, 'M', NULL, 2, 'null', 'command', 'K', '2', 5, NULL, NULL, 1, NULL",
+                    "M",
+                    UNREADABLE,
+                    "stored id is NULL",
+                ),
             ];
             for (values, machine, id, expected) in cases {
                 let row = row_with(&pool, values, &columns).await;

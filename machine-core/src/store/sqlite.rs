@@ -248,12 +248,14 @@ impl Sqlite {
 async fn load_on(conn: &mut SqliteConnection, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
     validate_machine(machine)?;
     validate_id(id)?;
-    let row = sqlx::query("SELECT version, kind, state, updated_at, schema_version FROM machine_records WHERE machine = ? AND id = ?")
-        .bind(machine)
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .map_err(sqlite_error)?;
+    let row = sqlx::query(
+        "SELECT version, kind, state, updated_at, schema_version FROM machine_records WHERE machine = ? AND id = ?",
+    )
+    .bind(machine)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .map_err(sqlite_error)?;
     row.map(|row| super::sql::record(&row, machine, id, sqlite_error)).transpose()
 }
 
