@@ -51,7 +51,7 @@ where
 {
     match decode_parts::<M>(id, &change) {
         Ok(entry) => Ok(entry),
-        Err(error) => Err(UnreadableEntry { change, error }),
+        Err(error) => Err(UnreadableEntry { change: Box::new(change), error }),
     }
 }
 

@@ -27,8 +27,11 @@ use std::sync::Arc;
 pub struct Rewrite {
     page: u32,
     after: Option<String>,
-    progress: Option<Arc<dyn Fn(&Progress) + Send + Sync>>,
+    progress: Option<Report>,
 }
+
+/// What [`Rewrite::progress`] calls after every page.
+type Report = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 impl Default for Rewrite {
     /// Pages of 256 records from the first id, no progress reports.

@@ -55,8 +55,9 @@ pub struct HistoryEntry<C, S> {
 #[derive(Debug, Clone)]
 pub struct UnreadableEntry {
     /// The entry as the store holds it: its version, origin, time, schema
-    /// versions, and the raw JSON of its command and states.
-    pub change: Change,
+    /// versions, and the raw JSON of its command and states (boxed: an
+    /// unreadable entry is rare, and the `Result` around it stays small).
+    pub change: Box<Change>,
     /// Which payload failed, at which schema version, and why.
     pub error: DecodeError,
 }
