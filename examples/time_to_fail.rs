@@ -23,6 +23,7 @@ fn write(id: &str, expected: u64) -> Write<'_> {
         state: "{}".to_owned(),
         command: "\"Bump\"",
         origin: Origin::Command,
+        schema: 1,
     }
 }
 

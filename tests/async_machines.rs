@@ -123,7 +123,8 @@ async fn coalesced_groups_and_recovery_await_async_transitions() {
     runner.deps().down.store(false, Ordering::SeqCst);
     let recovered = runner.recover("w").await.unwrap();
     assert_eq!((recovered.state, recovered.version), (Wallet::Funded { cents: 44 }, 9));
-    let origins: Vec<Origin> = runner.history("w").await.unwrap().iter().skip(6).map(|entry| entry.origin).collect();
+    let origins: Vec<Origin> =
+        runner.history("w").await.unwrap().iter().flatten().skip(6).map(|entry| entry.origin).collect();
     assert_eq!(origins, [Origin::Command, Origin::Recovery, Origin::Recovery]);
 }
 

@@ -298,6 +298,7 @@ impl Store for RivalOnce {
                 state,
                 command: "null",
                 origin: Origin::Command,
+                schema: 1,
             };
             self.inner.commit(Commit::write(rival)).await?;
         }

@@ -40,6 +40,7 @@ fn write(id: &str, expected: u64) -> Write<'_> {
         state: format!("{{\"n\":{expected}}}"),
         command: "\"Bump\"",
         origin: Origin::Command,
+        schema: 1,
     }
 }
 

@@ -45,6 +45,7 @@ impl Harness for Memory {
                 state: state.to_owned(),
                 command: "null",
                 origin: Origin::Command,
+                schema: 1,
             };
             self.commit(Commit::write(write)).await.is_ok()
         }
@@ -415,6 +416,12 @@ conformance!(
     a_decision_key_commits_once,
     records_are_listed_typed_and_counted_by_kind,
     history_is_read_by_pages,
+    schema_versions_round_trip_through_every_read,
+    every_record_of_a_machine_is_listed_in_pages,
+    fixtures_of_older_releases_read_through_the_current_code,
+    newer_schema_records_are_refused_and_never_overwritten,
+    an_unreadable_history_entry_leaves_the_others_readable,
+    migrate_rewrites_old_records_through_the_pipeline,
 );
 
 // Every case but the 3,200 contended increments, which take two minutes on
@@ -444,6 +451,12 @@ conformance_etcd!(
     a_decision_key_commits_once,
     records_are_listed_typed_and_counted_by_kind,
     history_is_read_by_pages,
+    schema_versions_round_trip_through_every_read,
+    every_record_of_a_machine_is_listed_in_pages,
+    fixtures_of_older_releases_read_through_the_current_code,
+    newer_schema_records_are_refused_and_never_overwritten,
+    an_unreadable_history_entry_leaves_the_others_readable,
+    migrate_rewrites_old_records_through_the_pipeline,
 );
 
 // ---------------------------------------------------------------------------

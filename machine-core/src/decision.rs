@@ -3,8 +3,10 @@
 //! checks on what was read, retried as a whole on conflict.
 
 use crate::error::Error;
+use crate::evolution::Payload;
 use crate::machine::{AsyncMachine, Machine, checked, checked_sync};
 use crate::retry::{Clock, Policy, Retry, TokioClock};
+use crate::runner::codec::decode;
 use crate::runner::pipeline::{Direct, Keyed, Pipeline, Plan, Planned, Read, Recalled, Session, Staged, Step};
 use crate::runner::request::fingerprint;
 use crate::store::body::Loaded as Stored;
@@ -192,6 +194,8 @@ struct Loaded {
     id: String,
     version: u64,
     state: Option<Arc<str>>,
+    /// The schema version the state was stored with.
+    schema: u32,
 }
 
 /// A command's result waiting for the commit.
@@ -201,6 +205,8 @@ struct Pending {
     kind: &'static str,
     state: String,
     command: String,
+    /// The writing machine's schema version.
+    schema: u32,
 }
 
 /// The snapshot a decision's closure works on: read states, apply commands.
@@ -226,21 +232,15 @@ impl Draft {
         M::State: DeserializeOwned,
     {
         let read = self.position(key)?;
-        let (version, json) = match self.pending.iter().rev().find(|p| p.read == read) {
-            Some(pending) => (pending.expected + 1, Some(pending.state.as_str())),
-            None => (self.loaded[read].version, self.loaded[read].state.as_deref()),
+        let (version, json, schema) = match self.pending.iter().rev().find(|p| p.read == read) {
+            Some(pending) => (pending.expected + 1, Some(pending.state.as_str()), pending.schema),
+            None => (self.loaded[read].version, self.loaded[read].state.as_deref(), self.loaded[read].schema),
         };
+        // Migrated from an older schema version; a newer one is refused, so
+        // the decision never writes over it.
         json.map_or_else(
             || Ok(M::State::initial()),
-            |json| {
-                serde_json::from_str(json).map_err(|source| Error::Decode {
-                    machine: M::NAME,
-                    id: key.id.clone(),
-                    version,
-                    what: "state",
-                    source: Arc::new(source),
-                })
-            },
+            |json| Ok(decode::<M, _>(&key.id, version, Payload::State, schema, json)?),
         )
     }
 
@@ -308,6 +308,7 @@ impl Draft {
             kind: next.kind().as_str(),
             state: serde_json::to_string(&next).map_err(|e| encode("state", e))?,
             command: serde_json::to_string(command).map_err(|e| encode("command", e))?,
+            schema: M::SCHEMA,
         });
         Ok(next)
     }
@@ -668,8 +669,9 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
         let mut drafted: Vec<Loaded> = Vec::with_capacity(loaded.len());
         for (read, record) in self.reads.iter().zip(loaded) {
             let version = record.as_ref().map_or(0, |r| r.version);
+            let schema = record.as_ref().map_or(1, |r| r.schema);
             let state = record.map(|r| r.state.json_of(read.machine, read.id, version, "state")).transpose()?;
-            drafted.push(Loaded { machine: read.machine, id: read.id.to_owned(), version, state });
+            drafted.push(Loaded { machine: read.machine, id: read.id.to_owned(), version, state, schema });
         }
         let loaded = drafted;
         let mut draft = Draft { loaded, pending: Vec::new() };
@@ -706,6 +708,7 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
                 state: Staged::Json(Cow::Owned(p.state)),
                 command: Staged::Json(Cow::Owned(p.command)),
                 origin: Origin::Command,
+                schema: p.schema,
             })
             .collect();
         Ok(Plan { writes, keys, value: Deliberated::Decided(verdict, wrote) })

@@ -21,6 +21,8 @@ mod decisions {}
 
 #[doc = include_str!("../../docs/request-handlers.md")]
 mod request_handlers {}
+#[doc = include_str!("../../docs/evolution.md")]
+mod evolution {}
 
 #[doc = include_str!("../../docs/retry-patterns.md")]
 mod retry_patterns {}

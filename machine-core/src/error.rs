@@ -410,22 +410,12 @@ pub enum Error<E> {
         id: String,
     },
 
-    /// A stored state or command could not be decoded into the machine's
-    /// types (corrupt JSON, an unknown variant, a changed schema). Nothing
-    /// was written.
-    #[error("cannot decode the {what} of {machine} {id:?} at version {version}: {source}")]
-    Decode {
-        /// The machine's name.
-        machine: &'static str,
-        /// The record's id.
-        id: String,
-        /// The stored version that failed to decode.
-        version: u64,
-        /// `"state"`, `"command"` or `"state before"` (of a history entry).
-        what: &'static str,
-        /// serde's error (shared, so one failed group can report it to each caller).
-        source: Arc<serde_json::Error>,
-    },
+    /// A stored state or command could not be read by this code: corrupt
+    /// JSON, an unknown variant, a schema change without a migration, a
+    /// migration step that refused it, or a record written by a newer
+    /// schema version (see [`DecodeError`]). Nothing was written.
+    #[error(transparent)]
+    Decode(DecodeError),
 
     /// A state or command could not be encoded as JSON. Nothing was written.
     #[error("cannot encode {what} for {machine} {id:?}: {source}")]
@@ -548,7 +538,7 @@ impl<E> Error<E> {
             Self::CircuitOpen { machine, id, retry_after } => Error::CircuitOpen { machine, id, retry_after },
             Self::NotFailed { machine, id, state } => Error::NotFailed { machine, id, state },
             Self::NotRead { machine, id } => Error::NotRead { machine, id },
-            Self::Decode { machine, id, version, what, source } => Error::Decode { machine, id, version, what, source },
+            Self::Decode(error) => Error::Decode(error),
             Self::Encode { machine, id, what, source } => Error::Encode { machine, id, what, source },
             Self::AlreadyExists { machine, id, version } => Error::AlreadyExists { machine, id, version },
             Self::NotFound { machine, id } => Error::NotFound { machine, id },
@@ -590,9 +580,7 @@ impl<E> Error<E> {
             }
             Self::NotFailed { machine, id, state } => Error::NotFailed { machine, id: id.clone(), state },
             Self::NotRead { machine, id } => Error::NotRead { machine, id: id.clone() },
-            Self::Decode { machine, id, version, what, source } => {
-                Error::Decode { machine, id: id.clone(), version: *version, what, source: Arc::clone(source) }
-            }
+            Self::Decode(error) => Error::Decode(error.clone()),
             Self::Encode { machine, id, what, source } => {
                 Error::Encode { machine, id: id.clone(), what, source: Arc::clone(source) }
             }
@@ -606,6 +594,112 @@ impl<E> Error<E> {
             Self::Store(store) => Error::Store(store.clone()),
         })
     }
+}
+
+impl<E> From<DecodeError> for Error<E> {
+    fn from(error: DecodeError) -> Self {
+        Self::Decode(error)
+    }
+}
+
+/// A stored state or command that this code cannot read, naming the record,
+/// the version and the payload, and the schema version it was stored with.
+///
+/// ```
+/// use machine_core::evolution::Payload;
+/// use machine_core::{DecodeCause, DecodeError};
+///
+/// let error = DecodeError {
+///     machine: "Room",
+///     id: "r9".into(),
+///     version: 3,
+///     what: Payload::Command,
+///     schema: 4,
+///     current: 3,
+///     cause: DecodeCause::Newer,
+/// };
+/// assert_eq!(
+///     error.to_string(),
+///     "cannot decode the command of Room \"r9\" at version 3: it was stored by schema version 4, \
+///      newer than this code's 3; it is left as it is"
+/// );
+/// assert!(error.is_newer());
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot decode the {what} of {machine} {id:?} at version {version}: {cause}", cause = Cause(self))]
+pub struct DecodeError {
+    /// The machine's name.
+    pub machine: &'static str,
+    /// The record's id.
+    pub id: String,
+    /// The record version the payload belongs to (of the record, or of the
+    /// history entry).
+    pub version: u64,
+    /// Which payload: the state, a history entry's command, or its state before.
+    pub what: crate::evolution::Payload,
+    /// The schema version the payload was stored with.
+    pub schema: u32,
+    /// The running code's schema version ([`Machine::SCHEMA`](crate::Machine::SCHEMA)).
+    pub current: u32,
+    /// What went wrong.
+    #[source]
+    pub cause: DecodeCause,
+}
+
+impl DecodeError {
+    /// Whether the payload was stored by a newer schema version than this
+    /// code's: deploy the newer code (or roll it back with a migration
+    /// down), as nothing here can read it.
+    #[must_use]
+    pub fn is_newer(&self) -> bool {
+        matches!(self.cause, DecodeCause::Newer)
+    }
+}
+
+/// Formats a decode error's cause with its schema versions.
+struct Cause<'a>(&'a DecodeError);
+
+impl fmt::Display for Cause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let DecodeError { schema, current, cause, .. } = self.0;
+        match cause {
+            DecodeCause::Newer => write!(
+                f,
+                "it was stored by schema version {schema}, newer than this code's {current}; it is left as it is"
+            ),
+            DecodeCause::Migration { from, source } => write!(
+                f,
+                "stored by schema version {schema}, the migration step from version {from} refused it: {source}"
+            ),
+            DecodeCause::Json(source) if schema == current => write!(f, "{source}"),
+            DecodeCause::Json(source) => {
+                write!(f, "stored by schema version {schema} and migrated to {current}, it does not decode: {source}")
+            }
+        }
+    }
+}
+
+/// Why a stored payload could not be read (see [`DecodeError`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeCause {
+    /// The JSON (after the migrations, for an older payload) does not
+    /// decode into the machine's type: corrupt, or a changed shape that no
+    /// migration covers.
+    #[error("{0}")]
+    Json(#[source] Arc<serde_json::Error>),
+    /// A declared migration step refused the stored JSON.
+    #[error("the migration step from schema version {from} refused it: {source}")]
+    Migration {
+        /// The version the refusing step reads.
+        from: u32,
+        /// Its reason.
+        #[source]
+        source: crate::evolution::MigrationError,
+    },
+    /// Stored by a newer schema version than the running code's.
+    #[error("stored by a newer schema version")]
+    Newer,
 }
 
 impl<E> From<StoreError> for Error<E> {

@@ -47,6 +47,7 @@ pub mod decision;
 #[cfg(doctest)]
 mod docs;
 mod error;
+pub mod evolution;
 mod failure;
 mod kind;
 mod machine;
@@ -72,13 +73,15 @@ pub mod testing;
 extern crate self as machine_core;
 
 pub use command::{Command, Edge, Transitions};
-pub use error::{Error, StoreError, VersionConflict};
+pub use error::{DecodeCause, DecodeError, Error, StoreError, VersionConflict};
 pub use failure::Failure;
 pub use kind::Kind;
 pub use machine::{AsyncMachine, Instance, Machine, RecordFailures};
 pub use queue::RetryQueue;
 pub use retry::{Jitter, Retry};
-pub use runner::{Coalescing, HistoryEntry, KindOf, Outcome, Page, Request, Runner, Versioned};
+pub use runner::{
+    Coalescing, HistoryEntry, HistoryItem, KindOf, Outcome, Page, Request, Runner, UnreadableEntry, Versioned,
+};
 pub use state::{FailureState, State};
 pub use target::{Declares, FromNotDeclared, NotDeclared, To};
 

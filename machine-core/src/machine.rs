@@ -2,6 +2,7 @@
 //! runs it in memory with the same declared-table checks as the runner.
 
 use crate::error::Error;
+use crate::evolution::Migration;
 use crate::{Command, Edge, FailureState, Kind, State, Transitions};
 use std::future::Future;
 
@@ -37,6 +38,19 @@ pub trait Machine {
     /// name no record id and carry no error or panic text. Metrics never
     /// carry either. Errors returned to the caller are not affected.
     const SENSITIVE: bool = false;
+
+    /// The version of the stored shape of this machine's states and
+    /// commands, stored with every write (1 until it first changes). Raise
+    /// it by one whenever a change would stop older stored JSON from
+    /// decoding, and declare the step in [`MIGRATIONS`](Machine::MIGRATIONS).
+    /// Records written by a newer version than the running code are
+    /// refused, never overwritten. See [`evolution`](crate::evolution).
+    const SCHEMA: u32 = 1;
+
+    /// The steps that carry states and commands stored at older schema
+    /// versions forward, one version at a time, applied on every read of an
+    /// older payload. Check them with [`evolution::check`](crate::evolution::check).
+    const MIGRATIONS: &'static [Migration] = &[];
 
     /// Computes the next state, or refuses with the machine's error.
     fn transition(deps: &Self::Deps, command: &Self::Command, state: &Self::State) -> Result<Self::State, Self::Error>;
@@ -115,6 +129,13 @@ pub trait AsyncMachine {
     /// [`Machine`]; set it on an async machine whose awaits are quick.
     const QUICK: bool = false;
 
+    /// The schema version of stored states and commands; see
+    /// [`Machine::SCHEMA`].
+    const SCHEMA: u32 = 1;
+
+    /// The steps from older schema versions; see [`Machine::MIGRATIONS`].
+    const MIGRATIONS: &'static [Migration] = &[];
+
     /// Computes the next state, or refuses with the machine's error.
     fn transition(
         deps: &Self::Deps,
@@ -131,6 +152,8 @@ impl<M: Machine> AsyncMachine for M {
     const NAME: &'static str = <M as Machine>::NAME;
     const SENSITIVE: bool = <M as Machine>::SENSITIVE;
     const QUICK: bool = true;
+    const SCHEMA: u32 = <M as Machine>::SCHEMA;
+    const MIGRATIONS: &'static [Migration] = <M as Machine>::MIGRATIONS;
 
     // Computed when polled, so the future holds nothing but the borrows.
     async fn transition(

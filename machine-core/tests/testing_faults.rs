@@ -165,6 +165,7 @@ async fn without_rules_every_call_is_forwarded() {
         state: "1".into(),
         command: "\"c\"",
         origin: Origin::Command,
+        schema: 1,
     };
     store.commit(Commit::write(write(0))).await.unwrap();
     let stale = store.commit(Commit::write(write(0))).await.unwrap_err();

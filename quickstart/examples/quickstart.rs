@@ -361,6 +361,7 @@ async fn demo<St: Store>(store: St, suffix: &str) -> Result<(), Box<dyn std::err
     let order = runner.get(&first).await?.ok_or("the first order exists")?;
     println!("{first} is {} at version {}; its history:", order.state.kind(), order.version);
     for entry in runner.history(&first).await? {
+        let entry = entry?; // an entry this code cannot decode is returned as stored, with why
         let command = serde_json::to_string(&entry.command)?;
         let recovery = if entry.origin == Origin::Recovery { " (recovery)" } else { "" };
         println!("  v{:<2} {:<40} -> {}{recovery}", entry.version, command, describe(&entry.state));

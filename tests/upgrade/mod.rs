@@ -130,7 +130,8 @@ async fn an_old_sqlite_file_is_upgraded_with_its_records_and_history_intact() {
     assert_eq!(indexes, ["machine_records_kind"]);
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM machine_migrations ORDER BY version").fetch_all(pool).await.unwrap();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!((paid.schema, draft.schema), (1, 1), "rows from before schema versions read as version 1");
 
     // Writing carries on from the old versions and sequence numbers.
     let write = Write {
@@ -141,6 +142,7 @@ async fn an_old_sqlite_file_is_upgraded_with_its_records_and_history_intact() {
         state: "{}".into(),
         command: "\"Ship\"",
         origin: Origin::Recovery,
+        schema: 1,
     };
     store.commit(Commit::write(write)).await.unwrap();
     let last = store.history("Order", "o-1").await.unwrap().pop().unwrap();
@@ -214,6 +216,7 @@ async fn an_old_postgres_schema_gains_origins_and_keeps_its_history() {
         state: "{}".into(),
         command: "\"Ship\"",
         origin: Origin::Recovery,
+        schema: 1,
     };
     store.commit(Commit::write(write)).await.unwrap();
     assert_eq!(store.history("Order", "o-1").await.unwrap().pop().unwrap().origin, Origin::Recovery);

@@ -49,6 +49,9 @@ impl Watch {
             Op::Recover => tracing::debug_span!(target: TARGET, "recover",
                 machine, id = Empty, from = Empty, to = Empty, version = Empty,
                 attempts = Empty, outcome = Empty, gap = Empty),
+            Op::Migrate => tracing::debug_span!(target: TARGET, "migrate",
+                machine, id = Empty, from = Empty, to = Empty, version = Empty,
+                attempts = Empty, outcome = Empty, gap = Empty),
             Op::Decide { reads } => tracing::debug_span!(target: TARGET, "decision",
                 machine, id = Empty, reads, attempts = Empty, outcome = Empty, gap = Empty),
             Op::Group { size } => {
@@ -117,8 +120,9 @@ impl Watch {
                     metrics::histogram!(DECISION_ATTEMPTS, "machine" => machine).record(f64::from(attempts));
                 }
             }
-            // A group's callers are each counted by their own watch.
-            Op::Group { .. } => {}
+            // A group's callers are each counted by their own watch; a
+            // migration reports its progress to its caller.
+            Op::Group { .. } | Op::Migrate => {}
         }
         if let Some(error) = error {
             span.in_scope(|| self.failed(id, error));
@@ -153,8 +157,9 @@ impl Watch {
             Error::Undeclared { command, from, to, .. } => {
                 tracing::error!(target: TARGET, machine, command, from, to, "transition produced an undeclared state");
             }
-            Error::Decode { what, version, .. } => {
-                tracing::error!(target: TARGET, machine, what, version, "stored data does not decode");
+            Error::Decode(decode) => {
+                let (what, version, schema) = (decode.what.as_str(), decode.version, decode.schema);
+                tracing::error!(target: TARGET, machine, what, version, schema, "stored data does not decode");
             }
             Error::Store(store) if !hide => tracing::warn!(target: TARGET, machine, id, error = %store, "store error"),
             Error::Store(_) => tracing::warn!(target: TARGET, machine, "store error"),

@@ -58,6 +58,8 @@ pub(crate) enum Op {
     Decide { reads: usize },
     /// One group commit of a coalesced record, of `size` commands.
     Group { size: usize },
+    /// `Runner::migrate` rewriting one record at the current schema version.
+    Migrate,
 }
 
 /// How a call that returned `Ok` ended, as its driver describes it.

@@ -13,6 +13,7 @@ use crate::store::body::{Body, Loaded};
 use crate::{Command, Kind, State};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 use std::convert::Infallible;
 
 /// The failed command, the state it failed in and how often it failed, when
@@ -38,6 +39,9 @@ pub(crate) enum Intent<'a, M: AsyncMachine> {
     Apply(&'a M::Command, Request<'a>),
     /// Replay the recorded failure the record is in.
     Recover(Opener<M>),
+    /// Rewrite the record's state, as decoded (and migrated), at the
+    /// current schema version: no command, no transition.
+    Rewrite,
 }
 
 impl<'a, M: AsyncMachine> Intent<'a, M> {
@@ -48,6 +52,7 @@ impl<'a, M: AsyncMachine> Intent<'a, M> {
             Self::Apply(command, _) if joined => Op::HandleIn(command.kind().as_str()),
             Self::Apply(command, _) => Op::Handle(command.kind().as_str()),
             Self::Recover(_) => Op::Recover,
+            Self::Rewrite => Op::Migrate,
         }
     }
 
@@ -55,7 +60,7 @@ impl<'a, M: AsyncMachine> Intent<'a, M> {
     pub(crate) fn key(&self) -> Option<&'a str> {
         match self {
             Self::Apply(_, request) => request.idempotency_key(),
-            Self::Recover(_) => None,
+            Self::Recover(_) | Self::Rewrite => None,
         }
     }
 }
@@ -199,6 +204,29 @@ where
         }
     }
 
+    /// The key `key` to store with the write of `state` at `version`.
+    fn keyed(
+        &self,
+        key: &'a str,
+        fingerprint: u64,
+        version: u64,
+        kind: &'static str,
+        state: &Staged<'static>,
+        now: u64,
+    ) -> Keyed<'a> {
+        Keyed {
+            machine: M::NAME,
+            id: self.id,
+            key,
+            fingerprint,
+            version,
+            kind: Some(kind),
+            state: Some(state.clone()),
+            at: now,
+            expires_at: now.saturating_add(self.key_retention),
+        }
+    }
+
     /// Runs `command` on `state`; an error the machine records as a failure
     /// becomes the failure state (`attempts` is how often it has now failed).
     async fn run(
@@ -242,6 +270,13 @@ where
                 let (state, failed) = self.run(&command, &previous, attempts.saturating_add(1)).await?;
                 Ok(Next { state, failed, command: self.stage(command, typed)?, origin: Origin::Recovery })
             }
+            // A migration entry's command is JSON `null` on every store.
+            Intent::Rewrite => Ok(Next {
+                state: state.clone(),
+                failed: None,
+                command: Staged::Json(Cow::Borrowed("null")),
+                origin: Origin::Migration,
+            }),
         }
     }
 }
@@ -271,7 +306,7 @@ where
                 (&decoded, 0)
             }
             Some(record) => {
-                if let Some(state) = record.state.get::<M::State>() {
+                if let Some(state) = record.state.get::<M::State>().filter(|_| record.schema == M::SCHEMA) {
                     (state, record.version)
                 } else {
                     decoded = decode_record::<M, Infallible>(self.id, record)?.state;
@@ -279,6 +314,9 @@ where
                 }
             }
         };
+        // Whether the state a rewrite would write is stored at the current
+        // schema version already (then it writes nothing).
+        let base_current = record.as_ref().is_none_or(|record| record.schema == M::SCHEMA);
         let mut writes: Vec<Planned<'_>> = Vec::with_capacity(self.intents.len());
         let mut results: Vec<Applied<M>> = Vec::with_capacity(self.intents.len());
         let mut recalled = recalled.into_iter();
@@ -294,6 +332,11 @@ where
                 None => base,
             };
             let expected = version + writes.len() as u64;
+            if matches!(intent, Intent::Rewrite) && (base_current || !writes.is_empty()) {
+                results.push(Ok(Saved { state: state.clone(), failed: None, version: expected, replayed: false }));
+                last = Some(results.len() - 1);
+                continue;
+            }
             let mut keyed = None;
             if let Intent::Apply(command, request) = intent {
                 let stored = request.idempotency_key().map(|key| (key, recalled.next().flatten()));
@@ -335,17 +378,7 @@ where
             let kind = next.state.kind().as_str();
             if let Some((key, fingerprint)) = keyed {
                 planted.push(Planted { key, fingerprint, result: results.len() });
-                keys.push(Keyed {
-                    machine: M::NAME,
-                    id: self.id,
-                    key,
-                    fingerprint,
-                    version: written,
-                    kind: Some(kind),
-                    state: Some(stored.clone()),
-                    at: now,
-                    expires_at: now.saturating_add(self.key_retention),
-                });
+                keys.push(self.keyed(key, fingerprint, written, kind, &stored, now));
             }
             writes.push(Planned {
                 machine: M::NAME,
@@ -355,6 +388,7 @@ where
                 state: stored,
                 command: next.command,
                 origin: next.origin,
+                schema: M::SCHEMA,
             });
             last = Some(results.len());
             results.push(Ok(Saved { state: next.state, failed: next.failed, version: written, replayed: false }));

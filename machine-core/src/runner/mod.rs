@@ -2,10 +2,11 @@
 //! store, detects concurrent writers by version, and retries by policy.
 
 mod coalesce;
-mod codec;
+pub(crate) mod codec;
 mod group;
 #[cfg(feature = "postgres")]
 mod join;
+pub(crate) mod migrate;
 mod outcome;
 pub(crate) mod pipeline;
 mod query;
@@ -14,7 +15,7 @@ mod session;
 mod tries;
 
 pub use coalesce::Coalescing;
-pub use outcome::{HistoryEntry, Outcome, Versioned};
+pub use outcome::{HistoryEntry, HistoryItem, Outcome, UnreadableEntry, Versioned};
 pub use query::{KindOf, Page};
 pub use request::Request;
 
@@ -263,7 +264,7 @@ where
     /// The record's current state and version, or `None` if it was never written.
     pub async fn get(&self, id: &str) -> Result<Option<Versioned<M::State>>, Error<M::Error>> {
         let Some(record) = Direct::new(&*self.store, false).load(M::NAME, id).await? else { return Ok(None) };
-        match record.state.get::<M::State>() {
+        match record.state.get::<M::State>().filter(|_| record.schema == M::SCHEMA) {
             Some(state) => Ok(Some(Versioned { state: state.clone(), version: record.version })),
             None => codec::decode_record::<M, _>(id, &record).map(Some),
         }
@@ -274,25 +275,32 @@ where
         Direct::new(&self.store, M::QUICK)
     }
 
-    /// The record's changes, oldest first, decoded. A busy record's history
-    /// is long: [`history_page`](Runner::history_page) reads it by pages.
-    pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry<M::Command, M::State>>, Error<M::Error>> {
+    /// The record's changes, oldest first, each decoded (entries stored at
+    /// older schema versions migrated), or, when it cannot be, returned as
+    /// stored with why ([`UnreadableEntry`]): one bad entry does not hide
+    /// the others. `Err` only when the store itself fails. A busy record's
+    /// history is long: [`history_page`](Runner::history_page) reads it by
+    /// pages.
+    ///
+    /// To treat any unreadable entry as an error, collect:
+    /// `runner.history(id).await?.into_iter().collect::<Result<Vec<_>, _>>()`.
+    pub async fn history(&self, id: &str) -> Result<Vec<HistoryItem<M::Command, M::State>>, Error<M::Error>> {
         let changes = self.store.history(M::NAME, id).await?;
-        changes.iter().map(|change| codec::decode_change::<M>(id, change)).collect()
+        Ok(changes.into_iter().map(|change| codec::decode_change::<M>(id, change)).collect())
     }
 
     /// Up to `limit` of the record's changes with versions above `after`
-    /// (0 for the first page), oldest first, decoded. Pass the last
-    /// version of a page as `after` to get the next; an empty page is the
-    /// end.
+    /// (0 for the first page), oldest first, decoded as by
+    /// [`history`](Runner::history). Pass the last version of a page as
+    /// `after` to get the next; an empty page is the end.
     pub async fn history_page(
         &self,
         id: &str,
         after: u64,
         limit: u32,
-    ) -> Result<Vec<HistoryEntry<M::Command, M::State>>, Error<M::Error>> {
+    ) -> Result<Vec<HistoryItem<M::Command, M::State>>, Error<M::Error>> {
         let changes = self.store.history_page(M::NAME, id, after, limit).await?;
-        changes.iter().map(|change| codec::decode_change::<M>(id, change)).collect()
+        Ok(changes.into_iter().map(|change| codec::decode_change::<M>(id, change)).collect())
     }
 
     /// One intent as a group of one, through `session` (`joined`: a

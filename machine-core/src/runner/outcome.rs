@@ -1,7 +1,8 @@
 //! What callers get back from a runner: the saved outcome, a loaded state,
 //! and decoded history entries.
 
-use crate::store::Origin;
+use crate::error::DecodeError;
+use crate::store::{Change, Origin};
 
 /// The result of a command that was saved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +30,17 @@ pub struct Versioned<S> {
     pub version: u64,
 }
 
-/// One saved change of a record, decoded.
+/// One saved change of a record, decoded (and migrated to the current
+/// schema version when it was stored at an older one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry<C, S> {
     /// The version this change wrote.
     pub version: u64,
-    /// The command that produced it (for a recovery, the command replayed).
-    pub command: C,
+    /// The command that produced it (for a recovery, the command replayed);
+    /// `None` for a rewrite at the current schema version
+    /// ([`Origin::Migration`], by [`Runner::migrate`](crate::Runner::migrate)),
+    /// which no command produced.
+    pub command: Option<C>,
     /// The state before (`None` for the record's first write).
     pub before: Option<S>,
     /// The state written.
@@ -44,4 +49,37 @@ pub struct HistoryEntry<C, S> {
     pub origin: Origin,
     /// When it was written, in milliseconds since the Unix epoch.
     pub at: u64,
+    /// The schema version that wrote it (the values above are migrated to
+    /// the current one).
+    pub schema: u32,
 }
+
+/// A history entry this code cannot decode: the entry as stored, and why.
+/// [`Runner::history`](crate::Runner::history) returns it in the entry's
+/// place, so one bad entry (corrupt JSON, a variant removed without a
+/// migration, a newer schema version) leaves the others readable.
+#[derive(Debug, Clone)]
+pub struct UnreadableEntry {
+    /// The entry as the store holds it: its version, origin, time, schema
+    /// versions, and the raw JSON of its command and states (boxed: an
+    /// unreadable entry is rare, and the `Result` around it stays small).
+    pub change: Box<Change>,
+    /// Which payload failed, at which schema version, and why.
+    pub error: DecodeError,
+}
+
+impl std::fmt::Display for UnreadableEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "history entry {} is unreadable: {}", self.change.cursor, self.error)
+    }
+}
+
+impl std::error::Error for UnreadableEntry {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// One entry of [`Runner::history`](crate::Runner::history): decoded, or
+/// returned as stored when it cannot be.
+pub type HistoryItem<C, S> = Result<HistoryEntry<C, S>, UnreadableEntry>;

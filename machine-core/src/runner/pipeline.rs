@@ -130,6 +130,8 @@ pub(crate) struct Planned<'a> {
     pub(crate) state: Staged<'static>,
     pub(crate) command: Staged<'a>,
     pub(crate) origin: Origin,
+    /// The writing machine's schema version.
+    pub(crate) schema: u32,
 }
 
 impl Planned<'_> {
@@ -158,6 +160,7 @@ impl Planned<'_> {
             state,
             command,
             origin: self.origin,
+            schema: self.schema,
         })
     }
 }

@@ -154,5 +154,6 @@ fn put<'w>(planned: &'w mut Planned<'_>) -> Put<'w> {
         state: state.into_body(),
         command: command.into_body(),
         origin: planned.origin,
+        schema: planned.schema,
     }
 }

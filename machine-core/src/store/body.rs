@@ -78,13 +78,14 @@ pub(crate) struct Loaded {
     pub(crate) kind: Arc<str>,
     pub(crate) state: Body,
     pub(crate) updated_at: u64,
+    pub(crate) schema: u32,
 }
 
 impl Loaded {
     /// The record as the [`Store`](super::Store) methods return it.
     pub(crate) fn record(self, machine: &str, id: &str) -> Result<Record, StoreError> {
         let state = self.state.json_of(machine, id, self.version, "state")?;
-        Ok(Record { version: self.version, kind: self.kind, state, updated_at: self.updated_at })
+        Ok(Record { version: self.version, kind: self.kind, state, updated_at: self.updated_at, schema: self.schema })
     }
 }
 
@@ -95,6 +96,7 @@ impl From<Record> for Loaded {
             kind: record.kind,
             state: Body::Json(record.state),
             updated_at: record.updated_at,
+            schema: record.schema,
         }
     }
 }

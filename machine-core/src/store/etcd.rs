@@ -424,7 +424,7 @@ impl Etcd {
                 continue;
             };
             let version = last.expected + 1;
-            let value = layout::record_value(version, last.kind, now, &last.state);
+            let value = layout::record_value(version, last.kind, now, last.schema, &last.state);
             bytes += target.key.len() + value.len() + 8;
             success.push(TxnOp::put(target.key.clone(), value, None));
             if seen.version == 0 || *seen.kind != *last.kind {
@@ -448,6 +448,7 @@ impl Etcd {
                 kind: write.kind,
                 at: now,
                 position,
+                schema: write.schema,
             };
             let value = layout::entry_value(&entry, &write.state);
             bytes += key.len() + value.len() + 8;
@@ -610,6 +611,7 @@ impl Store for Etcd {
             if let Some(previous) = changes.last().filter(|p| p.version + 1 == change.version) {
                 change.kind_before = Some(previous.kind.clone());
                 change.before = Some(previous.after.clone());
+                change.schema_before = Some(previous.schema);
             }
             changes.push(change);
         }
@@ -755,6 +757,7 @@ impl Etcd {
                     let before = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision())?;
                     change.kind_before = Some(before.kind);
                     change.before = Some(before.after);
+                    change.schema_before = Some(before.schema);
                 }
             }
             changes.push(change);
@@ -867,5 +870,33 @@ impl Query for Etcd {
         let options = GetOptions::new().with_range(prefix_end(&base)).with_count_only();
         let counted = self.kv().get(base, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
         Ok(u64::try_from(counted.count()).unwrap_or(0))
+    }
+
+    async fn records(&self, machine: &str, after_id: Option<&str>, limit: u32) -> Result<Vec<Listed>, StoreError> {
+        validate_machine(machine)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let base = self.keys().records_of(machine);
+        let end = prefix_end(&base);
+        let mut start = base.clone();
+        if let Some(after) = after_id {
+            // The smallest key past `after`'s: ids hold no NUL.
+            start.extend_from_slice(after.as_bytes());
+            start.push(0);
+        }
+        let options = GetOptions::new().with_range(end).with_limit(i64::from(limit));
+        let page = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let mut listed = Vec::with_capacity(page.kvs().len());
+        for kv in page.kvs() {
+            let id = kv.key().strip_prefix(base.as_slice()).and_then(|id| std::str::from_utf8(id).ok());
+            let id = id.ok_or_else(|| StoreError::Corrupt {
+                machine: machine.to_owned(),
+                id: UNREADABLE.to_owned(),
+                reason: format!("record key {:?} is not one this store writes", String::from_utf8_lossy(kv.key())),
+            })?;
+            listed.push(Listed { id: id.to_owned(), record: layout::record(machine, id, kv.value())? });
+        }
+        Ok(listed)
     }
 }

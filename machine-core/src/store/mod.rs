@@ -156,6 +156,20 @@ pub trait Query: Store {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send;
 
+    /// Up to `limit` records of `machine`, whatever their kind, with ids
+    /// greater than `after_id` (all when `None`), ordered by id: every
+    /// record, also those whose stored kind the current code no longer has
+    /// (what [`Runner::migrate`](crate::Runner::migrate) pages through).
+    ///
+    /// A corrupt record fails the page that would hold it, as in
+    /// [`by_kind`](Query::by_kind).
+    fn records(
+        &self,
+        machine: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send;
+
     /// How many records of `machine` are in state `kind`. The default pages
     /// through [`by_kind`](Query::by_kind); this crate's stores count from
     /// their kind index without reading states.

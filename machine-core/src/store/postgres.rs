@@ -430,6 +430,7 @@ impl Postgres {
             .bind(write.command)
             .bind(next)
             .bind(write.origin.as_str())
+            .bind(i64::from(write.schema))
             .execute(&mut *conn)
             .await
             .map_err(|e| conflict_or_backend(e, write.machine, write.id, write.expected))?;
@@ -476,6 +477,7 @@ struct Statements {
     recall: Arc<str>,
     count: Arc<str>,
     history_page: Arc<str>,
+    records: Arc<str>,
 }
 
 impl Statements {
@@ -493,44 +495,50 @@ impl Statements {
         let epoch_ms = |column: &str| format!("(extract(epoch from {column}) * 1000)::bigint");
         let change_columns = format!(
             "h.seq, h.tx::text AS tx, h.machine, h.id, h.version, h.command::text AS command, h.origin, h.kind,
-             h.state::text AS state, {at} AS at",
+             h.state::text AS state, {at} AS at, h.schema_version::bigint AS schema_version",
             at = epoch_ms("h.at")
         );
         Ok(Self {
             schema: schema.to_owned(),
             load: format!(
-                "SELECT version, kind, state::text AS state, {updated} AS updated_at FROM {records} WHERE machine = $1 AND id = $2",
+                "SELECT version, kind, state::text AS state, {updated} AS updated_at, schema_version::bigint AS schema_version
+                 FROM {records} WHERE machine = $1 AND id = $2",
                 updated = epoch_ms("updated_at")
             )
             .into(),
             version: format!("SELECT version FROM {records} WHERE machine = $1 AND id = $2").into(),
             lock_version: format!("SELECT version FROM {records} WHERE machine = $1 AND id = $2 FOR SHARE").into(),
-            // $1 machine, $2 id, $3 kind, $4 state, $5 command, $6 version, $7 origin.
+            // $1 machine, $2 id, $3 kind, $4 state, $5 command, $6 version, $7 origin, $8 schema.
             create: format!(
                 "WITH written AS (
-                    INSERT INTO {records} (machine, id, version, kind, state) VALUES ($1, $2, $6, $3, $4::jsonb)
+                    INSERT INTO {records} (machine, id, version, kind, state, schema_version)
+                    VALUES ($1, $2, $6, $3, $4::jsonb, $8::integer)
                     ON CONFLICT (machine, id) DO NOTHING RETURNING version)
-                 INSERT INTO {history} (machine, id, version, command, origin, kind, state)
-                 SELECT $1, $2, version, $5::jsonb, $7, $3, $4::jsonb FROM written"
+                 INSERT INTO {history} (machine, id, version, command, origin, kind, state, schema_version)
+                 SELECT $1, $2, version, $5::jsonb, $7, $3, $4::jsonb, $8::integer FROM written"
             )
             .into(),
-            // $1 machine, $2 id, $3 expected, $4 kind, $5 state, $6 command, $7 version, $8 origin.
+            // $1 machine, $2 id, $3 expected, $4 kind, $5 state, $6 command, $7 version, $8 origin,
+            // $9 schema.
             update: format!(
                 "WITH written AS (
-                    UPDATE {records} SET version = $7, kind = $4, state = $5::jsonb, updated_at = now()
+                    UPDATE {records} SET version = $7, kind = $4, state = $5::jsonb, updated_at = now(),
+                        schema_version = $9::integer
                     WHERE machine = $1 AND id = $2 AND version = $3 RETURNING version)
-                 INSERT INTO {history} (machine, id, version, command, origin, kind, state)
-                 SELECT $1, $2, version, $6::jsonb, $8, $4, $5::jsonb FROM written"
+                 INSERT INTO {history} (machine, id, version, command, origin, kind, state, schema_version)
+                 SELECT $1, $2, version, $6::jsonb, $8, $4, $5::jsonb, $9::integer FROM written"
             )
             .into(),
             history: format!(
-                "SELECT {change_columns}, LAG(h.kind) OVER record AS kind_before, LAG(h.state::text) OVER record AS state_before
+                "SELECT {change_columns}, LAG(h.kind) OVER record AS kind_before, LAG(h.state::text) OVER record AS state_before,
+                        (LAG(h.schema_version) OVER record)::bigint AS schema_before
                  FROM {history} h WHERE h.machine = $1 AND h.id = $2
                  WINDOW record AS (ORDER BY h.version) ORDER BY h.version"
             )
             .into(),
             feed: format!(
-                "SELECT {change_columns}, p.kind AS kind_before, p.state::text AS state_before
+                "SELECT {change_columns}, p.kind AS kind_before, p.state::text AS state_before,
+                        p.schema_version::bigint AS schema_before
                  FROM {history} h
                  LEFT JOIN {history} p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
                  WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND h.tx < pg_snapshot_xmin(pg_current_snapshot())
@@ -562,8 +570,16 @@ impl Statements {
             )
             .into(),
             by_kind: format!(
-                "SELECT id, version, kind, state::text AS state, {updated} AS updated_at FROM {records}
+                "SELECT id, version, kind, state::text AS state, {updated} AS updated_at,
+                        schema_version::bigint AS schema_version FROM {records}
                  WHERE machine = $1 AND kind = $2 AND id > $3 ORDER BY id LIMIT $4",
+                updated = epoch_ms("updated_at")
+            )
+            .into(),
+            records: format!(
+                "SELECT id, version, kind, state::text AS state, {updated} AS updated_at,
+                        schema_version::bigint AS schema_version FROM {records}
+                 WHERE machine = $1 AND id > $2 ORDER BY id LIMIT $3",
                 updated = epoch_ms("updated_at")
             )
             .into(),
@@ -699,5 +715,17 @@ impl Query for Postgres {
             .await
             .map_err(pg_error)?;
         Ok(u64::try_from(counted).unwrap_or(0))
+    }
+
+    async fn records(&self, machine: &str, after_id: Option<&str>, limit: u32) -> Result<Vec<Listed>, StoreError> {
+        validate_machine(machine)?;
+        let rows = Statements::query(&self.sql.records)
+            .bind(machine)
+            .bind(after_id.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(|row| super::sql::listed(row, machine, pg_error)).collect()
     }
 }

@@ -15,6 +15,10 @@ pub struct Record {
     pub state: Arc<str>,
     /// When the version was written, in milliseconds since the Unix epoch.
     pub updated_at: u64,
+    /// The schema version of the machine that wrote the state
+    /// ([`Machine::SCHEMA`](crate::Machine::SCHEMA)); rows from before
+    /// schema versions were stored read as 1.
+    pub schema: u32,
 }
 
 /// One new version of a record, written only if the record is at `expected`.
@@ -34,6 +38,9 @@ pub struct Write<'a> {
     pub command: &'a str,
     /// Why the write happened, kept with its history entry.
     pub origin: Origin,
+    /// The schema version of the machine that encoded `state` and
+    /// `command`, stored with the record and its history entry.
+    pub schema: u32,
 }
 
 /// Why a version was written: what a history entry records so audits and
@@ -50,15 +57,21 @@ pub enum Origin {
     /// A recorded failure's command replayed by
     /// [`Runner::recover`](crate::Runner::recover).
     Recovery,
+    /// The record rewritten at the current schema version by
+    /// [`Runner::migrate`](crate::Runner::migrate): the same state, no
+    /// command (stored as JSON `null`).
+    Migration,
 }
 
 impl Origin {
-    /// The name stored in the history: `"command"` or `"recovery"`.
+    /// The name stored in the history: `"command"`, `"recovery"` or
+    /// `"migration"`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Command => "command",
             Self::Recovery => "recovery",
+            Self::Migration => "migration",
         }
     }
 
@@ -69,6 +82,7 @@ impl Origin {
         match text {
             "command" => Some(Self::Command),
             "recovery" => Some(Self::Recovery),
+            "migration" => Some(Self::Migration),
             _ => None,
         }
     }
@@ -185,6 +199,11 @@ pub struct Change {
     pub after: Arc<str>,
     /// When it was written, in milliseconds since the Unix epoch.
     pub at: u64,
+    /// The schema version that encoded `command` and `after`.
+    pub schema: u32,
+    /// The schema version that encoded `before` (`None` exactly when
+    /// `before` is).
+    pub schema_before: Option<u32>,
 }
 
 #[cfg(test)]
@@ -193,7 +212,7 @@ mod tests {
 
     #[test]
     fn origins_round_trip_through_their_stored_names() {
-        for origin in [Origin::Command, Origin::Recovery] {
+        for origin in [Origin::Command, Origin::Recovery, Origin::Migration] {
             assert_eq!(Origin::parse(origin.as_str()), Some(origin));
             assert_eq!(origin.to_string(), origin.as_str());
         }

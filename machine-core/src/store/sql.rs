@@ -87,6 +87,21 @@ where
         u64::try_from(value).ok().filter(|&version| version > 0).ok_or_else(|| self.corrupt(&invalid_version(value)))
     }
 
+    /// A schema version column: an integer from 1 to `u32::MAX`.
+    pub(crate) fn schema(&self, column: &str) -> Result<u32, StoreError> {
+        let value = self.integer(column)?;
+        schema_of(value).ok_or_else(|| self.corrupt(&invalid_schema(column, value)))
+    }
+
+    /// An optional schema version column (NULL: none).
+    fn optional_schema(&self, column: &str) -> Result<Option<u32>, StoreError> {
+        match self.row.try_get::<Option<i64>, _>(column) {
+            Ok(None) => Ok(None),
+            Ok(Some(value)) => schema_of(value).map(Some).ok_or_else(|| self.corrupt(&invalid_schema(column, value))),
+            Err(error) => Err(self.refused::<i64>(column, "an integer", error)),
+        }
+    }
+
     /// A sequence number or time: a non-negative integer.
     fn unsigned(&self, column: &str) -> Result<u64, StoreError> {
         let value = self.integer(column)?;
@@ -100,6 +115,7 @@ where
             kind: Arc::from(self.text("kind")?),
             state: Arc::from(self.text("state")?),
             updated_at: self.unsigned("updated_at")?,
+            schema: self.schema("schema_version")?,
         })
     }
 }
@@ -145,13 +161,23 @@ pub(crate) fn key_taken(key: &Remember<'_>) -> StoreError {
     VersionConflict::new(key.machine, key.id, key.version, key.version).into()
 }
 
+/// A stored schema version, if it is one (1 to `u32::MAX`).
+fn schema_of(value: i64) -> Option<u32> {
+    u32::try_from(value).ok().filter(|&schema| schema > 0)
+}
+
+/// The reason for a stored schema version that is not one.
+fn invalid_schema(column: &str, value: i64) -> String {
+    format!("stored {column} {value} is not a valid schema version (1 to {})", u32::MAX)
+}
+
 /// The reason for a stored version below 1.
 fn invalid_version(version: i64) -> String {
     format!("stored version {version} is not a valid version (versions start at 1)")
 }
 
-/// A record from a row with columns `version`, `kind`, `state`, `updated_at`
-/// of record `(machine, id)`.
+/// A record from a row with columns `version`, `kind`, `state`, `updated_at`,
+/// `schema_version` of record `(machine, id)`.
 pub(crate) fn record<R: Row>(
     row: &R,
     machine: &str,
@@ -178,8 +204,8 @@ where
 }
 
 /// A history entry from a row with columns `seq`, `machine`, `id`, `version`,
-/// `command`, `origin`, `kind`, `state`, `at`, `kind_before`, `state_before`,
-/// and, where commits run in parallel (PostgreSQL), `tx`: the committing
+/// `command`, `origin`, `kind`, `state`, `at`, `schema_version`,
+/// `kind_before`, `state_before`, `schema_before`, and, where commits run in parallel (PostgreSQL), `tx`: the committing
 /// transaction's order as text (0 where there is no such column).
 pub(crate) fn change<R: Row>(
     row: &R,
@@ -209,7 +235,8 @@ where
     fields.entry = Some(cursor);
     let origin = fields.text("origin")?;
     let origin = Origin::parse(origin).ok_or_else(|| {
-        fields.corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery)"))
+        fields
+            .corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery, migration)"))
     })?;
     Ok(Change {
         cursor,
@@ -223,6 +250,8 @@ where
         kind: Arc::from(fields.text("kind")?),
         after: Arc::from(fields.text("state")?),
         at: fields.unsigned("at")?,
+        schema: fields.schema("schema_version")?,
+        schema_before: fields.optional_schema("schema_before")?,
     })
 }
 
@@ -382,30 +411,38 @@ mod tests {
         async fn every_value_a_store_never_writes_is_named_with_its_record() {
             let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
             let cases = [
-                ("NULL, 'K', '1', 0", "stored version is NULL"),
-                ("0, 'K', '1', 0", "stored version 0 is not a valid version (versions start at 1)"),
-                ("-1, 'K', '1', 0", "stored version -1 is not a valid version (versions start at 1)"),
-                ("1.5, 'K', '1', 0", "stored version is REAL, not an integer"),
-                ("'1', 'K', '1', 0", "stored version is TEXT, not an integer"),
-                ("X'01', 'K', '1', 0", "stored version is BLOB, not an integer"),
-                ("1, NULL, '1', 0", "stored kind is NULL"),
-                ("1, X'4b', '1', 0", "stored kind is BLOB, not text"),
-                ("1, 'K', 7, 0", "stored state is INTEGER, not text"),
-                ("1, 'K', CAST(X'fffe' AS TEXT), 0", "stored state is not text: invalid utf-8"),
-                ("1, 'K', '1', 0.5", "stored updated_at is REAL, not an integer"),
-                ("1, 'K', '1', -5", "stored updated_at -5 is negative"),
+                ("NULL, 'K', '1', 0, 1", "stored version is NULL"),
+                ("0, 'K', '1', 0, 1", "stored version 0 is not a valid version (versions start at 1)"),
+                ("-1, 'K', '1', 0, 1", "stored version -1 is not a valid version (versions start at 1)"),
+                ("1.5, 'K', '1', 0, 1", "stored version is REAL, not an integer"),
+                ("'1', 'K', '1', 0, 1", "stored version is TEXT, not an integer"),
+                ("X'01', 'K', '1', 0, 1", "stored version is BLOB, not an integer"),
+                ("1, NULL, '1', 0, 1", "stored kind is NULL"),
+                ("1, X'4b', '1', 0, 1", "stored kind is BLOB, not text"),
+                ("1, 'K', 7, 0, 1", "stored state is INTEGER, not text"),
+                ("1, 'K', CAST(X'fffe' AS TEXT), 0, 1", "stored state is not text: invalid utf-8"),
+                ("1, 'K', '1', 0.5, 1", "stored updated_at is REAL, not an integer"),
+                ("1, 'K', '1', -5, 1", "stored updated_at -5 is negative"),
+                ("1, 'K', '1', 0, 0", "stored schema_version 0 is not a valid schema version"),
+                ("1, 'K', '1', 0, 4294967296", "stored schema_version 4294967296 is not a valid schema version"),
+                ("1, 'K', '1', 0, NULL", "stored schema_version is NULL"),
             ];
             for (values, expected) in cases {
-                let named = row_with(&pool, values, &["version", "kind", "state", "updated_at"]).await;
+                let named =
+                    row_with(&pool, values, &["version", "kind", "state", "updated_at", "schema_version"]).await;
                 let reason = reason(record(&named, "Order", "order-42", driver), "Order", "order-42");
                 assert!(reason.starts_with(expected), "{values}: {reason}");
             }
-            let good =
-                row_with(&pool, "3, 'K', '{}', 1700000000000", &["version", "kind", "state", "updated_at"]).await;
+            let good = row_with(
+                &pool,
+                "3, 'K', '{}', 1700000000000, 2",
+                &["version", "kind", "state", "updated_at", "schema_version"],
+            )
+            .await;
             let record = record(&good, "Order", "order-42", driver).unwrap();
             assert_eq!(
-                (record.version, &*record.kind, &*record.state, record.updated_at),
-                (3, "K", "{}", 1_700_000_000_000)
+                (record.version, &*record.kind, &*record.state, record.updated_at, record.schema),
+                (3, "K", "{}", 1_700_000_000_000, 2)
             );
         }
 
@@ -430,40 +467,53 @@ mod tests {
                 "at",
                 "kind_before",
                 "state_before",
+                "schema_version",
+                "schema_before",
             ];
-            let good = row_with(&pool, "7, 'M', 'i', 2, 'null', 'recovery', 'K', '2', 5, 'K', '1'", &columns).await;
+            let good =
+                row_with(&pool, "7, 'M', 'i', 2, 'null', 'recovery', 'K', '2', 5, 'K', '1', 2, 1", &columns).await;
             let entry = change(&good, None, driver).unwrap();
             assert_eq!(
-                (entry.cursor, entry.origin, entry.before.as_deref()),
-                (Cursor { tx: 0, seq: 7 }, Origin::Recovery, Some("1"))
+                (entry.cursor, entry.origin, entry.before.as_deref(), entry.schema, entry.schema_before),
+                (Cursor { tx: 0, seq: 7 }, Origin::Recovery, Some("1"), 2, Some(1))
             );
             let cases = [
                 (
-                    "7, 'M', 'i', 2, 'null', 'replayed', 'K', '2', 5, NULL, NULL",
+                    "7, 'M', 'i', 2, 'null', 'replayed', 'K', '2', 5, NULL, NULL, 1, NULL",
                     "M",
                     "i",
                     "history entry 0:7: stored origin \"replayed\" is not one this version knows",
                 ),
                 (
-                    "7, 'M', 'i', 0, 'null', 'command', 'K', '2', 5, NULL, NULL",
+                    "7, 'M', 'i', 0, 'null', 'command', 'K', '2', 5, NULL, NULL, 1, NULL",
                     "M",
                     "i",
                     "history entry 0:7: stored version 0 is not a valid version",
                 ),
                 (
-                    "7, 'M', 'i', 2, X'00', 'command', 'K', '2', 5, NULL, NULL",
+                    "7, 'M', 'i', 2, X'00', 'command', 'K', '2', 5, NULL, NULL, 1, NULL",
                     "M",
                     "i",
                     "history entry 0:7: stored command is BLOB, not text",
                 ),
-                ("-7, 'M', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL", "M", "i", "stored seq -7 is negative"),
                 (
-                    "7, X'00', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL",
+                    "-7, 'M', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL, 1, NULL",
+                    "M",
+                    "i",
+                    "stored seq -7 is negative",
+                ),
+                (
+                    "7, X'00', 'i', 2, 'null', 'command', 'K', '2', 5, NULL, NULL, 1, NULL",
                     UNREADABLE,
                     UNREADABLE,
                     "stored machine is BLOB, not text",
                 ),
-                ("7, 'M', NULL, 2, 'null', 'command', 'K', '2', 5, NULL, NULL", "M", UNREADABLE, "stored id is NULL"),
+                (
+                    "7, 'M', NULL, 2, 'null', 'command', 'K', '2', 5, NULL, NULL, 1, NULL",
+                    "M",
+                    UNREADABLE,
+                    "stored id is NULL",
+                ),
             ];
             for (values, machine, id, expected) in cases {
                 let row = row_with(&pool, values, &columns).await;

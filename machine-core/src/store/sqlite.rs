@@ -410,12 +410,14 @@ impl Sqlite {
 async fn load_on(conn: &mut SqliteConnection, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
     validate_machine(machine)?;
     validate_id(id)?;
-    let row = sqlx::query("SELECT version, kind, state, updated_at FROM machine_records WHERE machine = ? AND id = ?")
-        .bind(machine)
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .map_err(sqlite_error)?;
+    let row = sqlx::query(
+        "SELECT version, kind, state, updated_at, schema_version FROM machine_records WHERE machine = ? AND id = ?",
+    )
+    .bind(machine)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .map_err(sqlite_error)?;
     row.map(|row| super::sql::record(&row, machine, id, sqlite_error)).transpose()
 }
 
@@ -490,8 +492,8 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
         let next = next_version(write.machine, write.id, write.expected)?;
         let written = if write.expected == 0 {
             sqlx::query(
-                "INSERT INTO machine_records (machine, id, version, kind, state, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO machine_records (machine, id, version, kind, state, updated_at, schema_version)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
             .bind(write.machine)
             .bind(write.id)
@@ -499,17 +501,19 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
             .bind(write.kind)
             .bind(&write.state)
             .bind(now)
+            .bind(write.schema)
             .execute(&mut *conn)
             .await
         } else {
             sqlx::query(
-                "UPDATE machine_records SET version = ?, kind = ?, state = ?, updated_at = ?
+                "UPDATE machine_records SET version = ?, kind = ?, state = ?, updated_at = ?, schema_version = ?
                  WHERE machine = ? AND id = ? AND version = ?",
             )
             .bind(next)
             .bind(write.kind)
             .bind(&write.state)
             .bind(now)
+            .bind(write.schema)
             .bind(write.machine)
             .bind(write.id)
             .bind(version_to_db(write.machine, write.id, write.expected)?)
@@ -522,8 +526,8 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
             return Err(VersionConflict::new(write.machine, write.id, write.expected.saturating_add(1), current).into());
         }
         sqlx::query(
-            "INSERT INTO machine_history (machine, id, version, command, origin, kind, state, at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO machine_history (machine, id, version, command, origin, kind, state, at, schema_version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(write.machine)
         .bind(write.id)
@@ -533,6 +537,7 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
         .bind(write.kind)
         .bind(&write.state)
         .bind(now)
+        .bind(write.schema)
         .execute(&mut *conn)
         .await
         .map_err(sqlite_error)?;
@@ -598,8 +603,9 @@ impl Store for Sqlite {
         validate_machine(machine)?;
         validate_id(id)?;
         let rows = sqlx::query(
-            "SELECT seq, machine, id, version, command, origin, kind, state, at,
-                    LAG(kind) OVER record AS kind_before, LAG(state) OVER record AS state_before
+            "SELECT seq, machine, id, version, command, origin, kind, state, at, schema_version,
+                    LAG(kind) OVER record AS kind_before, LAG(state) OVER record AS state_before,
+                    LAG(schema_version) OVER record AS schema_before
              FROM machine_history WHERE machine = ? AND id = ?
              WINDOW record AS (ORDER BY version) ORDER BY version",
         )
@@ -637,8 +643,8 @@ impl Feed for Sqlite {
     async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
         let after = i64::try_from(after.seq).map_err(|_| out_of_range(format!("cursor {after} is out of range")))?;
         let rows = sqlx::query(
-            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.origin, h.kind, h.state, h.at,
-                    p.kind AS kind_before, p.state AS state_before
+            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.origin, h.kind, h.state, h.at, h.schema_version,
+                    p.kind AS kind_before, p.state AS state_before, p.schema_version AS schema_before
              FROM machine_history h
              LEFT JOIN machine_history p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
              WHERE h.seq > ? ORDER BY h.seq LIMIT ?",
@@ -663,7 +669,7 @@ impl Query for Sqlite {
         validate_machine(machine)?;
         // Ids are never empty, so "" sorts before every id.
         let rows = sqlx::query(
-            "SELECT id, version, kind, state, updated_at FROM machine_records
+            "SELECT id, version, kind, state, updated_at, schema_version FROM machine_records
              WHERE machine = ? AND kind = ? AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(machine)
@@ -685,5 +691,20 @@ impl Query for Sqlite {
             .await
             .map_err(sqlite_error)?;
         Ok(u64::try_from(counted).unwrap_or(0))
+    }
+
+    async fn records(&self, machine: &str, after_id: Option<&str>, limit: u32) -> Result<Vec<Listed>, StoreError> {
+        validate_machine(machine)?;
+        let rows = sqlx::query(
+            "SELECT id, version, kind, state, updated_at, schema_version FROM machine_records
+             WHERE machine = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(machine)
+        .bind(after_id.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        rows.iter().map(|row| super::sql::listed(row, machine, sqlite_error)).collect()
     }
 }

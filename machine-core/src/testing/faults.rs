@@ -24,18 +24,21 @@ pub enum Op {
     ByKind,
     /// [`Store::recall`].
     Recall,
+    /// [`Query::records`].
+    Records,
 }
 
 impl Op {
     /// Every operation, in declaration order.
-    pub const ALL: &'static [Op] = &[Op::Load, Op::Commit, Op::History, Op::Changes, Op::ByKind, Op::Recall];
+    pub const ALL: &'static [Op] =
+        &[Op::Load, Op::Commit, Op::History, Op::Changes, Op::ByKind, Op::Recall, Op::Records];
 
     fn index(self) -> usize {
         Self::ALL.iter().position(|&op| op == self).unwrap_or(0)
     }
 
     /// The operation's name: `"load"`, `"commit"`, `"history"`, `"changes"`,
-    /// `"by_kind"`, `"recall"`.
+    /// `"by_kind"`, `"recall"`, `"records"`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +48,7 @@ impl Op {
             Op::Changes => "changes",
             Op::ByKind => "by_kind",
             Op::Recall => "recall",
+            Op::Records => "records",
         }
     }
 }
@@ -358,6 +362,11 @@ impl<S: Query> Query for FaultyStore<S> {
     async fn count(&self, machine: &str, kind: &str) -> Result<u64, StoreError> {
         self.gate(Op::ByKind)?;
         self.inner.count(machine, kind).await
+    }
+
+    async fn records(&self, machine: &str, after_id: Option<&str>, limit: u32) -> Result<Vec<Listed>, StoreError> {
+        self.gate(Op::Records)?;
+        self.inner.records(machine, after_id, limit).await
     }
 }
 

@@ -46,6 +46,13 @@ impl Keys {
         self.with(b"r/", &[machine.as_bytes(), id.as_bytes()])
     }
 
+    /// Every record of one machine: `{prefix}r/{machine}\0`.
+    pub(super) fn records_of(&self, machine: &str) -> Vec<u8> {
+        let mut key = self.with(b"r/", &[machine.as_bytes()]);
+        key.push(SEP);
+        key
+    }
+
     /// `{prefix}h/{machine}\0{id}\0{version:020}`: one history entry; the
     /// zero-padded version makes key order version order.
     pub(super) fn history(&self, machine: &str, id: &str, version: u64) -> Vec<u8> {
@@ -118,8 +125,10 @@ pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 pub(super) const MAX_VERSION: u64 = i64::MAX as u64;
 
 /// A record's value: a JSON header line, then the state's JSON verbatim.
-pub(super) fn record_value(version: u64, kind: &str, updated_at: u64, state: &str) -> Vec<u8> {
-    let header = serde_json::json!({ "version": version, "kind": kind, "updated_at": updated_at });
+/// Values from before schema versions were stored have no `schema` and
+/// read as 1.
+pub(super) fn record_value(version: u64, kind: &str, updated_at: u64, schema: u32, state: &str) -> Vec<u8> {
+    let header = serde_json::json!({ "version": version, "kind": kind, "updated_at": updated_at, "schema": schema });
     framed(&header, state)
 }
 
@@ -132,6 +141,7 @@ pub(super) struct EntryHeader<'a> {
     pub(super) kind: &'a str,
     pub(super) at: u64,
     pub(super) position: u64,
+    pub(super) schema: u32,
 }
 
 pub(super) fn entry_value(entry: &EntryHeader<'_>, state: &str) -> Vec<u8> {
@@ -142,6 +152,7 @@ pub(super) fn entry_value(entry: &EntryHeader<'_>, state: &str) -> Vec<u8> {
         "kind": entry.kind,
         "at": entry.at,
         "pos": entry.position,
+        "schema": entry.schema,
     });
     framed(&header, state)
 }
@@ -258,6 +269,18 @@ impl<'a> Fields<'a> {
         u64::try_from(value).map_err(|_| self.corrupt(&format!("stored {name} {value} is negative")))
     }
 
+    /// The schema version: 1 to `u32::MAX`, and 1 when the value predates
+    /// stored schema versions (no `schema` field).
+    pub(super) fn schema(&self) -> Result<u32, StoreError> {
+        if !self.header.contains_key("schema") {
+            return Ok(1);
+        }
+        let value = self.integer("schema")?;
+        u32::try_from(value).ok().filter(|schema| *schema > 0).ok_or_else(|| {
+            self.corrupt(&format!("stored schema {value} is not a valid schema version (1 to {})", u32::MAX))
+        })
+    }
+
     pub(super) fn text(&self, name: &str) -> Result<&str, StoreError> {
         match self.field(name)? {
             Value::String(text) => Ok(text),
@@ -291,6 +314,7 @@ pub(super) fn record(machine: &str, id: &str, value: &[u8]) -> Result<Record, St
         kind: Arc::from(fields.text("kind")?),
         state: Arc::from(fields.state()?),
         updated_at: fields.unsigned("updated_at")?,
+        schema: fields.schema()?,
     })
 }
 
@@ -316,7 +340,8 @@ pub(super) fn change(keys: &Keys, key: &[u8], value: &[u8], revision: i64) -> Re
     }
     let origin = fields.text("origin")?;
     let origin = Origin::parse(origin).ok_or_else(|| {
-        fields.corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery)"))
+        fields
+            .corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery, migration)"))
     })?;
     Ok(Change {
         cursor,
@@ -330,6 +355,8 @@ pub(super) fn change(keys: &Keys, key: &[u8], value: &[u8], revision: i64) -> Re
         kind: Arc::from(fields.text("kind")?),
         after: Arc::from(fields.state()?),
         at: fields.unsigned("at")?,
+        schema: fields.schema()?,
+        schema_before: None,
     })
 }
 
@@ -351,9 +378,14 @@ mod tests {
 
     #[test]
     fn values_round_trip_and_bad_ones_are_named() {
-        let value = record_value(3, "Open", 7, "{\"n\":\n1}");
+        let value = record_value(3, "Open", 7, 2, "{\"n\":\n1}");
         let read = record("M", "i", &value).unwrap();
-        assert_eq!((read.version, &*read.kind, &*read.state, read.updated_at), (3, "Open", "{\"n\":\n1}", 7));
+        assert_eq!(
+            (read.version, &*read.kind, &*read.state, read.updated_at, read.schema),
+            (3, "Open", "{\"n\":\n1}", 7, 2)
+        );
+        let older = record("M", "i", b"{\"version\":1,\"kind\":\"K\",\"updated_at\":0}\n1").unwrap();
+        assert_eq!(older.schema, 1, "a value without a schema predates them");
         for (value, reason) in [
             (&b"{\"version\":0,\"kind\":\"K\",\"updated_at\":0}\n1"[..], "stored version 0 is not a valid version"),
             (b"{\"version\":1.5,\"kind\":\"K\",\"updated_at\":0}\n1", "stored version 1.5 is not an integer"),
@@ -362,6 +394,8 @@ mod tests {
             (b"{\"version\":1,\"kind\":\"K\",\"updated_at\":0}", "stored state is missing"),
             (b"{\"version\":1,\"kind\":\"K\",\"updated_at\":0}\n\xff", "stored state is not text"),
             (b"[]\n1", "stored header is not a JSON object"),
+            (b"{\"version\":1,\"kind\":\"K\",\"updated_at\":0,\"schema\":0}\n1", "stored schema 0 is not a valid"),
+            (b"{\"version\":1,\"kind\":\"K\",\"updated_at\":0,\"schema\":\"2\"}\n1", "stored schema is text"),
         ] {
             match record("M", "i", value) {
                 Err(StoreError::Corrupt { machine, id, reason: got }) => {

@@ -82,11 +82,14 @@ pub(super) struct Logged {
     pub(super) version: u64,
     pub(super) command: Body,
     pub(super) origin: Origin,
-    /// The previous state's kind and state (`None` for a creation).
-    pub(super) before: Option<(Arc<str>, Body)>,
+    /// The previous state's kind, state and schema version (`None` for a
+    /// creation).
+    pub(super) before: Option<(Arc<str>, Body, u32)>,
     pub(super) kind: Arc<str>,
     pub(super) after: Body,
     pub(super) at: u64,
+    /// The schema version of `command` and `after`.
+    pub(super) schema: u32,
 }
 
 impl Logged {
@@ -94,7 +97,10 @@ impl Logged {
     /// every value as JSON.
     pub(super) fn change(&self) -> Result<Change, StoreError> {
         let json = |body: &Body, what: &str| body.json_of(&self.machine, &self.id, self.version, what);
-        let before = self.before.as_ref().map(|(kind, body)| Ok::<_, StoreError>((kind, json(body, "state before")?)));
+        let before = self
+            .before
+            .as_ref()
+            .map(|(kind, body, schema)| Ok::<_, StoreError>((kind, json(body, "state before")?, *schema)));
         let before = before.transpose()?;
         Ok(Change {
             cursor: Cursor { tx: 0, seq: self.seq },
@@ -103,11 +109,13 @@ impl Logged {
             version: self.version,
             command: json(&self.command, "command")?,
             origin: self.origin,
-            kind_before: before.as_ref().map(|(kind, _)| Arc::clone(kind)),
-            before: before.map(|(_, state)| state),
+            kind_before: before.as_ref().map(|(kind, _, _)| Arc::clone(kind)),
+            schema_before: before.as_ref().map(|(_, _, schema)| *schema),
+            before: before.map(|(_, state, _)| state),
             kind: self.kind.clone(),
             after: json(&self.after, "state")?,
             at: self.at,
+            schema: self.schema,
         })
     }
 }

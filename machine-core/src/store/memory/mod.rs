@@ -45,7 +45,7 @@ const SHARDS: usize = 64;
 /// let store = Memory::new();
 /// let write = |expected| Write {
 ///     machine: "Order", id: "order-1", expected, kind: "Draft",
-///     state: "\"Draft\"".into(), command: "\"Create\"", origin: Origin::Command,
+///     state: "\"Draft\"".into(), command: "\"Create\"", origin: Origin::Command, schema: 1,
 /// };
 /// store.commit(Commit::write(write(0))).await.unwrap();
 /// // A second writer that also loaded version 0 loses:
@@ -165,6 +165,7 @@ struct Entry {
     kind: Arc<str>,
     state: Body,
     updated_at: u64,
+    schema: u32,
     history: VecDeque<Arc<Logged>>,
 }
 
@@ -175,6 +176,7 @@ impl Entry {
             kind: self.kind.clone(),
             state: self.state.clone(),
             updated_at: self.updated_at,
+            schema: self.schema,
         }
     }
 
@@ -193,6 +195,7 @@ pub(crate) struct Put<'a> {
     pub(crate) state: Body,
     pub(crate) command: Body,
     pub(crate) origin: Origin,
+    pub(crate) schema: u32,
 }
 
 /// An idempotency key in the store's own terms, its state as a body.
@@ -437,13 +440,15 @@ impl Memory {
             version,
             command: put.command,
             origin: put.origin,
-            before: Some((entry.kind.clone(), entry.state.clone())),
+            before: Some((entry.kind.clone(), entry.state.clone(), entry.schema)),
             kind: kind.clone(),
             after: put.state.clone(),
             at,
+            schema: put.schema,
         });
         remember(&mut entry.history, logged.clone(), self.inner.retention.entries_per_record());
-        (entry.version, entry.kind, entry.state, entry.updated_at) = (version, kind, put.state, at);
+        (entry.version, entry.kind, entry.state, entry.updated_at, entry.schema) =
+            (version, kind, put.state, at, put.schema);
         logged
     }
 
@@ -461,10 +466,12 @@ impl Memory {
             kind: kind.clone(),
             after: put.state.clone(),
             at,
+            schema: put.schema,
         });
         let mut history = VecDeque::new();
         remember(&mut history, logged.clone(), self.inner.retention.entries_per_record());
-        ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, history });
+        let schema = put.schema;
+        ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, schema, history });
         logged
     }
 }
@@ -507,6 +514,7 @@ impl Store for Memory {
             state: Body::Json(Arc::from(write.state)),
             command: Body::Json(Arc::from(write.command)),
             origin: write.origin,
+            schema: write.schema,
         });
         self.put(puts, &commit.checks, commit.keys.iter().map(KeyPut::from).collect())
     }
@@ -581,23 +589,11 @@ impl Query for Memory {
         after_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Listed>, StoreError> {
-        validate_machine(machine)?;
-        let mut found = Vec::new();
-        for shard in 0..SHARDS {
-            let shard = self.lock(shard);
-            let Some(ids) = shard.ids(machine) else { continue };
-            found.extend(
-                ids.iter()
-                    .filter(|(id, entry)| &*entry.kind == kind && after_id.is_none_or(|after| &***id > after))
-                    .map(|(id, entry)| (id.clone(), entry.loaded())),
-            );
-        }
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        found
-            .into_iter()
-            .map(|(id, loaded)| Ok(Listed { record: loaded.record(machine, &id)?, id: id.to_string() }))
-            .collect()
+        self.scan(machine, Some(kind), after_id, limit)
+    }
+
+    async fn records(&self, machine: &str, after_id: Option<&str>, limit: u32) -> Result<Vec<Listed>, StoreError> {
+        self.scan(machine, None, after_id, limit)
     }
 
     async fn count(&self, machine: &str, kind: &str) -> Result<u64, StoreError> {
@@ -610,6 +606,37 @@ impl Query for Memory {
             }
         }
         Ok(counted)
+    }
+}
+
+impl Memory {
+    /// A page of `machine`'s records by id, of `kind` only when given.
+    fn scan(
+        &self,
+        machine: &str,
+        kind: Option<&str>,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Listed>, StoreError> {
+        validate_machine(machine)?;
+        let mut found = Vec::new();
+        for shard in 0..SHARDS {
+            let shard = self.lock(shard);
+            let Some(ids) = shard.ids(machine) else { continue };
+            found.extend(
+                ids.iter()
+                    .filter(|(id, entry)| {
+                        kind.is_none_or(|kind| &*entry.kind == kind) && after_id.is_none_or(|after| &***id > after)
+                    })
+                    .map(|(id, entry)| (id.clone(), entry.loaded())),
+            );
+        }
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        found
+            .into_iter()
+            .map(|(id, loaded)| Ok(Listed { record: loaded.record(machine, &id)?, id: id.to_string() }))
+            .collect()
     }
 }
 
@@ -636,6 +663,7 @@ mod tests {
             state: state.to_owned(),
             command: "\"cmd\"",
             origin: Origin::Command,
+            schema: 1,
         }
     }
 

@@ -3,7 +3,7 @@
 
 /// The schema's migrations, in order. Text columns compared or sorted by the
 /// store use the "C" collation, so ids order by bytes as in every other store.
-pub(super) fn migrations(schema: &str) -> [(i32, String); 3] {
+pub(super) fn migrations(schema: &str) -> [(i32, String); 4] {
     [
         (
             1,
@@ -59,6 +59,18 @@ pub(super) fn migrations(schema: &str) -> [(i32, String); 3] {
                 PRIMARY KEY (machine, id, key)
             );
             CREATE INDEX machine_keys_expiry ON {schema}.machine_keys (expires_at);"
+            ),
+        ),
+        // The machine's schema version that wrote each state and command
+        // (`Machine::SCHEMA`); rows from before it was stored were all
+        // written at version 1. Constant defaults: no table rewrite.
+        (
+            4,
+            format!(
+                "ALTER TABLE {schema}.machine_records
+                     ADD COLUMN schema_version integer NOT NULL DEFAULT 1 CHECK (schema_version > 0);
+                 ALTER TABLE {schema}.machine_history
+                     ADD COLUMN schema_version integer NOT NULL DEFAULT 1 CHECK (schema_version > 0);"
             ),
         ),
     ]

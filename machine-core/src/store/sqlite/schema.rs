@@ -98,6 +98,15 @@ const MIGRATIONS: &[Migration] = &[
         ) WITHOUT ROWID;
         CREATE INDEX machine_keys_expiry ON machine_keys (expires_at);",
     },
+    // The machine's schema version that wrote each state and command
+    // (`Machine::SCHEMA`). Rows from before it was stored were written by
+    // machines that had no other version than 1.
+    Migration {
+        version: 5,
+        refuse: None,
+        script: "ALTER TABLE machine_records ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE machine_history ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;",
+    },
 ];
 
 /// The table that records applied versions, created if missing.
