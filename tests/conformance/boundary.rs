@@ -263,3 +263,26 @@ pub(crate) async fn history_is_read_by_pages(store: impl Harness) {
     assert!(runner.history_page("busy", 10, 5).await.unwrap().is_empty());
     assert!(runner.history_page("never", 0, 5).await.unwrap().is_empty());
 }
+
+pub(crate) async fn expired_keys_are_forgotten_and_standing_ones_kept(store: impl Harness) {
+    let now = Arc::new(AtomicU64::new(5_000_000));
+    let clock = Arc::clone(&now);
+    let runner = Runner::<Accounts, _>::new(store.clone(), ())
+        .clock(move || clock.load(Ordering::SeqCst))
+        .key_retention(Duration::from_secs(10));
+    opened(&runner, "acct").await;
+    for n in 0..5 {
+        runner.handle_with("acct", &Money::Deposit { amount: 1 }, keyed(&format!("old-{n}"))).await.unwrap();
+    }
+    now.fetch_add(20_000, Ordering::SeqCst);
+    runner.handle_with("acct", &Money::Deposit { amount: 1 }, keyed("new")).await.unwrap();
+    let at = now.load(Ordering::SeqCst);
+    // In batches: a limit is a limit.
+    assert_eq!(store.forget_keys(at, 2).await.unwrap(), 2);
+    assert_eq!(store.forget_keys(at, 100).await.unwrap(), 3);
+    assert_eq!(store.forget_keys(at, 100).await.unwrap(), 0);
+    assert!(store.recall(Accounts::NAME, "acct", "old-0").await.unwrap().is_none());
+    assert!(store.recall(Accounts::NAME, "acct", "new").await.unwrap().is_some(), "a standing key stays");
+    let again = runner.handle_with("acct", &Money::Deposit { amount: 1 }, keyed("new")).await.unwrap();
+    assert!(again.replayed);
+}

@@ -12,8 +12,8 @@ pub(crate) mod evolution;
 pub(crate) use boundary::{
     a_decision_key_commits_once, a_lost_reply_is_replayed_when_the_request_comes_again,
     a_repeated_key_returns_the_first_outcome_and_applies_once, concurrent_calls_with_one_key_apply_once,
-    creates_and_updates_are_checked, history_is_read_by_pages, keys_expire_after_the_retention,
-    records_are_listed_typed_and_counted_by_kind,
+    creates_and_updates_are_checked, expired_keys_are_forgotten_and_standing_ones_kept, history_is_read_by_pages,
+    keys_expire_after_the_retention, records_are_listed_typed_and_counted_by_kind,
 };
 #[allow(unused_imports)]
 pub(crate) use corrupt::{

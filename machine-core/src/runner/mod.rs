@@ -132,7 +132,7 @@ where
     /// key tables small). A key older than this is forgotten: the same key
     /// then runs its command again. Expiry is judged by the runner's
     /// [`clock`](Runner::clock); stores delete expired keys when asked
-    /// (retention).
+    /// ([`Store::forget_keys`](crate::store::Store::forget_keys)).
     #[must_use]
     pub fn key_retention(mut self, retention: Duration) -> Self {
         self.key_retention = millis(retention);

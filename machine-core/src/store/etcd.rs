@@ -505,6 +505,41 @@ impl Etcd {
 }
 
 impl Store for Etcd {
+    async fn forget_keys(&self, now: u64, limit: u32) -> Result<u64, StoreError> {
+        const PAGE: i64 = 500;
+        let base = self.keys().all_idempotency();
+        let end = prefix_end(&base);
+        let mut start = base;
+        let mut forgotten = 0;
+        while forgotten < u64::from(limit) {
+            let options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            let page = self.kv().get(start.clone(), Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+            for kv in page.kvs() {
+                if forgotten >= u64::from(limit) {
+                    break;
+                }
+                // A key that does not parse is left for a person: never
+                // deleted on a guess.
+                let Ok(kept) = layout::remembered(UNREADABLE, UNREADABLE, kv.value()) else { continue };
+                if kept.expires_at > now {
+                    continue;
+                }
+                // Deleted only if unchanged since read: a commit may have
+                // stored the key anew in between.
+                let unchanged = Compare::mod_revision(kv.key().to_vec(), CompareOp::Equal, kv.mod_revision());
+                let txn = Txn::new().when(vec![unchanged]).and_then(vec![TxnOp::delete(kv.key().to_vec(), None)]);
+                let sent = Sent::Write { operations: 1, bytes: kv.key().len() };
+                let done = self.kv().txn(txn).await.map_err(|e| store_error(e, sent))?;
+                forgotten += u64::from(done.succeeded());
+            }
+            let Some(last) = page.kvs().last().filter(|_| page.more()) else { break };
+            // The smallest key after the last one read.
+            start = last.key().to_vec();
+            start.push(0);
+        }
+        Ok(forgotten)
+    }
+
     async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;

@@ -99,6 +99,17 @@ pub trait Store: Send + Sync + 'static {
         std::future::ready(Err(StoreError::Unsupported { what: "idempotency keys" }))
     }
 
+    /// Deletes up to `limit` idempotency keys that expired before `now`
+    /// (milliseconds since the Unix epoch, the runner's clock), and returns
+    /// how many it deleted: call it from a periodic job until it returns
+    /// less than `limit`. An expired key already reads as absent; this only
+    /// reclaims its space. Stores that keep no keys leave the default,
+    /// which fails with [`StoreError::Unsupported`].
+    fn forget_keys(&self, now: u64, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let _ = (now, limit);
+        std::future::ready(Err(StoreError::Unsupported { what: "idempotency keys" }))
+    }
+
     /// Which of this crate's stores this is, so the runner can take its fast
     /// path. Other implementations keep the default.
     #[doc(hidden)]

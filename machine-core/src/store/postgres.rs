@@ -477,10 +477,12 @@ struct Statements {
     recall: Arc<str>,
     count: Arc<str>,
     history_page: Arc<str>,
+    forget_keys: Arc<str>,
     records: Arc<str>,
 }
 
 impl Statements {
+    #[expect(clippy::too_many_lines, reason = "a table of statements, one per field, read top to bottom")]
     fn for_schema(schema: &str) -> Result<Self, StoreError> {
         if !is_identifier(schema) {
             return Err(StoreError::InvalidKey {
@@ -557,10 +559,17 @@ impl Statements {
             )
             .into(),
             history_page: format!(
-                "SELECT {change_columns}, p.kind AS kind_before, p.state::text AS state_before
+                "SELECT {change_columns}, p.kind AS kind_before, p.state::text AS state_before,
+                        p.schema_version::bigint AS schema_before
                  FROM {history} h
                  LEFT JOIN {history} p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
                  WHERE h.machine = $1 AND h.id = $2 AND h.version > $3 ORDER BY h.version LIMIT $4"
+            )
+            .into(),
+            // Expired keys in batches, skipping rows another deleter holds.
+            forget_keys: format!(
+                "DELETE FROM {keys} WHERE (machine, id, key) IN
+                    (SELECT machine, id, key FROM {keys} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"
             )
             .into(),
             count: format!("SELECT count(*) FROM {records} WHERE machine = $1 AND kind = $2").into(),
@@ -638,6 +647,16 @@ impl Store for Postgres {
         // statement), and `commit_in` opens a real transaction for the rest.
         let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
         self.commit_in(&mut conn, commit).await
+    }
+
+    async fn forget_keys(&self, now: u64, limit: u32) -> Result<u64, StoreError> {
+        let deleted = Statements::query(&self.sql.forget_keys)
+            .bind(millis_to_db(now))
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(deleted.rows_affected())
     }
 
     async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {

@@ -594,6 +594,20 @@ impl Store for Sqlite {
         super::Native::Sqlite(self)
     }
 
+    async fn forget_keys(&self, now: u64, limit: u32) -> Result<u64, StoreError> {
+        // `machine_keys` has no rowid (WITHOUT ROWID): delete by its key.
+        let deleted = sqlx::query(
+            "DELETE FROM machine_keys WHERE (machine, id, key) IN
+                (SELECT machine, id, key FROM machine_keys WHERE expires_at <= ? LIMIT ?)",
+        )
+        .bind(millis_to_db(now))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        Ok(deleted.rows_affected())
+    }
+
     async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
         recall_on(&mut conn, machine, id, key).await
@@ -622,8 +636,8 @@ impl Store for Sqlite {
         validate_id(id)?;
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let rows = sqlx::query(
-            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.origin, h.kind, h.state, h.at,
-                    p.kind AS kind_before, p.state AS state_before
+            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.origin, h.kind, h.state, h.at, h.schema_version,
+                    p.kind AS kind_before, p.state AS state_before, p.schema_version AS schema_before
              FROM machine_history h
              LEFT JOIN machine_history p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
              WHERE h.machine = ? AND h.id = ? AND h.version > ? ORDER BY h.version LIMIT ?",

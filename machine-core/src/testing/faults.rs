@@ -333,6 +333,12 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.history_page(machine, id, after, limit).await
     }
 
+    /// Counted and failed as [`Op::Recall`].
+    async fn forget_keys(&self, now: u64, limit: u32) -> Result<u64, StoreError> {
+        self.gate(Op::Recall)?;
+        self.inner.forget_keys(now, limit).await
+    }
+
     async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
         self.gate(Op::Recall)?;
         self.inner.recall(machine, id, key).await

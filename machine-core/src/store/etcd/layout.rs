@@ -88,6 +88,11 @@ impl Keys {
         self.with(b"i/", &[machine.as_bytes(), id.as_bytes(), key.as_bytes()])
     }
 
+    /// Every idempotency key of the store: `{prefix}i/`.
+    pub(super) fn all_idempotency(&self) -> Vec<u8> {
+        self.with(b"i/", &[])
+    }
+
     /// `{prefix}head`: written by every commit that writes, so its
     /// `mod_revision` is the revision of the store's latest change.
     pub(super) fn head(&self) -> Vec<u8> {

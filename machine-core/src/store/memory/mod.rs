@@ -563,6 +563,26 @@ impl Store for Memory {
         kept.iter().map(|logged| logged.change()).collect()
     }
 
+    async fn forget_keys(&self, now: u64, limit: u32) -> Result<u64, StoreError> {
+        let mut left = u64::from(limit);
+        let mut forgotten = 0;
+        for shard in 0..SHARDS {
+            if left == 0 {
+                break;
+            }
+            let mut shard = self.lock(shard);
+            shard.keys.kept.retain(|_, kept| {
+                let expired = kept.expires_at <= now && left > 0;
+                if expired {
+                    left -= 1;
+                    forgotten += 1;
+                }
+                !expired
+            });
+        }
+        Ok(forgotten)
+    }
+
     fn native(&self) -> super::Native<'_> {
         super::Native::Memory(self)
     }
