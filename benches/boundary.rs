@@ -3,7 +3,8 @@
 //! call (`handle_with(.., Request::new().key(k))`, every request unique as
 //! from real clients), and, for the SQL stores, the loop a user writes by
 //! hand for the same guarantee: in one transaction, look the key up, load,
-//! write the record and its history row, insert the key.
+//! write the record and its history row, insert the key with its expiry
+//! (indexed, for the job that deletes expired keys).
 //!
 //! 3 interleaved rounds of 2 s per row, one writer on its own record; the
 //! median round is printed.
@@ -71,6 +72,13 @@ async fn runner_round<St: Store>(runner: &Runner<Accounts, St>, tag: &str, round
     (plain, keyed)
 }
 
+/// A key's expiry, a day from now, as the runner stores it; the hand loops
+/// index it too, as anything that deletes expired keys must.
+fn expires_at() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX) + 86_400_000
+}
+
 fn next(state: Option<&str>) -> String {
     let state = state.map_or_else(common::Account::initial, |json| serde_json::from_str(json).expect("valid"));
     let Ok(next) = Accounts::transition(&(), &DEPOSIT, &state);
@@ -106,11 +114,12 @@ async fn sqlite_by_hand(pool: &SqlitePool, id: &str, key: &str, command: &str) {
         .execute(&mut *tx)
         .await
         .expect("history");
-    sqlx::query("INSERT INTO hand_keys (id, key, version, state) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO hand_keys (id, key, version, state, expires_at) VALUES (?, ?, ?, ?, ?)")
         .bind(id)
         .bind(key)
         .bind(version)
         .bind(&state)
+        .bind(expires_at())
         .execute(&mut *tx)
         .await
         .expect("key");
@@ -126,7 +135,8 @@ async fn sqlite() {
     for table in [
         "CREATE TABLE hand_records (id TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL) WITHOUT ROWID",
         "CREATE TABLE hand_history (id TEXT NOT NULL, version INTEGER NOT NULL, command TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (id, version)) WITHOUT ROWID",
-        "CREATE TABLE hand_keys (id TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (id, key)) WITHOUT ROWID",
+        "CREATE TABLE hand_keys (id TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, state TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (id, key)) WITHOUT ROWID",
+        "CREATE INDEX hand_keys_expiry ON hand_keys (expires_at)",
     ] {
         sqlx::query(AssertSqlSafe(table)).execute(&pool).await.expect("table");
     }
@@ -187,11 +197,12 @@ async fn postgres_by_hand(pool: &PgPool, id: &str, key: &str, command: &str) {
     .execute(&mut *tx)
     .await
     .expect("write");
-    sqlx::query("INSERT INTO hand_keys (id, key, version, state) VALUES ($1, $2, $3, $4::jsonb)")
+    sqlx::query("INSERT INTO hand_keys (id, key, version, state, expires_at) VALUES ($1, $2, $3, $4::jsonb, $5)")
         .bind(id)
         .bind(key)
         .bind(expected + 1)
         .bind(&state)
+        .bind(expires_at())
         .execute(&mut *tx)
         .await
         .expect("key");
@@ -207,7 +218,8 @@ async fn postgres(url: &str) {
         "DROP TABLE IF EXISTS hand_keys, hand_history, hand_records",
         "CREATE TABLE hand_records (id text PRIMARY KEY, version bigint NOT NULL, state jsonb NOT NULL)",
         "CREATE TABLE hand_history (id text NOT NULL, version bigint NOT NULL, command jsonb NOT NULL, state jsonb NOT NULL, PRIMARY KEY (id, version))",
-        "CREATE TABLE hand_keys (id text NOT NULL, key text NOT NULL, version bigint NOT NULL, state jsonb NOT NULL, PRIMARY KEY (id, key))",
+        "CREATE TABLE hand_keys (id text NOT NULL, key text NOT NULL, version bigint NOT NULL, state jsonb NOT NULL, expires_at bigint NOT NULL, PRIMARY KEY (id, key))",
+        "CREATE INDEX hand_keys_expiry ON hand_keys (expires_at)",
     ] {
         sqlx::query(AssertSqlSafe(statement)).execute(&pool).await.expect("table");
     }
