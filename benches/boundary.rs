@@ -79,6 +79,24 @@ fn expires_at() -> i64 {
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX) + 86_400_000
 }
 
+/// Interleaved rounds of a hand-written keyed loop (`by_hand(id, key)`)
+/// and the runner with and without keys, then their medians.
+async fn side_by_side<St: Store, F: Future<Output = ()>>(
+    store: &str,
+    runner: &Runner<Accounts, St>,
+    tag: &str,
+    by_hand: impl Fn(String, String) -> F,
+) {
+    let (mut hand, mut plain, mut keyed) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        hand.push(rate(|n| by_hand(format!("hand-{round}"), format!("req-{n}"))).await);
+        let (p, k) = runner_round(runner, tag, round).await;
+        plain.push(p);
+        keyed.push(k);
+    }
+    report(store, &[("by hand, a key per call", hand), ("runner, a key per call", keyed), ("runner, no key", plain)]);
+}
+
 fn next(state: Option<&str>) -> String {
     let state = state.map_or_else(common::Account::initial, |json| serde_json::from_str(json).expect("valid"));
     let Ok(next) = Accounts::transition(&(), &DEPOSIT, &state);
@@ -142,24 +160,11 @@ async fn sqlite() {
     }
     let command = serde_json::to_string(&DEPOSIT).expect("encodes");
     let runner = Runner::<Accounts, _>::new(store.clone(), ());
-    let (mut by_hand, mut plain, mut keyed) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let id = format!("hand-{round}");
-        by_hand.push(
-            rate(|n| {
-                let (pool, id, command) = (&pool, &id, &command);
-                async move { sqlite_by_hand(pool, id, &format!("req-{n}"), command).await }
-            })
-            .await,
-        );
-        let (p, k) = runner_round(&runner, "sqlite", round).await;
-        plain.push(p);
-        keyed.push(k);
-    }
-    report(
-        "SQLite",
-        &[("by hand, a key per call", by_hand), ("runner, a key per call", keyed), ("runner, no key", plain)],
-    );
+    side_by_side("SQLite", &runner, "sqlite", {
+        let (pool, command) = (&pool, &command);
+        move |id: String, key: String| async move { sqlite_by_hand(pool, &id, &key, command).await }
+    })
+    .await;
     store.pool().close().await;
     pool.close().await;
     std::fs::remove_dir_all(&dir).ok();
@@ -225,24 +230,11 @@ async fn postgres(url: &str) {
     }
     let command = serde_json::to_string(&DEPOSIT).expect("encodes");
     let runner = Runner::<Accounts, _>::new(store.clone(), ());
-    let (mut by_hand, mut plain, mut keyed) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let id = format!("hand-{round}");
-        by_hand.push(
-            rate(|n| {
-                let (pool, id, command) = (&pool, &id, &command);
-                async move { postgres_by_hand(pool, id, &format!("req-{n}"), command).await }
-            })
-            .await,
-        );
-        let (p, k) = runner_round(&runner, "pg", round).await;
-        plain.push(p);
-        keyed.push(k);
-    }
-    report(
-        "PostgreSQL",
-        &[("by hand, a key per call", by_hand), ("runner, a key per call", keyed), ("runner, no key", plain)],
-    );
+    side_by_side("PostgreSQL", &runner, "pg", {
+        let (pool, command) = (&pool, &command);
+        move |id: String, key: String| async move { postgres_by_hand(pool, &id, &key, command).await }
+    })
+    .await;
     sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&pool).await.ok();
     sqlx::query("DROP TABLE IF EXISTS hand_keys, hand_history, hand_records").execute(&pool).await.ok();
 }

@@ -393,7 +393,7 @@ impl<'s, St: Store> Decision<'s, St> {
             sensitive: false,
             key: None,
             key_retention: 24 * 60 * 60 * 1000,
-            now: unix_millis,
+            now: crate::runner::unix_millis,
         }
     }
 
@@ -527,9 +527,6 @@ impl<'s, St: Store> Decision<'s, St> {
         decide: D,
     ) -> Result<Decided<T>, Error<Rejection>> {
         let key = self.key.as_deref();
-        if let Some(key) = key {
-            crate::store::validate_idempotency_key(key)?;
-        }
         let keys = key.as_slice();
         let mut reads: Vec<Read<'_>> = self
             .reads
@@ -713,11 +710,6 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
             .collect();
         Ok(Plan { writes, keys, value: Deliberated::Decided(verdict, wrote) })
     }
-}
-
-fn unix_millis() -> u64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl<St: fmt::Debug> fmt::Debug for Decision<'_, St> {

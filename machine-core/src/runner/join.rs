@@ -90,9 +90,6 @@ where
         command: &M::Command,
         request: Request<'_>,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
-        if let Some(key) = request.idempotency_key() {
-            crate::store::validate_idempotency_key(key)?;
-        }
         let session = InTransaction { store: self.store(), conn };
         self.one(session, id, &Intent::Apply(command, request), true).await
     }

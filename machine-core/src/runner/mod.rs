@@ -248,6 +248,8 @@ where
         command: &M::Command,
         request: Request<'_>,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
+        // Stores refuse a bad key when they look it up; checked here too so
+        // that one caller's bad key never fails a coalesced group it joins.
         if let Some(key) = request.idempotency_key() {
             crate::store::validate_idempotency_key(key)?;
         }
@@ -461,7 +463,7 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn unix_millis() -> u64 {
+pub(crate) fn unix_millis() -> u64 {
     let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }

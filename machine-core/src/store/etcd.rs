@@ -482,9 +482,26 @@ impl Etcd {
 }
 
 impl Etcd {
-    /// The commit's idempotency keys as stored now: a standing one means
-    /// another commit with the key won ([`StoreError::Conflict`]); an
-    /// expired one is replaced if it is still unchanged at commit.
+    /// One record's history entries, in version order, each told the state
+    /// before it by the entry that precedes it.
+    fn entries(&self, kvs: &[KeyValue]) -> Result<Vec<Change>, StoreError> {
+        let mut changes: Vec<Change> = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            let mut change = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision())?;
+            if let Some(previous) = changes.last().filter(|p| p.version + 1 == change.version) {
+                change.kind_before = Some(previous.kind.clone());
+                change.before = Some(previous.after.clone());
+                change.schema_before = Some(previous.schema);
+            }
+            changes.push(change);
+        }
+        Ok(changes)
+    }
+
+    /// The commit's idempotency keys as stored now, read after a commit whose
+    /// key compare failed: a standing one means another commit with the key
+    /// won ([`StoreError::Conflict`]); an expired one is replaced if it is
+    /// still unchanged at the next try.
     async fn standing(&self, commit: &Commit<'_>) -> Result<Vec<Option<i64>>, StoreError> {
         let mut stored = Vec::with_capacity(commit.keys.len());
         for key in &commit.keys {
@@ -588,6 +605,10 @@ impl Store for Etcd {
             return Ok(());
         }
         let mut targets = targets(self, &commit);
+        // The runner looked the keys up in this attempt and found them
+        // absent (or expired): assumed absent, read only if the
+        // transaction says otherwise.
+        let mut stored: Vec<Option<i64>> = vec![None; commit.keys.len()];
         let mut tries = 0;
         loop {
             self.fetch(&mut targets).await?;
@@ -601,7 +622,6 @@ impl Store for Etcd {
                 }
                 continue;
             }
-            let stored = self.standing(&commit).await?;
             let prepared = self.prepare(&commit, &targets, &stored)?;
             let sent = Sent::Write { operations: prepared.operations, bytes: prepared.bytes };
             let response = self.kv().txn(prepared.txn).await.map_err(|e| store_error(e, sent))?;
@@ -620,7 +640,12 @@ impl Store for Etcd {
                 target.fresh = true;
             }
             judge(&commit, &targets)?;
-            // Same versions, other revisions: rewritten behind the store's back.
+            // The records held: a key compare failed (a key stored by a
+            // winner, or an expired one to replace), or a record was
+            // rewritten behind the store's back at the same version.
+            if !commit.keys.is_empty() {
+                stored = self.standing(&commit).await?;
+            }
             tries += 1;
             if tries >= STALE_TRIES {
                 let first = &targets[0];
@@ -640,17 +665,7 @@ impl Store for Etcd {
             .get(start, Some(GetOptions::new().with_range(end)))
             .await
             .map_err(|e| store_error(e, Sent::Read))?;
-        let mut changes: Vec<Change> = Vec::with_capacity(response.kvs().len());
-        for kv in response.kvs() {
-            let mut change = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision())?;
-            if let Some(previous) = changes.last().filter(|p| p.version + 1 == change.version) {
-                change.kind_before = Some(previous.kind.clone());
-                change.before = Some(previous.after.clone());
-                change.schema_before = Some(previous.schema);
-            }
-            changes.push(change);
-        }
-        Ok(changes)
+        self.entries(response.kvs())
     }
 
     async fn history_page(&self, machine: &str, id: &str, after: u64, limit: u32) -> Result<Vec<Change>, StoreError> {
@@ -665,15 +680,7 @@ impl Store for Etcd {
         let end = prefix_end(&self.keys().history_of(machine, id));
         let options = GetOptions::new().with_range(end).with_limit(i64::from(limit) + 1);
         let response = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
-        let mut changes: Vec<Change> = Vec::with_capacity(response.kvs().len());
-        for kv in response.kvs() {
-            let mut change = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision())?;
-            if let Some(previous) = changes.last().filter(|p| p.version + 1 == change.version) {
-                change.kind_before = Some(previous.kind.clone());
-                change.before = Some(previous.after.clone());
-            }
-            changes.push(change);
-        }
+        let mut changes = self.entries(response.kvs())?;
         changes.retain(|change| change.version > after);
         changes.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(changes)

@@ -99,8 +99,19 @@ struct Keys {
     swept_at: usize,
 }
 
-/// `(machine, id, key)`.
-type KeyName = (Box<str>, Box<str>, Box<str>);
+/// `machine \0 id \0 key`: none of the three holds a NUL (`validate_id`),
+/// so names never collide, and a lookup builds one string.
+type KeyName = Box<str>;
+
+fn key_name(machine: &str, id: &str, key: &str) -> String {
+    let mut name = String::with_capacity(machine.len() + id.len() + key.len() + 2);
+    name.push_str(machine);
+    name.push('\0');
+    name.push_str(id);
+    name.push('\0');
+    name.push_str(key);
+    name
+}
 
 /// A stored idempotency key.
 struct Kept {
@@ -114,9 +125,9 @@ struct Kept {
 
 impl Keys {
     fn get(&self, machine: &str, id: &str, key: &str) -> Option<&Kept> {
-        // Keyed lookups are rare next to plain ones: a composite key built
-        // for the lookup is fine here.
-        self.kept.get(&(Box::from(machine), Box::from(id), Box::from(key)))
+        // Keyed lookups are rare next to plain ones: one string built for
+        // the lookup is fine here.
+        self.kept.get(key_name(machine, id, key).as_str())
     }
 
     fn insert(&mut self, key: KeyPut<'_>) {
@@ -132,7 +143,7 @@ impl Keys {
             at: key.at,
             expires_at: key.expires_at,
         };
-        self.kept.insert((Box::from(key.machine), Box::from(key.id), Box::from(key.key)), kept);
+        self.kept.insert(key_name(key.machine, key.id, key.key).into_boxed_str(), kept);
     }
 }
 
@@ -291,6 +302,7 @@ impl Memory {
     ) -> Result<Option<crate::runner::pipeline::Recalled>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
+        super::key::validate_idempotency_key(key)?;
         let shard = self.lock(self.shard_of(machine, id));
         Ok(shard.keys.get(machine, id, key).map(|kept| crate::runner::pipeline::Recalled {
             fingerprint: kept.fingerprint,
