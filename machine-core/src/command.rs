@@ -49,4 +49,12 @@ pub trait Transitions<S: State>: Command {
         let _ = command;
         None
     }
+
+    /// The command that fires when a record in a state of kind `state` is
+    /// due ([`State::due`]): the `#[command(timer)]` command declared
+    /// `from(..)` that state, or `None`.
+    fn timer(state: S::Kind) -> Option<Self> {
+        let _ = state;
+        None
+    }
 }

@@ -66,6 +66,7 @@ pub mod store;
 mod target;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timers;
 
 // The derives emit `::machine_core::…` paths; this lets the `testing`
 // module's unit tests use them.

@@ -3,6 +3,7 @@
 
 use crate::Kind;
 use crate::failure::Failure;
+use crate::timers::Deadline;
 
 /// A state enum: usually `#[derive(State)]`.
 ///
@@ -59,6 +60,21 @@ pub trait State: Sized {
     fn is_failure(&self) -> bool {
         false
     }
+
+    /// When a record in this state is due: the deadline its variant's
+    /// `#[state(due)]` field holds, `None` for variants without one. The
+    /// runner stores it with every write of the record, so a sweeper finds
+    /// due records from the store's index; the command that fires then is
+    /// the one declared `#[command(timer)]` from this state
+    /// ([`Transitions::timer`](crate::Transitions::timer)).
+    fn due(&self) -> Option<Deadline> {
+        None
+    }
+
+    /// The kinds of the variants with a `#[state(due)]` field, in
+    /// declaration order: for code that has only kinds (diagrams, and the
+    /// check that each has a timer command).
+    const DUE: &'static [Self::Kind] = &[];
 }
 
 /// A state type with a `#[state(failure)]` variant holding a
