@@ -207,6 +207,8 @@ struct Pending {
     command: String,
     /// The writing machine's schema version.
     schema: u32,
+    /// When the new state is due.
+    due: Option<u64>,
 }
 
 /// The snapshot a decision's closure works on: read states, apply commands.
@@ -309,6 +311,7 @@ impl Draft {
             state: serde_json::to_string(&next).map_err(|e| encode("state", e))?,
             command: serde_json::to_string(command).map_err(|e| encode("command", e))?,
             schema: M::SCHEMA,
+            due: next.due().map(crate::timers::Deadline::as_millis),
         });
         Ok(next)
     }
@@ -706,6 +709,7 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
                 command: Staged::Json(Cow::Owned(p.command)),
                 origin: Origin::Command,
                 schema: p.schema,
+                due: p.due,
             })
             .collect();
         Ok(Plan { writes, keys, value: Deliberated::Decided(verdict, wrote) })

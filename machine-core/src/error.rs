@@ -401,6 +401,26 @@ pub enum Error<E> {
         state: &'static str,
     },
 
+    /// [`Runner::fire`](crate::Runner::fire) found the record in a state
+    /// that is not due yet, or has no due time or no declared timer command:
+    /// it moved on (another sweeper fired it, a command changed it) or its
+    /// time has not come. Nothing was written.
+    #[error("not due: {machine} {id:?} is in state {state}{}", match due {
+        Some(due) => format!(", due at {due}"),
+        None => String::new(),
+    })]
+    NotDue {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// The kind of the current state.
+        state: &'static str,
+        /// When that state is due (milliseconds since the Unix epoch), if
+        /// it has a due time.
+        due: Option<u64>,
+    },
+
     /// A decision used a record it did not name among its reads.
     #[error("{machine} {id:?} is not among the decision's reads: add it with `.read(&key)`")]
     NotRead {
@@ -537,6 +557,7 @@ impl<E> Error<E> {
             Self::BudgetExhausted { conflict, attempts } => Error::BudgetExhausted { conflict, attempts },
             Self::CircuitOpen { machine, id, retry_after } => Error::CircuitOpen { machine, id, retry_after },
             Self::NotFailed { machine, id, state } => Error::NotFailed { machine, id, state },
+            Self::NotDue { machine, id, state, due } => Error::NotDue { machine, id, state, due },
             Self::NotRead { machine, id } => Error::NotRead { machine, id },
             Self::Decode(error) => Error::Decode(error),
             Self::Encode { machine, id, what, source } => Error::Encode { machine, id, what, source },
@@ -579,6 +600,7 @@ impl<E> Error<E> {
                 Error::CircuitOpen { machine, id: id.clone(), retry_after: *retry_after }
             }
             Self::NotFailed { machine, id, state } => Error::NotFailed { machine, id: id.clone(), state },
+            Self::NotDue { machine, id, state, due } => Error::NotDue { machine, id: id.clone(), state, due: *due },
             Self::NotRead { machine, id } => Error::NotRead { machine, id: id.clone() },
             Self::Decode(error) => Error::Decode(error.clone()),
             Self::Encode { machine, id, what, source } => {

@@ -16,7 +16,7 @@
 use super::names::{
     CIRCUIT_TRANSITIONS, CIRCUITS_OPEN, COMMAND_ATTEMPTS, COMMAND_DURATION, COMMANDS, CONFLICT_GAP, CONFLICTS,
     DEAD_LETTERS, DEAD_LETTERS_TOTAL, DECISION_ATTEMPTS, DECISION_DURATION, DECISIONS, GIVE_UPS, GROUP_COMMIT_SIZE,
-    QUEUE_DEPTH, RECOVERIES,
+    QUEUE_DEPTH, RECOVERIES, TIMERS,
 };
 use super::{Ended, Op, Phase, outcome};
 use crate::error::{Error, VersionConflict};
@@ -47,6 +47,9 @@ impl Watch {
                 machine, id = Empty, command, from = Empty, to = Empty, version = Empty,
                 attempts = Empty, outcome = Empty, gap = Empty),
             Op::Recover => tracing::debug_span!(target: TARGET, "recover",
+                machine, id = Empty, from = Empty, to = Empty, version = Empty,
+                attempts = Empty, outcome = Empty, gap = Empty),
+            Op::Fire => tracing::debug_span!(target: TARGET, "fire",
                 machine, id = Empty, from = Empty, to = Empty, version = Empty,
                 attempts = Empty, outcome = Empty, gap = Empty),
             Op::Migrate => tracing::debug_span!(target: TARGET, "migrate",
@@ -112,6 +115,9 @@ impl Watch {
                 if outcome == "committed" {
                     span.in_scope(|| self.recovered(id, ended.version));
                 }
+            }
+            Op::Fire => {
+                metrics::counter!(TIMERS, "machine" => machine, "outcome" => outcome).increment(1);
             }
             Op::Decide { .. } => {
                 metrics::counter!(DECISIONS, "machine" => machine, "outcome" => outcome).increment(1);

@@ -17,6 +17,10 @@ pub const COMMAND_DURATION: &str = "machine_command_duration_seconds";
 pub const COMMAND_ATTEMPTS: &str = "machine_command_attempts";
 /// Counter: calls of `recover`, by `machine` and `outcome`.
 pub const RECOVERIES: &str = "machine_recoveries_total";
+/// Counter: timer commands sent (`Runner::fire`, by sweepers or by hand),
+/// by `machine` and `outcome` (`committed`, `not_due` for a record that
+/// moved on, `refused`, ...).
+pub const TIMERS: &str = "machine_timers_fired_total";
 /// Counter: decisions, by `machine` (of the first read) and `outcome`.
 pub const DECISIONS: &str = "machine_decisions_total";
 /// Histogram, seconds: how long a decision took, by `machine` and `outcome`.
@@ -56,6 +60,7 @@ pub fn describe() {
     describe_histogram!(COMMAND_DURATION, Unit::Seconds, "Duration of a command call, admission to answer");
     describe_histogram!(COMMAND_ATTEMPTS, Unit::Count, "Attempts a command call took");
     describe_counter!(RECOVERIES, Unit::Count, "Recover calls by outcome");
+    describe_counter!(TIMERS, Unit::Count, "Timer commands sent to due records, by outcome");
     describe_counter!(DECISIONS, Unit::Count, "Decisions by outcome");
     describe_histogram!(DECISION_DURATION, Unit::Seconds, "Duration of a decision");
     describe_histogram!(DECISION_ATTEMPTS, Unit::Count, "Attempts a decision took");

@@ -22,6 +22,7 @@ pub(super) fn of_error<E>(err: &Error<E>) -> Ended {
         | Error::BudgetExhausted { attempts, .. } => ("gave_up", Some(*attempts)),
         Error::CircuitOpen { .. } => ("circuit_open", None),
         Error::NotFailed { .. } => ("not_failed", None),
+        Error::NotDue { .. } => ("not_due", None),
         Error::NotRead { .. } => ("not_read", None),
         Error::AlreadyExists { .. } => ("already_exists", None),
         Error::NotFound { .. } => ("not_found", None),

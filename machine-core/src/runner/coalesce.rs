@@ -53,6 +53,7 @@ type Reply<M> = oneshot::Sender<Result<Outcome<<M as AsyncMachine>::State>, Erro
 pub(crate) enum Owned<M: AsyncMachine> {
     Apply(M::Command, OwnedRequest),
     Recover(Opener<M>),
+    Fire(u64),
 }
 
 impl<M: AsyncMachine> Owned<M> {
@@ -60,6 +61,7 @@ impl<M: AsyncMachine> Owned<M> {
         match self {
             Self::Apply(command, request) => Intent::Apply(command, request.borrow()),
             Self::Recover(open) => Intent::Recover(*open),
+            Self::Fire(now) => Intent::Fire(*now),
         }
     }
 }

@@ -10,7 +10,8 @@ use crate::machine::{AsyncMachine, checked};
 use crate::observe::{self, Op};
 use crate::store::Origin;
 use crate::store::body::{Body, Loaded};
-use crate::{Command, Kind, State};
+use crate::timers::Deadline;
+use crate::{Command, Kind, State, Transitions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
@@ -42,6 +43,10 @@ pub(crate) enum Intent<'a, M: AsyncMachine> {
     /// Rewrite the record's state, as decoded (and migrated), at the
     /// current schema version: no command, no transition.
     Rewrite,
+    /// Send the declared timer command of the record's state if that state
+    /// is due at this time (milliseconds since the Unix epoch); judged on
+    /// the state each attempt loads, so a record that moved on is skipped.
+    Fire(u64),
 }
 
 impl<'a, M: AsyncMachine> Intent<'a, M> {
@@ -53,6 +58,7 @@ impl<'a, M: AsyncMachine> Intent<'a, M> {
             Self::Apply(command, _) => Op::Handle(command.kind().as_str()),
             Self::Recover(_) => Op::Recover,
             Self::Rewrite => Op::Migrate,
+            Self::Fire(_) => Op::Fire,
         }
     }
 
@@ -60,7 +66,7 @@ impl<'a, M: AsyncMachine> Intent<'a, M> {
     pub(crate) fn key(&self) -> Option<&'a str> {
         match self {
             Self::Apply(_, request) => request.idempotency_key(),
-            Self::Recover(_) | Self::Rewrite => None,
+            Self::Recover(_) | Self::Rewrite | Self::Fire(_) => None,
         }
     }
 }
@@ -270,6 +276,23 @@ where
                 let (state, failed) = self.run(&command, &previous, attempts.saturating_add(1)).await?;
                 Ok(Next { state, failed, command: self.stage(command, typed)?, origin: Origin::Recovery })
             }
+            Intent::Fire(now) => {
+                let due = state.due();
+                let timer = due
+                    .filter(|due| due.is_due(*now))
+                    .and_then(|_| <M::Command as Transitions<M::State>>::timer(state.kind()));
+                let Some(command) = timer else {
+                    return Err(Error::NotDue {
+                        machine: M::NAME,
+                        id: self.id.to_owned(),
+                        state: state.kind().as_str(),
+                        due: due.map(Deadline::as_millis),
+                    });
+                };
+                let staged = self.stage(command.clone(), typed)?;
+                let (state, failed) = self.run(&command, state, 1).await?;
+                Ok(Next { state, failed, command: staged, origin: Origin::Timer })
+            }
             // A migration entry's command is JSON `null` on every store.
             Intent::Rewrite => Ok(Next {
                 state: state.clone(),
@@ -389,6 +412,7 @@ where
                 command: next.command,
                 origin: next.origin,
                 schema: M::SCHEMA,
+                due: next.state.due().map(Deadline::as_millis),
             });
             last = Some(results.len());
             results.push(Ok(Saved { state: next.state, failed: next.failed, version: written, replayed: false }));

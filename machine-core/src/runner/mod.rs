@@ -428,6 +428,40 @@ where
     }
 }
 
+impl<M, St> Runner<M, St>
+where
+    M: AsyncMachine,
+    M::State: Clone + Serialize + DeserializeOwned + 'static,
+    M::Command: Clone + Serialize + DeserializeOwned + 'static,
+    St: Store,
+{
+    /// Sends record `id` the command its state declares for when it is due
+    /// (`#[command(timer)]`), if that state is due now by the runner's
+    /// [`clock`](Runner::clock), as a new version whose history entry says
+    /// a timer fired ([`Origin::Timer`](crate::store::Origin::Timer)).
+    ///
+    /// Whether it is due is judged on the state each attempt loads, so a
+    /// call that lost a race to another sweeper (or to a command that moved
+    /// the record on) fails with [`Error::NotDue`] instead of firing twice.
+    /// Everything else is as for [`handle`](Runner::handle): the declared
+    /// table, refusals, recorded failures, retries and coalescing.
+    /// [`timers::Sweeper`](crate::timers::Sweeper) calls it for every due
+    /// record.
+    pub async fn fire(&self, id: &str) -> Result<Outcome<M::State>, Error<M::Error>> {
+        let now = (self.clock)();
+        match &self.coalescer {
+            Some(coalescer) => self.handle_coalesced(coalescer, id, coalesce::Owned::Fire(now)).await,
+            None => self.one(self.direct(), id, &Intent::Fire(now), false).await,
+        }
+    }
+
+    /// The runner's clock reading (milliseconds since the Unix epoch): what
+    /// [`fire`](Runner::fire) judges due times by.
+    pub(crate) fn now(&self) -> u64 {
+        (self.clock)()
+    }
+}
+
 fn failure_state<M>(
     command: &M::Command,
     previous: &M::State,

@@ -132,6 +132,8 @@ pub(crate) struct Planned<'a> {
     pub(crate) origin: Origin,
     /// The writing machine's schema version.
     pub(crate) schema: u32,
+    /// When the new state is due, in milliseconds since the Unix epoch.
+    pub(crate) due: Option<u64>,
 }
 
 impl Planned<'_> {
@@ -161,6 +163,7 @@ impl Planned<'_> {
             command,
             origin: self.origin,
             schema: self.schema,
+            due: self.due,
         })
     }
 }

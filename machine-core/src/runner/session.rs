@@ -155,5 +155,6 @@ fn put<'w>(planned: &'w mut Planned<'_>) -> Put<'w> {
         command: command.into_body(),
         origin: planned.origin,
         schema: planned.schema,
+        due: planned.due,
     }
 }

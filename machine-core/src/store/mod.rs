@@ -30,7 +30,7 @@ pub use memory::{Memory, Retention};
 pub use migration::Migration;
 #[cfg(feature = "postgres")]
 pub use postgres::{Postgres, PostgresOptions};
-pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Origin, Record, Write};
+pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Origin, Record, Timer, Write};
 pub use remember::{Remember, Remembered};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Sqlite, SqliteOptions};
@@ -197,5 +197,33 @@ pub trait Query: Store {
                 }
             }
         }
+    }
+
+    /// Up to `limit` records of `machine` due at or before `now`
+    /// (milliseconds since the Unix epoch), earliest first, then by id,
+    /// after the `(due, id)` position `after` (from the start when `None`):
+    /// what a [`Sweeper`](crate::timers::Sweeper) pages through. Answered
+    /// from the due-time index, without reading states. Stores without
+    /// timers leave the default, [`StoreError::Unsupported`].
+    fn due(
+        &self,
+        machine: &str,
+        now: u64,
+        after: Option<(u64, &str)>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Timer>, StoreError>> + Send {
+        let _ = (machine, now, after, limit);
+        std::future::ready(Err(StoreError::Unsupported { what: "timers" }))
+    }
+
+    /// Clears the due time of record `(machine, id)` if it is still at
+    /// `version`, without writing a version: the timer of that state will
+    /// not be found again. Returns whether it did. A sweeper disarms a timer
+    /// whose command was refused, so a refusal is not retried for ever; the
+    /// record's next write sets its due time afresh. Stores without timers
+    /// leave the default, [`StoreError::Unsupported`].
+    fn disarm(&self, machine: &str, id: &str, version: u64) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (machine, id, version);
+        std::future::ready(Err(StoreError::Unsupported { what: "timers" }))
     }
 }

@@ -5,7 +5,7 @@ mod migrate;
 mod schema;
 
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
-use super::record::{Change, Check, Commit, Cursor, Listed, Record, Write};
+use super::record::{Change, Check, Commit, Cursor, Listed, Record, Timer, Write};
 use super::sql::{
     acquire_error, backend, connect_timeout, fingerprint_to_db, is_identifier, key_taken, millis_to_db, next_version,
     out_of_range, version_from_db, version_to_db,
@@ -431,6 +431,7 @@ impl Postgres {
             .bind(next)
             .bind(write.origin.as_str())
             .bind(i64::from(write.schema))
+            .bind(write.due.map(millis_to_db))
             .execute(&mut *conn)
             .await
             .map_err(|e| conflict_or_backend(e, write.machine, write.id, write.expected))?;
@@ -479,6 +480,8 @@ struct Statements {
     history_page: Arc<str>,
     forget_keys: Arc<str>,
     records: Arc<str>,
+    due: Arc<str>,
+    disarm: Arc<str>,
 }
 
 impl Statements {
@@ -510,22 +513,23 @@ impl Statements {
             .into(),
             version: format!("SELECT version FROM {records} WHERE machine = $1 AND id = $2").into(),
             lock_version: format!("SELECT version FROM {records} WHERE machine = $1 AND id = $2 FOR SHARE").into(),
-            // $1 machine, $2 id, $3 kind, $4 state, $5 command, $6 version, $7 origin, $8 schema.
+            // $1 machine, $2 id, $3 kind, $4 state, $5 command, $6 version, $7 origin, $8 schema,
+            // $9 due.
             create: format!(
                 "WITH written AS (
-                    INSERT INTO {records} (machine, id, version, kind, state, schema_version)
-                    VALUES ($1, $2, $6, $3, $4::jsonb, $8::integer)
+                    INSERT INTO {records} (machine, id, version, kind, state, schema_version, due_at)
+                    VALUES ($1, $2, $6, $3, $4::jsonb, $8::integer, $9)
                     ON CONFLICT (machine, id) DO NOTHING RETURNING version)
                  INSERT INTO {history} (machine, id, version, command, origin, kind, state, schema_version)
                  SELECT $1, $2, version, $5::jsonb, $7, $3, $4::jsonb, $8::integer FROM written"
             )
             .into(),
             // $1 machine, $2 id, $3 expected, $4 kind, $5 state, $6 command, $7 version, $8 origin,
-            // $9 schema.
+            // $9 schema, $10 due.
             update: format!(
                 "WITH written AS (
                     UPDATE {records} SET version = $7, kind = $4, state = $5::jsonb, updated_at = now(),
-                        schema_version = $9::integer
+                        schema_version = $9::integer, due_at = $10
                     WHERE machine = $1 AND id = $2 AND version = $3 RETURNING version)
                  INSERT INTO {history} (machine, id, version, command, origin, kind, state, schema_version)
                  SELECT $1, $2, version, $6::jsonb, $8, $4, $5::jsonb, $9::integer FROM written"
@@ -590,6 +594,18 @@ impl Statements {
                         schema_version::bigint AS schema_version FROM {records}
                  WHERE machine = $1 AND id > $2 ORDER BY id LIMIT $3",
                 updated = epoch_ms("updated_at")
+            )
+            .into(),
+            // $1 machine, $2 now, $3 after due, $4 after id, $5 limit.
+            due: format!(
+                "SELECT id, version, due_at FROM {records}
+                 WHERE machine = $1 AND due_at IS NOT NULL AND due_at <= $2 AND (due_at, id) > ($3, $4)
+                 ORDER BY due_at, id LIMIT $5"
+            )
+            .into(),
+            disarm: format!(
+                "UPDATE {records} SET due_at = NULL
+                 WHERE machine = $1 AND id = $2 AND version = $3 AND due_at IS NOT NULL"
             )
             .into(),
         })
@@ -746,5 +762,40 @@ impl Query for Postgres {
             .await
             .map_err(pg_error)?;
         rows.iter().map(|row| super::sql::listed(row, machine, pg_error)).collect()
+    }
+
+    async fn due(
+        &self,
+        machine: &str,
+        now: u64,
+        after: Option<(u64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Timer>, StoreError> {
+        validate_machine(machine)?;
+        // Ids are never empty, so (-1, "") is before every position.
+        let (after_due, after_id) = after.map_or((-1, ""), |(due, id)| (millis_to_db(due), id));
+        let rows = Statements::query(&self.sql.due)
+            .bind(machine)
+            .bind(millis_to_db(now))
+            .bind(after_due)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(|row| super::sql::timer(row, machine, pg_error)).collect()
+    }
+
+    async fn disarm(&self, machine: &str, id: &str, version: u64) -> Result<bool, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let disarmed = Statements::query(&self.sql.disarm)
+            .bind(machine)
+            .bind(id)
+            .bind(version_to_db(machine, id, version)?)
+            .execute(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(disarmed.rows_affected() > 0)
     }
 }

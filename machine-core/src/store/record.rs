@@ -41,6 +41,10 @@ pub struct Write<'a> {
     /// The schema version of the machine that encoded `state` and
     /// `command`, stored with the record and its history entry.
     pub schema: u32,
+    /// When the new state is due ([`State::due`](crate::State::due)), in
+    /// milliseconds since the Unix epoch: stored with the record and indexed
+    /// ([`Query::due`](super::Query::due)); `None` clears it.
+    pub due: Option<u64>,
 }
 
 /// Why a version was written: what a history entry records so audits and
@@ -61,17 +65,22 @@ pub enum Origin {
     /// [`Runner::migrate`](crate::Runner::migrate): the same state, no
     /// command (stored as JSON `null`).
     Migration,
+    /// The command a due state declares (`#[command(timer)]`), sent by
+    /// [`Runner::fire`](crate::Runner::fire) or a
+    /// [`Sweeper`](crate::timers::Sweeper).
+    Timer,
 }
 
 impl Origin {
-    /// The name stored in the history: `"command"`, `"recovery"` or
-    /// `"migration"`.
+    /// The name stored in the history: `"command"`, `"recovery"`,
+    /// `"migration"` or `"timer"`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Command => "command",
             Self::Recovery => "recovery",
             Self::Migration => "migration",
+            Self::Timer => "timer",
         }
     }
 
@@ -83,6 +92,7 @@ impl Origin {
             "command" => Some(Self::Command),
             "recovery" => Some(Self::Recovery),
             "migration" => Some(Self::Migration),
+            "timer" => Some(Self::Timer),
             _ => None,
         }
     }
@@ -165,6 +175,18 @@ impl std::str::FromStr for Cursor {
 #[error("not a feed cursor: expected `tx:seq`")]
 pub struct CursorParseError;
 
+/// A record whose state is due ([`Query::due`](super::Query::due)): its id,
+/// the version that stored the deadline, and the deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    /// The record's id.
+    pub id: String,
+    /// The version whose state is due.
+    pub version: u64,
+    /// When it is due, in milliseconds since the Unix epoch.
+    pub due: u64,
+}
+
 /// One record of a kind query: its id and record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -212,7 +234,7 @@ mod tests {
 
     #[test]
     fn origins_round_trip_through_their_stored_names() {
-        for origin in [Origin::Command, Origin::Recovery, Origin::Migration] {
+        for origin in [Origin::Command, Origin::Recovery, Origin::Migration, Origin::Timer] {
             assert_eq!(Origin::parse(origin.as_str()), Some(origin));
             assert_eq!(origin.to_string(), origin.as_str());
         }

@@ -2,7 +2,7 @@
 //! left is caught and named), version and time conversions, and turning
 //! driver errors into typed, classified store errors.
 
-use super::record::{Change, Cursor, Listed, Origin, Record};
+use super::record::{Change, Cursor, Listed, Origin, Record, Timer};
 use super::timeout::{Timeout, Wait};
 use super::{Remember, Remembered};
 use crate::error::{StoreError, VersionConflict};
@@ -190,6 +190,18 @@ where
     for<'c> &'c str: sqlx::ColumnIndex<R>,
 {
     Fields::new(row, machine, id, error).record()
+}
+
+/// One row of a due-time query: columns `id`, `version` and `due_at`.
+pub(crate) fn timer<R: Row>(row: &R, machine: &str, error: fn(sqlx::Error) -> StoreError) -> Result<Timer, StoreError>
+where
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let id = Fields::new(row, machine, UNREADABLE, error).text("id")?;
+    let fields = Fields::new(row, machine, id, error);
+    Ok(Timer { id: id.to_owned(), version: fields.version("version")?, due: fields.unsigned("due_at")? })
 }
 
 /// A record of a kind query: columns `id` and those of [`record`].

@@ -4,7 +4,7 @@
 mod schema;
 
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
-use super::record::{Change, Commit, Cursor, Listed, Record};
+use super::record::{Change, Commit, Cursor, Listed, Record, Timer};
 use super::sql::{
     Fields, acquire_error, backend, fingerprint_to_db, key_taken, millis_to_db, next_version, now_millis, out_of_range,
     version_to_db,
@@ -492,8 +492,8 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
         let next = next_version(write.machine, write.id, write.expected)?;
         let written = if write.expected == 0 {
             sqlx::query(
-                "INSERT INTO machine_records (machine, id, version, kind, state, updated_at, schema_version)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO machine_records (machine, id, version, kind, state, updated_at, schema_version, due_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
             .bind(write.machine)
             .bind(write.id)
@@ -502,11 +502,13 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
             .bind(&write.state)
             .bind(now)
             .bind(write.schema)
+            .bind(write.due.map(millis_to_db))
             .execute(&mut *conn)
             .await
         } else {
             sqlx::query(
-                "UPDATE machine_records SET version = ?, kind = ?, state = ?, updated_at = ?, schema_version = ?
+                "UPDATE machine_records SET version = ?, kind = ?, state = ?, updated_at = ?, schema_version = ?,
+                    due_at = ?
                  WHERE machine = ? AND id = ? AND version = ?",
             )
             .bind(next)
@@ -514,6 +516,7 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
             .bind(&write.state)
             .bind(now)
             .bind(write.schema)
+            .bind(write.due.map(millis_to_db))
             .bind(write.machine)
             .bind(write.id)
             .bind(version_to_db(write.machine, write.id, write.expected)?)
@@ -720,5 +723,46 @@ impl Query for Sqlite {
         .await
         .map_err(sqlite_error)?;
         rows.iter().map(|row| super::sql::listed(row, machine, sqlite_error)).collect()
+    }
+    async fn due(
+        &self,
+        machine: &str,
+        now: u64,
+        after: Option<(u64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Timer>, StoreError> {
+        validate_machine(machine)?;
+        // Ids are never empty, so ("" , -1) is before every position.
+        let (after_due, after_id) = after.map_or((-1, ""), |(due, id)| (millis_to_db(due), id));
+        let rows = sqlx::query(
+            "SELECT id, version, due_at FROM machine_records
+             WHERE machine = ? AND due_at IS NOT NULL AND due_at <= ? AND (due_at, id) > (?, ?)
+             ORDER BY due_at, id LIMIT ?",
+        )
+        .bind(machine)
+        .bind(millis_to_db(now))
+        .bind(after_due)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        rows.iter().map(|row| super::sql::timer(row, machine, sqlite_error)).collect()
+    }
+
+    async fn disarm(&self, machine: &str, id: &str, version: u64) -> Result<bool, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let disarmed = sqlx::query(
+            "UPDATE machine_records SET due_at = NULL
+             WHERE machine = ? AND id = ? AND version = ? AND due_at IS NOT NULL",
+        )
+        .bind(machine)
+        .bind(id)
+        .bind(version_to_db(machine, id, version)?)
+        .execute(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        Ok(disarmed.rows_affected() > 0)
     }
 }

@@ -9,11 +9,11 @@ pub use log::Retention;
 
 use super::body::{Body, Loaded};
 use super::key::{validate_id, validate_machine};
-use super::record::{Change, Check, Commit, Cursor, Listed, Origin, Record};
+use super::record::{Change, Check, Commit, Cursor, Listed, Origin, Record, Timer};
 use super::{Feed, Query, Remember, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
 use log::{Log, Logged, remember};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -65,8 +65,14 @@ struct Inner {
     shards: [Mutex<Shard>; SHARDS],
     /// The store-wide change feed, in commit order.
     log: Mutex<Log>,
+    /// Records with a due time, in due order per machine: the index
+    /// [`Query::due`] reads. Taken last, after a shard (and the feed).
+    timers: Mutex<BTreeSet<TimerKey>>,
     retention: Retention,
 }
+
+/// `(machine, due, id)`: one machine's timers sort together, earliest first.
+type TimerKey = (Arc<str>, u64, Arc<str>);
 
 impl Default for Inner {
     fn default() -> Self {
@@ -74,6 +80,7 @@ impl Default for Inner {
             salt: RandomState::new().hash_one(0xcbf2_9ce4_8422_2325_u64),
             shards: std::array::from_fn(|_| Mutex::default()),
             log: Mutex::default(),
+            timers: Mutex::default(),
             retention: Retention::default(),
         }
     }
@@ -177,6 +184,7 @@ struct Entry {
     state: Body,
     updated_at: u64,
     schema: u32,
+    due: Option<u64>,
     history: VecDeque<Arc<Logged>>,
 }
 
@@ -207,6 +215,7 @@ pub(crate) struct Put<'a> {
     pub(crate) command: Body,
     pub(crate) origin: Origin,
     pub(crate) schema: u32,
+    pub(crate) due: Option<u64>,
 }
 
 /// An idempotency key in the store's own terms, its state as a body.
@@ -276,6 +285,25 @@ impl Memory {
     /// the feed never shows a later change before an earlier one.
     fn log(&self) -> MutexGuard<'_, Log> {
         self.inner.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn timers(&self) -> MutexGuard<'_, BTreeSet<TimerKey>> {
+        self.inner.timers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves record `(machine, id)` in the timer index from `was` to `now`
+    /// (called with its shard locked, so the index follows the record).
+    fn retime(&self, machine: &Arc<str>, id: &Arc<str>, was: Option<u64>, now: Option<u64>) {
+        if was == now {
+            return;
+        }
+        let mut timers = self.timers();
+        if let Some(due) = was {
+            timers.remove(&(machine.clone(), due, id.clone()));
+        }
+        if let Some(due) = now {
+            timers.insert((machine.clone(), due, id.clone()));
+        }
     }
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
@@ -459,8 +487,9 @@ impl Memory {
             schema: put.schema,
         });
         remember(&mut entry.history, logged.clone(), self.inner.retention.entries_per_record());
-        (entry.version, entry.kind, entry.state, entry.updated_at, entry.schema) =
-            (version, kind, put.state, at, put.schema);
+        self.retime(&logged.machine, &entry.id, entry.due, put.due);
+        (entry.version, entry.kind, entry.state, entry.updated_at, entry.schema, entry.due) =
+            (version, kind, put.state, at, put.schema, put.due);
         logged
     }
 
@@ -482,8 +511,9 @@ impl Memory {
         });
         let mut history = VecDeque::new();
         remember(&mut history, logged.clone(), self.inner.retention.entries_per_record());
-        let schema = put.schema;
-        ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, schema, history });
+        let (schema, due) = (put.schema, put.due);
+        self.retime(&logged.machine, &id, None, due);
+        ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, schema, due, history });
         logged
     }
 }
@@ -527,6 +557,7 @@ impl Store for Memory {
             command: Body::Json(Arc::from(write.command)),
             origin: write.origin,
             schema: write.schema,
+            due: write.due,
         });
         self.put(puts, &commit.checks, commit.keys.iter().map(KeyPut::from).collect())
     }
@@ -638,6 +669,53 @@ impl Query for Memory {
             }
         }
         Ok(counted)
+    }
+
+    async fn due(
+        &self,
+        machine: &str,
+        now: u64,
+        after: Option<(u64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Timer>, StoreError> {
+        validate_machine(machine)?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let name: Arc<str> = Arc::from(machine);
+        // The index names each due record; its version is read from the
+        // record, which the index follows under the same shard lock.
+        let found: Vec<(u64, Arc<str>)> = {
+            let timers = self.timers();
+            let (from_due, from_id) = after.unwrap_or((0, ""));
+            timers
+                .range((name.clone(), from_due, Arc::from(from_id))..)
+                .take_while(|(m, due, _)| *m == name && *due <= now)
+                .filter(|(_, due, id)| after.is_none_or(|_| (*due, &**id) != (from_due, from_id)))
+                .take(limit)
+                .map(|(_, due, id)| (*due, id.clone()))
+                .collect()
+        };
+        let mut timers = Vec::with_capacity(found.len());
+        for (due, id) in found {
+            let shard = self.lock(self.shard_of(machine, &id));
+            if let Some(entry) = shard.entry(machine, &id).filter(|entry| entry.due == Some(due)) {
+                timers.push(Timer { id: id.to_string(), version: entry.version, due });
+            }
+        }
+        Ok(timers)
+    }
+
+    async fn disarm(&self, machine: &str, id: &str, version: u64) -> Result<bool, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let mut shard = self.lock(self.shard_of(machine, id));
+        let Some((name, ids)) = shard.machines.iter_mut().find(|(name, _)| **name == *machine) else {
+            return Ok(false);
+        };
+        let Some(entry) = ids.get_mut(id).filter(|entry| entry.version == version && entry.due.is_some()) else {
+            return Ok(false);
+        };
+        self.retime(name, &entry.id, entry.due.take(), None);
+        Ok(true)
     }
 }
 

@@ -3,7 +3,7 @@
 
 /// The schema's migrations, in order. Text columns compared or sorted by the
 /// store use the "C" collation, so ids order by bytes as in every other store.
-pub(super) fn migrations(schema: &str) -> [(i32, String); 4] {
+pub(super) fn migrations(schema: &str) -> [(i32, String); 5] {
     [
         (
             1,
@@ -71,6 +71,17 @@ pub(super) fn migrations(schema: &str) -> [(i32, String); 4] {
                      ADD COLUMN schema_version integer NOT NULL DEFAULT 1 CHECK (schema_version > 0);
                  ALTER TABLE {schema}.machine_history
                      ADD COLUMN schema_version integer NOT NULL DEFAULT 1 CHECK (schema_version > 0);"
+            ),
+        ),
+        // When each record's state is due (`State::due`), in the runner's
+        // milliseconds, indexed for sweepers: partial, so records without a
+        // timer cost the index nothing.
+        (
+            6,
+            format!(
+                "ALTER TABLE {schema}.machine_records ADD COLUMN due_at bigint;
+                 CREATE INDEX machine_records_due ON {schema}.machine_records (machine, due_at, id)
+                     WHERE due_at IS NOT NULL;"
             ),
         ),
     ]

@@ -107,6 +107,14 @@ const MIGRATIONS: &[Migration] = &[
         script: "ALTER TABLE machine_records ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;
         ALTER TABLE machine_history ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;",
     },
+    // When each record's state is due (`State::due`), indexed for sweepers:
+    // partial, so records without a timer cost the index nothing.
+    Migration {
+        version: 7,
+        refuse: None,
+        script: "ALTER TABLE machine_records ADD COLUMN due_at INTEGER;
+        CREATE INDEX machine_records_due ON machine_records (machine, due_at, id) WHERE due_at IS NOT NULL;",
+    },
 ];
 
 /// The table that records applied versions, created if missing.
