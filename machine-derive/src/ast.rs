@@ -59,7 +59,7 @@ impl StateEnum<'_> {
             input,
             Derive::State,
             |cx, attrs| attr::state_container(cx, attrs, ident),
-            |cx, attrs| attr::state_variant(cx, attrs, ident),
+            |cx, variant| attr::state_variant(cx, variant, ident),
         )
     }
 }
@@ -69,20 +69,20 @@ impl CommandEnum<'_> {
     /// when it is not an enum.
     pub(crate) fn from_syn<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<CommandEnum<'a>> {
         let ident = &input.ident;
-        from_syn(cx, input, Derive::Command, attr::command_container, |cx, attrs| {
-            attr::command_variant(cx, attrs, ident)
+        from_syn(cx, input, Derive::Command, attr::command_container, |cx, variant| {
+            attr::command_variant(cx, &variant.attrs, ident)
         })
     }
 }
 
 /// The shared part of both parsers: checks that the input is an enum and
-/// reads the attributes of the enum and of each variant.
+/// reads the attributes of the enum and of each variant (with its fields).
 fn from_syn<'a, C, V>(
     cx: &mut Ctxt,
     input: &'a DeriveInput,
     derive: Derive,
     container: impl FnOnce(&mut Ctxt, &'a [Attribute]) -> C,
-    mut variant: impl FnMut(&mut Ctxt, &'a [Attribute]) -> V,
+    mut variant: impl FnMut(&mut Ctxt, &'a syn::Variant) -> V,
 ) -> Option<Enum<'a, C, V>> {
     let ident = &input.ident;
     let (name, one_per, example) = match derive {
@@ -107,12 +107,18 @@ fn from_syn<'a, C, V>(
         }
     };
     let attrs = container(cx, &input.attrs);
-    let variants = data
-        .variants
-        .iter()
-        .map(|v| Variant { ident: &v.ident, fields: &v.fields, attrs: variant(cx, &v.attrs) })
-        .collect();
+    let variants =
+        data.variants.iter().map(|v| Variant { ident: &v.ident, fields: &v.fields, attrs: variant(cx, v) }).collect();
     Some(Enum { ident, vis: &input.vis, generics: &input.generics, attrs, variants })
+}
+
+impl<'a> Variant<'a, attr::StateVariant> {
+    /// The field marked `#[state(due)]` (the first one, when a mistake marks
+    /// several), with its key.
+    pub(crate) fn due(&self) -> Option<(&attr::DueField, &'a Field)> {
+        let due = self.attrs.due.first()?;
+        self.fields.iter().nth(due.index).map(|field| (due, field))
+    }
 }
 
 /// The one field of a `#[state(failure)]` variant, when it has exactly one.

@@ -9,7 +9,7 @@ use quote::ToTokens;
 use syn::ext::IdentExt as _;
 use syn::meta::ParseNestedMeta;
 use syn::parse::ParseStream;
-use syn::{Attribute, Ident, Lit, LitStr, Meta, Token, Type, token};
+use syn::{Attribute, Ident, Lit, LitStr, Meta, Token, Type, Variant, token};
 
 use crate::ctxt::{Ctxt, error_between};
 
@@ -30,9 +30,21 @@ pub(crate) struct StateVariant {
     pub(crate) terminal: Option<Ident>,
     /// `failure`: the variant holding a recorded `Failure<C, S>`.
     pub(crate) failure: Option<Ident>,
-    /// Whether an attribute of this variant had an error: what it meant is
-    /// unknown, so checks that would only repeat that error are skipped.
+    /// The fields marked `#[state(due)]`, in declaration order: more than
+    /// one is an error the checks report, so the expansion uses the first.
+    pub(crate) due: Vec<DueField>,
+    /// Whether an attribute of this variant or of one of its fields had an
+    /// error: what it meant is unknown, so checks that would only repeat
+    /// that error are skipped.
     pub(crate) unreadable: bool,
+}
+
+/// A field marked `#[state(due)]`: it holds when the state is due.
+pub(crate) struct DueField {
+    /// The `due` key as written, for spans.
+    pub(crate) key: Ident,
+    /// The field's position in its variant (tuple variants have no names).
+    pub(crate) index: usize,
 }
 
 /// `#[command(..)]` on the command enum itself.
@@ -51,6 +63,9 @@ pub(crate) struct CommandVariant {
     pub(crate) to: Option<StateList>,
     /// `unchecked`: the explicit opt-out of the table.
     pub(crate) unchecked: Option<Ident>,
+    /// `timer`: the command fired when a record in one of its `from(..)`
+    /// states is due.
+    pub(crate) timer: Option<Ident>,
     /// Whether an attribute of this variant had an error: what it meant is
     /// unknown, so checks that would only repeat that error are skipped.
     pub(crate) unreadable: bool,
@@ -86,10 +101,12 @@ impl Attr {
 
 /// Keys `#[state(..)]` accepts on a variant.
 const STATE_VARIANT_KEYS: &[&str] = &["initial", "terminal", "failure"];
+/// Keys `#[state(..)]` accepts on a field of a variant.
+const STATE_FIELD_KEYS: &[&str] = &["due"];
 /// Keys `#[state(..)]` accepts on the enum.
 const STATE_CONTAINER_KEYS: &[&str] = &["name"];
 /// Keys `#[command(..)]` accepts on a variant.
-const COMMAND_VARIANT_KEYS: &[&str] = &["from", "to", "unchecked"];
+const COMMAND_VARIANT_KEYS: &[&str] = &["from", "to", "unchecked", "timer"];
 /// Keys `#[command(..)]` accepts on the enum.
 const COMMAND_CONTAINER_KEYS: &[&str] = &["state"];
 
@@ -111,6 +128,16 @@ pub(crate) fn state_container(cx: &mut Ctxt, attrs: &[Attribute], enum_ident: &I
                     ),
                 ));
             }
+            "due" => {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!(
+                        "`due` marks the field that holds a state's deadline, not the enum: put \
+                         `#[state(due)]` on that field of a variant of `{enum_ident}`, such as \
+                         `Pending {{ #[state(due)] expires: Deadline }}`"
+                    ),
+                ));
+            }
             _ => return Err(unknown_key(key, Attr::State, "the enum", STATE_CONTAINER_KEYS)),
         }
         Ok(())
@@ -118,11 +145,13 @@ pub(crate) fn state_container(cx: &mut Ctxt, attrs: &[Attribute], enum_ident: &I
     out
 }
 
-/// Reads every `#[state(..)]` attribute on one state variant.
-pub(crate) fn state_variant(cx: &mut Ctxt, attrs: &[Attribute], enum_ident: &Ident) -> StateVariant {
+/// Reads every `#[state(..)]` attribute on one state variant and on its
+/// fields.
+pub(crate) fn state_variant(cx: &mut Ctxt, variant: &Variant, enum_ident: &Ident) -> StateVariant {
     let mut out = StateVariant::default();
     let errors_before = cx.len();
-    for_each_key(cx, attrs, Attr::State, |cx, key, meta| {
+    let name = &variant.ident;
+    for_each_key(cx, &variant.attrs, Attr::State, |cx, key, meta| {
         let slot = match key.to_string().as_str() {
             "initial" => &mut out.initial,
             "terminal" => &mut out.terminal,
@@ -136,14 +165,64 @@ pub(crate) fn state_variant(cx: &mut Ctxt, attrs: &[Attribute], enum_ident: &Ide
                     ),
                 ));
             }
+            "due" => {
+                let example = if variant.fields.is_empty() {
+                    format!(
+                        "give `{name}` a field holding its deadline, `{name} {{ #[state(due)] expires: Deadline }}`"
+                    )
+                } else {
+                    format!("write `#[state(due)]` before the field of `{name}` that holds its deadline")
+                };
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("`due` marks the field that holds a state's deadline, not the variant: {example}"),
+                ));
+            }
             _ => return Err(unknown_key(key, Attr::State, "a variant", STATE_VARIANT_KEYS)),
         };
         no_value(key, meta, Attr::State)?;
         set_once(cx, slot, key, key.clone(), "remove this one");
         Ok(())
     });
+    for (index, field) in variant.fields.iter().enumerate() {
+        if let Some(key) = state_field(cx, &field.attrs, name, enum_ident) {
+            out.due.push(DueField { key, index });
+        }
+    }
     out.unreadable = cx.len() > errors_before;
     out
+}
+
+/// Reads every `#[state(..)]` attribute on one field of state variant
+/// `variant`: the `due` key, if given.
+fn state_field(cx: &mut Ctxt, attrs: &[Attribute], variant: &Ident, enum_ident: &Ident) -> Option<Ident> {
+    let mut due = None;
+    for_each_key(cx, attrs, Attr::State, |cx, key, meta| {
+        match key.to_string().as_str() {
+            "due" => {
+                no_value(key, meta, Attr::State)?;
+                set_once(cx, &mut due, key, key.clone(), "remove this one");
+            }
+            "initial" | "terminal" | "failure" => {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("`{key}` marks a variant, not a field: put `#[state({key})]` above `{variant}`"),
+                ));
+            }
+            "name" => {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!(
+                        "`name` belongs on the enum, not on a field: write \
+                         `#[state(name = \"...\")]` above `enum {enum_ident}`"
+                    ),
+                ));
+            }
+            _ => return Err(unknown_key(key, Attr::State, "a field", STATE_FIELD_KEYS)),
+        }
+        Ok(())
+    });
+    due
 }
 
 /// Reads every `#[command(..)]` attribute on the command enum.
@@ -163,6 +242,14 @@ pub(crate) fn command_container(cx: &mut Ctxt, attrs: &[Attribute]) -> CommandCo
                          write `#[command(from(State, ..), to(State, ..))]` or \
                          `#[command(unchecked)]` above a command variant"
                     ),
+                ));
+            }
+            "timer" => {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`timer` marks one command and goes on a variant, not on the enum: write \
+                     `#[command(timer, from(State, ..), to(State, ..))]` above the command that \
+                     fires when a record in one of its `from(..)` states is due",
                 ));
             }
             _ => {
@@ -185,9 +272,10 @@ pub(crate) fn command_variant(cx: &mut Ctxt, attrs: &[Attribute], enum_ident: &I
                 let slot = if key == "from" { &mut out.from } else { &mut out.to };
                 set_once(cx, slot, key, list, "merge the two lists into one");
             }
-            "unchecked" => {
+            "unchecked" | "timer" => {
                 no_value(key, meta, Attr::Command)?;
-                set_once(cx, &mut out.unchecked, key, key.clone(), "remove this one");
+                let slot = if key == "unchecked" { &mut out.unchecked } else { &mut out.timer };
+                set_once(cx, slot, key, key.clone(), "remove this one");
             }
             "state" => {
                 return Err(syn::Error::new(
@@ -504,18 +592,40 @@ mod tests {
 
     #[test]
     fn every_mistake_in_one_attribute_is_reported() {
-        let attrs: Vec<Attribute> = vec![
-            syn::parse_quote!(#[state(inital, terminal = 1, failure, failure)]),
-            syn::parse_quote!(#[serde(rename = "x")]),
-        ];
+        let variant: Variant = syn::parse_quote! {
+            #[state(inital, terminal = 1, failure, failure)]
+            #[serde(rename = "x")]
+            Draft
+        };
         let mut cx = Ctxt::new();
         let ident = Ident::new("Order", proc_macro2::Span::call_site());
-        let parsed = state_variant(&mut cx, &attrs, &ident);
+        let parsed = state_variant(&mut cx, &variant, &ident);
         assert!(parsed.unreadable);
         assert!(parsed.failure.is_some());
         assert!(parsed.initial.is_none() && parsed.terminal.is_none());
         let errors: Vec<String> = cx.check().err().into_iter().flatten().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 3, "{errors:?}");
+    }
+
+    #[test]
+    fn due_fields_are_found_by_position_and_field_mistakes_reported() {
+        let variant: Variant = syn::parse_quote! {
+            Pending(u8, #[state(due)] Deadline, #[serde(skip)] #[state(due, initial, deu)] Option<Deadline>)
+        };
+        let mut cx = Ctxt::new();
+        let ident = Ident::new("Order", proc_macro2::Span::call_site());
+        let parsed = state_variant(&mut cx, &variant, &ident);
+        let positions: Vec<usize> = parsed.due.iter().map(|due| due.index).collect();
+        assert_eq!(positions, [1, 2]);
+        assert!(parsed.unreadable);
+        let errors: Vec<String> = cx.check().err().into_iter().flatten().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors,
+            [
+                "`initial` marks a variant, not a field: put `#[state(initial)]` above `Pending`",
+                "unknown key `deu` in `#[state(..)]` on a field: the only key is `due`; did you mean `due`?",
+            ]
+        );
     }
 
     #[test]

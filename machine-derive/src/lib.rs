@@ -36,7 +36,12 @@ use syn::{DeriveInput, parse_macro_input};
 ///   `machine_core::Kind` (which adds `from_name`).
 /// - `impl machine_core::State for Order`: `Kind = OrderKind`, `NAME`,
 ///   `kind()` (a plain `match`), `initial()`, `is_terminal()`,
-///   `is_failure()` and `TERMINAL` (the terminal kinds, in declaration order).
+///   `is_failure()` and `TERMINAL` (the terminal kinds, in declaration order);
+///   with `#[state(due)]` fields also `due()` (a plain `match`: the marked
+///   field's `machine_core::timers::Due::deadline()` for its variant, `None`
+///   for the others) and `DUE` (the kinds of the variants with a due field,
+///   in declaration order). Without any, both keep the trait's defaults
+///   (never due).
 /// - With a `#[state(failure)]` variant, `impl machine_core::FailureState for
 ///   Order` (`Command = C` and `Error = E` from the variant's
 ///   `Failure<C, S, E>`, `E` being `String` when written `Failure<C, S>`;
@@ -78,6 +83,19 @@ use syn::{DeriveInput, parse_macro_input};
 ///   error when left out); `Failure` may be written with a path
 ///   (`machine_core::Failure<C, S>`).
 ///
+/// On fields:
+///
+/// - `#[state(due)]`: the field holds when a record in this state is due,
+///   `Pending { items: Vec<Item>, #[state(due)] expires: Deadline }` or
+///   `Reminded(#[state(due)] Option<Deadline>)`. Its type implements
+///   `machine_core::timers::Due`: `Deadline`, or `Option<Deadline>` for a
+///   state due only sometimes (another type is rustc's "`u64` cannot hold a
+///   `#[state(due)]` deadline" at the field's type); a type that mentions a
+///   type parameter adds `FieldType: Due` to the generated impls' `where`
+///   clause. At most one field per variant, and none in the failure variant.
+///   The command that fires then is the `#[command(timer)]` one declared
+///   `from(..)` this variant; `machine_core::timers::Sweeper` sends it.
+///
 /// # Errors
 ///
 /// Every mistake of an input is reported in one build, each at the token to
@@ -86,8 +104,10 @@ use syn::{DeriveInput, parse_macro_input};
 /// variant without exactly one `Failure<C, S>` field, or whose `S` is not
 /// this enum; an unknown key (with the expected keys and a likely typo's
 /// fix), a repeated key, a missing comma; a flag given a value; `name` that
-/// is not a non-empty string literal, or on a variant; `initial`, `terminal`
-/// or `failure` on the enum.
+/// is not a non-empty string literal, or on a variant or a field; `initial`,
+/// `terminal` or `failure` on the enum or on a field; `due` on the enum or
+/// on a variant; two `due` fields in one variant; `due` in the failure
+/// variant.
 #[proc_macro_derive(State, attributes(state))]
 pub fn derive_state(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -107,7 +127,18 @@ pub fn derive_state(input: TokenStream) -> TokenStream {
 ///   OrderCommandKind` and `kind()` (a plain `match`).
 /// - With `#[command(state = Order)]`: `impl machine_core::Transitions<Order>
 ///   for OrderCommand`, whose `edge(kind)` returns the declared `Edge { from,
-///   to }` of each command, and `None` for `unchecked` ones.
+///   to }` of each command, and `None` for `unchecked` ones; and with
+///   `#[command(timer)]` commands, `timer(state_kind)` (a plain `match`):
+///   `Some` of the timer command whose `from(..)` lists that state, its
+///   fields each `Default::default()`, `None` for other states. Beside it, a
+///   constant checks at compile time that the timers match the state's
+///   `#[state(due)]` fields (`State::DUE`): every due state has a timer
+///   command, and every state a timer runs from has a due field; a mismatch
+///   is a compile error naming the state. When the state type names the
+///   command enum's generic parameters, the constant sits in `timer` and is
+///   evaluated when it is instantiated (by the sweeper,
+///   `machine_core::timers::check` or the declared diagram) rather than by
+///   `cargo check`.
 /// - Without `state = ..`: `impl<S: machine_core::State>
 ///   machine_core::Transitions<S> for OrderCommand` with no edges, so any
 ///   state type accepts the command unchecked.
@@ -150,6 +181,15 @@ pub fn derive_state(input: TokenStream) -> TokenStream {
 ///   of the state type is a compile error pointing at it.
 /// - `#[command(unchecked)]`: leaves the command out of the table (the
 ///   runner then checks nothing for it); not together with `from`/`to`.
+/// - `#[command(timer, from(Pending), to(Expired))]`: the command fired
+///   (by `machine_core::timers::Sweeper`, through the runner like any
+///   command) when a record in one of its `from(..)` states is due. It
+///   carries no data of its own: a unit variant, or fields whose types
+///   implement `Default`, built with `Default::default()` (a field type that
+///   mentions a type parameter adds `FieldType: Default` to the
+///   `Transitions` impl's `where` clause). Each state is in the `from(..)` of
+///   at most one timer. Needs `state = ..` and `from`/`to`; handlers and
+///   `dispatch` treat it like any declared command.
 ///
 /// # Errors
 ///
@@ -159,10 +199,16 @@ pub fn derive_state(input: TokenStream) -> TokenStream {
 /// reverse; `from`/`to` without `state = ..`; `unchecked` with `from`/`to`;
 /// an empty list; a state listed twice; an entry that is not a bare variant
 /// name (a path, a string, fields); a state type written as a string; an
-/// unknown or repeated key, a missing comma; `state` on a variant; `from`,
-/// `to` or `unchecked` on the enum. A state name that is not a variant of the
-/// state type is rustc's "no variant named `Drat`" error, pointing at the
-/// name in the attribute.
+/// unknown or repeated key, a missing comma; a flag given a value; `state` on
+/// a variant; `from`, `to`, `unchecked` or `timer` on the enum; `timer`
+/// without `state = ..` or with `unchecked`; a state in the `from(..)` of two
+/// timers. A state name that is not a variant of the state type is rustc's
+/// "no variant named `Drat`" error, pointing at the name in the attribute; a
+/// due state without a timer, or a timer from a state without a due field,
+/// is a constant's "evaluation panicked: `Order::Pending` has a
+/// `#[state(due)]` field, but no `#[command(timer)]` command .." at the
+/// state type or at the state's name in `from(..)`; a timer's field without
+/// `Default` is rustc's error at the field's type.
 #[proc_macro_derive(Command, attributes(command))]
 pub fn derive_command(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

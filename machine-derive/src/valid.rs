@@ -2,7 +2,10 @@
 //! initial state, edges declared for every command, ..). Every problem is
 //! recorded, none stops the others from being found.
 
+use std::collections::BTreeMap;
+
 use syn::Fields;
+use syn::ext::IdentExt as _;
 
 use crate::ast::{self, CommandEnum, StateEnum, Variant};
 use crate::attr::StateVariant;
@@ -66,6 +69,7 @@ pub(crate) fn state(cx: &mut Ctxt, input: &StateEnum<'_>) {
                 failure_variant(cx, input, variant);
             }
         }
+        due_fields(cx, variant);
     }
     if initial.is_none() && !input.variants.iter().any(|v| v.attrs.unreadable) {
         cx.error_at(
@@ -73,6 +77,42 @@ pub(crate) fn state(cx: &mut Ctxt, input: &StateEnum<'_>) {
             format!(
                 "`{ident}` has no initial state: mark the variant a new record starts in with \
                  `#[state(initial)]`"
+            ),
+        );
+    }
+}
+
+/// Checks the `#[state(due)]` fields of one variant: at most one, and none
+/// in the failure variant.
+fn due_fields(cx: &mut Ctxt, variant: &Variant<'_, StateVariant>) {
+    let name = variant.ident;
+    let field_name = |index: usize| {
+        variant
+            .fields
+            .iter()
+            .nth(index)
+            .and_then(|field| field.ident.as_ref())
+            .map_or_else(|| format!("field {index}"), |member| format!("`{}`", member.unraw()))
+    };
+    let mut due = variant.attrs.due.iter();
+    let Some(first) = due.next() else { return };
+    for extra in due {
+        cx.error_at(
+            extra.key.span(),
+            format!(
+                "`{name}` has two `#[state(due)]` fields, {} and {}: a state is due at one time, \
+                 so keep `due` on one of them (holding the earliest deadline)",
+                field_name(first.index),
+                field_name(extra.index)
+            ),
+        );
+    }
+    if variant.attrs.failure.is_some() {
+        cx.error_at(
+            first.key.span(),
+            format!(
+                "the failure variant `{name}` is never due: a recorded failure waits for \
+                 `recover` (or a re-drive policy), not for a deadline; remove `#[state(due)]`"
             ),
         );
     }
@@ -202,6 +242,28 @@ pub(crate) fn command(cx: &mut Ctxt, input: &CommandEnum<'_>) {
                 ),
             );
         }
+        if let Some(key) = &attrs.timer {
+            if !has_state && !reported_missing_state {
+                reported_missing_state = true;
+                cx.error_at(
+                    key.span(),
+                    format!(
+                        "`timer` fires `{name}` when a record in one of its `from(..)` states is \
+                         due, but the state type is unknown: add `#[command(state = YourState)]` \
+                         above `enum {ident}` and declare `from(..)`/`to(..)` on `{name}`"
+                    ),
+                );
+            } else if has_state && attrs.unchecked.is_some() {
+                cx.error_at(
+                    key.span(),
+                    format!(
+                        "a timer fires from the states its `from(..)` lists, and `unchecked` \
+                         leaves `{name}` without any: replace `unchecked` with \
+                         `from(DueState), to(State, ..)`"
+                    ),
+                );
+            }
+        }
         if has_state && attrs.from.is_none() && attrs.to.is_none() && attrs.unchecked.is_none() {
             cx.error_at(
                 name.span(),
@@ -211,6 +273,34 @@ pub(crate) fn command(cx: &mut Ctxt, input: &CommandEnum<'_>) {
                      produces, or `#[command(unchecked)]` to leave it out of the table"
                 ),
             );
+        }
+    }
+    if has_state {
+        one_timer_per_state(cx, input);
+    }
+}
+
+/// Checks that no state is in the `from(..)` of two `#[command(timer)]`
+/// commands: a due record fires exactly one command.
+fn one_timer_per_state(cx: &mut Ctxt, input: &CommandEnum<'_>) {
+    let mut fired_by: BTreeMap<String, &syn::Ident> = BTreeMap::new();
+    for variant in input.variants.iter().filter(|v| v.attrs.timer.is_some() && !v.attrs.unreadable) {
+        let Some(from) = &variant.attrs.from else { continue };
+        for state in &from.states {
+            match fired_by.get(&state.unraw().to_string()) {
+                Some(first) => cx.error_at(
+                    state.span(),
+                    format!(
+                        "`{state}` already fires `{first}` when it is due, and a due record fires \
+                         one command: remove `{state}` from the `from(..)` of `{}`, or `timer` \
+                         from one of the two commands",
+                        variant.ident
+                    ),
+                ),
+                None => {
+                    fired_by.insert(state.unraw().to_string(), variant.ident);
+                }
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The derives on every supported shape of input, in a crate that denies
 //! warnings, missing docs and clippy's pedantic lints, followed by checks of
-//! what the generated code does (the handler traits in `pedantic/handlers.rs`).
+//! what the generated code does (the handler traits in `pedantic/handlers.rs`,
+//! due states and timers in `pedantic/timers.rs`).
 #![deny(warnings, missing_docs, clippy::pedantic)]
 
 use machine_core::{Command, Failure, FailureState, Kind, State, Transitions};
@@ -8,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 #[path = "pedantic/handlers.rs"]
 mod handlers;
+#[path = "pedantic/timers.rs"]
+mod timers;
 
 /// An item in an order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

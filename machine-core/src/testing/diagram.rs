@@ -26,6 +26,10 @@ use std::path::Path;
 ///   `Pending --> Failed : Confirm ✗ failure` for each command that may fail
 ///   there and `Failed --> Confirmed : recover` for each state a recovery may
 ///   produce;
+/// - in the declared diagram, `Pending --> Expired : Expire ⏰ timer` for
+///   the edges of the command a due state fires
+///   ([`Transitions::timer`], `#[command(timer)]`), from the states it fires
+///   in;
 /// - `Cancelled --> [*]` for a `#[state(terminal)]` state that appears.
 ///
 /// State names Mermaid would read as keywords (`State`, `Note`, `Default`,
@@ -59,15 +63,15 @@ impl Diagram {
         S: State,
         C: Kind,
     {
-        Self::draw_with::<S, C>(transitions, comments, &Failing::default())
+        Self::draw_with::<S, C>(transitions, comments, &Declared::default())
     }
 
     /// [`draw`](Diagram::draw), with the declared ways into and out of the
-    /// failure state.
+    /// failure state and the timer edges marked.
     fn draw_with<'t, S, C>(
         transitions: impl IntoIterator<Item = &'t Transition<S::Kind, C>>,
         comments: &[String],
-        failing: &Failing<S::Kind, C>,
+        failing: &Declared<S::Kind, C>,
     ) -> Self
     where
         S: State,
@@ -102,8 +106,9 @@ impl Diagram {
         for transition in &transitions {
             let from = node(transition.from);
             let command = label(transition.command.as_str());
+            let timer = if failing.timers.contains(&(transition.from, transition.command)) { " ⏰ timer" } else { "" };
             let _ = match transition.outcome {
-                Ok(to) => writeln!(text, "    {from} --> {} : {command}", node(to)),
+                Ok(to) => writeln!(text, "    {from} --> {} : {command}{timer}", node(to)),
                 Err(error) => writeln!(text, "    {from} --> {from} : {command} ✗ {error}"),
             };
         }
@@ -165,11 +170,17 @@ impl fmt::Display for Diagram {
 /// The declared transition table of command type `C` over state type `S` as
 /// a Mermaid diagram: every `from(..)` × `to(..)` edge of every command, with
 /// the initial and terminal markers. Commands without a table
-/// (`#[command(unchecked)]`) are named in a comment.
+/// (`#[command(unchecked)]`) are named in a comment. The edges of the
+/// command a due state fires ([`Transitions::timer`]) from that state are
+/// labelled `Expire ⏰ timer`.
 #[must_use]
 pub fn declared_diagram<S: State, C: Transitions<S>>() -> Diagram {
     let transitions = declared_transitions::<S, C>();
-    let mut failing = Failing::<S::Kind, C::Kind> { kind: S::FAILURE, ..Failing::default() };
+    let mut failing = Declared::<S::Kind, C::Kind> { kind: S::FAILURE, ..Declared::default() };
+    failing.timers = <S::Kind as Kind>::ALL
+        .iter()
+        .filter_map(|&state| C::timer(state).map(|command| (state, command.kind())))
+        .collect();
     if let Some(failed) = S::FAILURE {
         let mut into = BTreeSet::new();
         let mut recovers_to = BTreeSet::new();
@@ -197,22 +208,27 @@ pub fn declared_diagram<S: State, C: Transitions<S>>() -> Diagram {
     if !unchecked.is_empty() {
         comments.push(format!("Commands without declared edges (not drawn): {}", unchecked.join(", ")));
     }
+    if !failing.timers.is_empty() {
+        comments.push("⏰ timer: the command a due state fires (#[command(timer)]), sent by the sweeper.".to_owned());
+    }
     Diagram::draw_with::<S, _>(&transitions, &comments, &failing)
 }
 
-/// The declared ways into and out of the failure state: any checked command
-/// may fail into it (whether it does is the machine's
-/// [`RecordFailures`](crate::RecordFailures) choice), and `recover` leaves it
-/// for a state the failed command may produce.
-struct Failing<S, C> {
+/// What the declared diagram draws beyond the edges: the ways into and out
+/// of the failure state (any checked command may fail into it, whether it
+/// does is the machine's [`RecordFailures`](crate::RecordFailures) choice,
+/// and `recover` leaves it for a state the failed command may produce), and
+/// which (state, command) pairs are timers.
+struct Declared<S, C> {
     kind: Option<S>,
     into: Vec<(S, C)>,
     recovers_to: Vec<S>,
+    timers: BTreeSet<(S, C)>,
 }
 
-impl<S, C> Default for Failing<S, C> {
+impl<S, C> Default for Declared<S, C> {
     fn default() -> Self {
-        Self { kind: None, into: Vec::new(), recovers_to: Vec::new() }
+        Self { kind: None, into: Vec::new(), recovers_to: Vec::new(), timers: BTreeSet::new() }
     }
 }
 
@@ -360,6 +376,65 @@ mod tests {
              \x20   s_Default --> s_Note : Annotate\n\
              \x20   DefaultView --> s_Note : Annotate\n\
              \x20   s_Note --> [*]\n"
+        );
+    }
+
+    #[derive(crate::State, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[allow(dead_code)]
+    enum Hold {
+        #[state(initial)]
+        Free,
+        Held {
+            #[state(due)]
+            until: crate::timers::Deadline,
+        },
+        Reminded(#[state(due)] Option<crate::timers::Deadline>),
+        #[state(terminal)]
+        Lapsed,
+        #[state(failure)]
+        Failed(crate::Failure<HoldCommand, Hold>),
+    }
+
+    #[derive(crate::Command, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[command(state = Hold)]
+    #[allow(dead_code)]
+    enum HoldCommand {
+        #[command(from(Free), to(Held))]
+        Take { until: crate::timers::Deadline },
+        #[command(timer, from(Held), to(Reminded, Lapsed))]
+        Remind,
+        #[command(timer, from(Reminded), to(Lapsed))]
+        Lapse,
+        #[command(from(Held, Reminded), to(Lapsed))]
+        Release,
+    }
+
+    #[test]
+    fn the_declared_diagram_marks_the_edges_timers_fire() {
+        let text = declared_diagram::<Hold, HoldCommand>().to_string();
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "    %% The declared transition table of Hold: every from(..) x to(..) edge. Drawn by machine_core::testing.",
+                "    %% ⏰ timer: the command a due state fires (#[command(timer)]), sent by the sweeper.",
+                "    [*] --> Free",
+                "    Free --> Held : Take",
+                "    Held --> Reminded : Remind ⏰ timer",
+                "    Held --> Lapsed : Remind ⏰ timer",
+                "    Held --> Lapsed : Release",
+                "    Reminded --> Lapsed : Lapse ⏰ timer",
+                "    Reminded --> Lapsed : Release",
+                "    Free --> Failed : Take ✗ failure",
+                "    Held --> Failed : Remind ✗ failure",
+                "    Held --> Failed : Release ✗ failure",
+                "    Reminded --> Failed : Lapse ✗ failure",
+                "    Reminded --> Failed : Release ✗ failure",
+                "    Failed --> Held : recover",
+                "    Failed --> Reminded : recover",
+                "    Failed --> Lapsed : recover",
+                "    Lapsed --> [*]",
+            ]
         );
     }
 

@@ -63,6 +63,12 @@ impl From<SystemTime> for Deadline {
 
 /// What a `#[state(due)]` field may hold: a [`Deadline`], or an
 /// `Option<Deadline>` for a state that is due only sometimes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot hold a `#[state(due)]` deadline",
+    label = "not a `Deadline`",
+    note = "a `#[state(due)]` field holds a `machine_core::timers::Deadline`, or an \
+            `Option<Deadline>` for a state that is due only sometimes"
+)]
 pub trait Due {
     /// The deadline this field holds, if any.
     fn deadline(&self) -> Option<Deadline>;

@@ -1,7 +1,7 @@
 //! `#[derive(Command)]`: the kind enum, `machine_core::Command`,
-//! `machine_core::Transitions` (the declared table with `state = S`, an
-//! empty one for every state type without), and with a table the handler
-//! traits that let the compiler check every declared edge.
+//! `machine_core::Transitions` (the declared table with `state = S`, its
+//! timers, an empty one for every state type without), and with a table the
+//! handler traits that let the compiler check every declared edge.
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -11,6 +11,7 @@ use crate::ast::CommandEnum;
 use crate::ctxt::Ctxt;
 use crate::valid;
 
+use super::timers::{self, Timers};
 use super::{handlers, kind, pattern, where_clause};
 
 /// Expands `#[derive(Command)]` on `input`.
@@ -57,13 +58,20 @@ fn expand(input: &CommandEnum<'_>, checked: bool) -> syn::Result<TokenStream> {
     let transitions = if let Some(state) = &input.attrs.state {
         let body = if checked { table(input, &kind, state) } else { None };
         let handlers = if checked { handlers::expand(input, state) } else { None };
+        let Timers { method: timer, bounds, check } =
+            if checked { timers::expand(input, state) } else { Timers::default() };
+        let table_where = super::where_clause(input.generics, &bounds);
         quote! {
             #[automatically_derived]
             impl #impl_generics ::machine_core::Transitions<#state>
-                for #ident #ty_generics #where_clause
+                for #ident #ty_generics #table_where
             {
                 #body
+
+                #timer
             }
+
+            #check
 
             #handlers
         }

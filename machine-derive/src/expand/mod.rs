@@ -7,6 +7,7 @@ mod handlers;
 pub(crate) mod kind;
 mod names;
 pub(crate) mod state;
+mod timers;
 mod variants;
 
 use proc_macro2::{TokenStream, TokenTree};

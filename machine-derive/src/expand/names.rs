@@ -82,6 +82,19 @@ pub(crate) fn mentions_all(generics: &Generics, tokens: &TokenStream) -> bool {
     })
 }
 
+/// Whether `tokens` mention any generic parameter of `generics` (the same
+/// token-level look as [`mentions_all`]).
+pub(crate) fn mentions_any(generics: &Generics, tokens: &TokenStream) -> bool {
+    let mut idents = Vec::new();
+    let mut lifetimes = Vec::new();
+    collect(tokens.clone(), &mut idents, &mut lifetimes);
+    generics.params.iter().any(|param| match param {
+        GenericParam::Lifetime(lifetime) => lifetimes.contains(&lifetime.lifetime.ident.to_string()),
+        GenericParam::Type(ty) => idents.contains(&ty.ident.to_string()),
+        GenericParam::Const(param) => idents.contains(&param.ident.to_string()),
+    })
+}
+
 /// The identifiers (`idents`) and lifetime names (`lifetimes`) in `tokens`.
 fn collect(tokens: TokenStream, idents: &mut Vec<String>, lifetimes: &mut Vec<String>) {
     let mut after_quote = false;

@@ -50,7 +50,7 @@ fn expand(input: &StateEnum<'_>, checked: bool) -> TokenStream {
     let failure = input.variants.iter().find(|v| v.attrs.failure.is_some());
 
     let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
-    let default_bounds: Vec<TokenStream> = match initial {
+    let mut bounds: Vec<TokenStream> = match initial {
         Some(variant) if checked => variant
             .fields
             .iter()
@@ -60,7 +60,12 @@ fn expand(input: &StateEnum<'_>, checked: bool) -> TokenStream {
             .collect(),
         _ => Vec::new(),
     };
-    let where_clause = where_clause(input.generics, &default_bounds);
+    let due = if checked { due(input) } else { None };
+    if let Some(due) = &due {
+        bounds.extend(due.bounds.iter().cloned());
+    }
+    let where_clause = where_clause(input.generics, &bounds);
+    let due = due.map(|due| due.items);
 
     let name = input.attrs.name.clone().unwrap_or_else(|| LitStr::new(&ident.unraw().to_string(), ident.span()));
 
@@ -125,12 +130,74 @@ fn expand(input: &StateEnum<'_>, checked: bool) -> TokenStream {
             }
 
             #is_failure
+
+            #due
         }
 
         #failure_state
 
         #variant_structs
     }
+}
+
+/// What `#[state(due)]` fields add to the `State` impl.
+struct Due {
+    /// `fn due` and `const DUE`.
+    items: TokenStream,
+    /// `FieldType: Due` for due fields whose type mentions a type parameter.
+    bounds: Vec<TokenStream>,
+}
+
+/// `fn due` and `const DUE` from the `#[state(due)]` fields, or `None` (the
+/// trait's defaults: never due) when no variant has one.
+///
+/// Each deadline is read through `<FieldType as Due>::deadline`, spanned at
+/// the field's type, so a type that holds no deadline is rustc's "`String`
+/// cannot hold a `#[state(due)]` deadline" (the trait's own message) there.
+fn due(input: &StateEnum<'_>) -> Option<Due> {
+    let kind = kind::ident(input.ident);
+    let mut arms = Vec::new();
+    let mut kinds = Vec::new();
+    let mut others = Vec::new();
+    let mut bounds = Vec::new();
+    for variant in &input.variants {
+        let Some((due, field)) = variant.due() else {
+            others.push(pattern(variant.ident, variant.fields));
+            continue;
+        };
+        let name = variant.ident;
+        let ty = &field.ty;
+        let binding = quote!(deadline);
+        let pattern = if let Some(member) = &field.ident {
+            quote!(Self::#name { #member: #binding, .. })
+        } else {
+            let before = (0..due.index).map(|_| quote!(_));
+            let rest = (due.index + 1 < variant.fields.len()).then(|| quote!(, ..));
+            quote!(Self::#name(#(#before,)* #binding #rest))
+        };
+        let span = Span::call_site().located_at(ty.span());
+        let read = quote_spanned!(span=> <#ty as ::machine_core::timers::Due>::deadline(#binding));
+        arms.push(quote!(#pattern => #read,));
+        kinds.push(name);
+        if mentions_type_param(input.generics, quote!(#ty)) {
+            bounds.push(quote!(#ty: ::machine_core::timers::Due));
+        }
+    }
+    if kinds.is_empty() {
+        return None;
+    }
+    let none_arm = (!others.is_empty()).then(|| quote!(#(#others)|* => ::core::option::Option::None,));
+    let items = quote! {
+        const DUE: &'static [#kind] = &[#(#kind::#kinds),*];
+
+        fn due(&self) -> ::core::option::Option<::machine_core::timers::Deadline> {
+            match self {
+                #(#arms)*
+                #none_arm
+            }
+        }
+    };
+    Some(Due { items, bounds })
 }
 
 /// Builds `variant` with every field `Default::default()`.

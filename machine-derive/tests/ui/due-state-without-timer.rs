@@ -1,0 +1,26 @@
+use machine_core::timers::Deadline;
+use machine_core::{Command, State};
+
+#[derive(State)]
+enum Hold {
+    #[state(initial)]
+    Free,
+    Held {
+        #[state(due)]
+        expires: Deadline,
+    },
+    Extended(#[state(due)] Option<Deadline>),
+}
+
+#[derive(Command)]
+#[command(state = Hold)]
+enum HoldCommand {
+    #[command(from(Free), to(Held))]
+    Take,
+    #[command(from(Held), to(Extended))]
+    Extend,
+    #[command(timer, from(Held), to(Free))]
+    Lapse,
+}
+
+fn main() {}

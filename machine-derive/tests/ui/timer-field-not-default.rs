@@ -1,0 +1,25 @@
+use machine_core::timers::Deadline;
+use machine_core::{Command, State};
+
+#[derive(State)]
+enum Hold {
+    #[state(initial)]
+    Free,
+    Held {
+        #[state(due)]
+        expires: Deadline,
+    },
+}
+
+struct Reason(String);
+
+#[derive(Command)]
+#[command(state = Hold)]
+enum HoldCommand {
+    #[command(from(Free), to(Held))]
+    Take,
+    #[command(timer, from(Held), to(Free))]
+    Lapse { reason: Reason, count: u8 },
+}
+
+fn main() {}

@@ -1,0 +1,23 @@
+use machine_core::timers::Deadline;
+use machine_core::{Command, State};
+
+#[derive(State)]
+enum Hold {
+    #[state(initial)]
+    Free,
+    Held {
+        #[state(due)]
+        expires: Deadline,
+    },
+}
+
+#[derive(Command)]
+#[command(state = Hold)]
+enum HoldCommand {
+    #[command(from(Free), to(Held))]
+    Take,
+    #[command(timer, unchecked)]
+    Lapse,
+}
+
+fn main() {}

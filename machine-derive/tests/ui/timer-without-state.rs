@@ -1,0 +1,10 @@
+use machine_core::Command;
+
+#[derive(Command)]
+enum HoldCommand {
+    Take,
+    #[command(timer)]
+    Lapse,
+}
+
+fn main() {}
