@@ -64,6 +64,7 @@ async fn row<St: Store + Query + Clone>(name: &str, store: St, records: usize) {
             command: r#"{"Hold":{"guest":"ada"}}"#,
             origin: Origin::Command,
             schema: 1,
+            due: None,
         };
         store.commit(Commit::write(write)).await.expect("load an old record");
     }

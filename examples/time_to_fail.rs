@@ -24,6 +24,7 @@ fn write(id: &str, expected: u64) -> Write<'_> {
         command: "\"Bump\"",
         origin: Origin::Command,
         schema: 1,
+        due: None,
     }
 }
 

@@ -299,6 +299,7 @@ impl Store for RivalOnce {
                 command: "null",
                 origin: Origin::Command,
                 schema: 1,
+                due: None,
             };
             self.inner.commit(Commit::write(rival)).await?;
         }

@@ -28,6 +28,7 @@ async fn stored(schema: u32, rows: &[(&str, &str, &str)]) -> Memory {
             command,
             origin: Origin::Command,
             schema,
+            due: None,
         };
         store.commit(Commit::write(write)).await.unwrap();
     }
@@ -177,6 +178,7 @@ async fn without_a_migration_the_error_says_what_failed_at_which_version() {
             command,
             origin: Origin::Command,
             schema: 1,
+            due: None,
         };
         store.commit(Commit::write(write)).await.unwrap();
     }

@@ -538,6 +538,7 @@ async fn a_stored_kind_that_contradicts_the_state_is_corrupt_and_left_alone() {
             command: "null",
             origin: Origin::Command,
             schema: 1,
+            due: None,
         };
         store.commit(Commit::write(write)).await.unwrap();
         let mut runner = Runner::<Rooms, _>::new(store, AtomicBool::new(false));
@@ -583,6 +584,7 @@ async fn typed_values_in_memory_read_as_json_and_json_writes_read_typed() {
         command: r#"{"Add":95}"#,
         origin: Origin::Command,
         schema: 1,
+        due: None,
     };
     store.commit(Commit::write(write.clone())).await.unwrap();
     let out = runner.handle("mixed", &Money::Add(1)).await.unwrap();

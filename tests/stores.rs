@@ -46,6 +46,7 @@ impl Harness for Memory {
                 command: "null",
                 origin: Origin::Command,
                 schema: 1,
+                due: None,
             };
             self.commit(Commit::write(write)).await.is_ok()
         }

@@ -238,6 +238,7 @@ async fn corrupt_stored_state_is_a_decode_error_naming_id_and_version() {
             command: "null",
             origin: Origin::Command,
             schema: 1,
+            due: None,
         };
         runner.store().commit(Commit::write(write)).await.unwrap();
         let error = runner.handle(id, &OrderCommand::Cancel).await.unwrap_err();

@@ -166,6 +166,7 @@ async fn without_rules_every_call_is_forwarded() {
         command: "\"c\"",
         origin: Origin::Command,
         schema: 1,
+        due: None,
     };
     store.commit(Commit::write(write(0))).await.unwrap();
     let stale = store.commit(Commit::write(write(0))).await.unwrap_err();

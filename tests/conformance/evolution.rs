@@ -28,7 +28,17 @@ const FIXTURES: &str = include_str!("../fixtures/rooms-1.0.json");
 const EXPECTED: &str = "tests/fixtures/rooms-1.0.expected.json";
 
 fn write<'a>(id: &'a str, expected: u64, kind: &'a str, state: &str, command: &'a str, schema: u32) -> Write<'a> {
-    Write { machine: "Room", id, expected, kind, state: state.to_owned(), command, origin: Origin::Command, schema }
+    Write {
+        machine: "Room",
+        id,
+        expected,
+        kind,
+        state: state.to_owned(),
+        command,
+        origin: Origin::Command,
+        schema,
+        due: None,
+    }
 }
 
 /// Commits the fixture rows into `store`, in order, as the older releases did.

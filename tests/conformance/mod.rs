@@ -154,6 +154,7 @@ pub(crate) fn write<'a>(id: &'a str, expected: u64, state: &str) -> Write<'a> {
         command: "{\"cmd\":1}",
         origin: Origin::Command,
         schema: 1,
+        due: None,
     }
 }
 

@@ -143,6 +143,7 @@ async fn an_old_sqlite_file_is_upgraded_with_its_records_and_history_intact() {
         command: "\"Ship\"",
         origin: Origin::Recovery,
         schema: 1,
+        due: None,
     };
     store.commit(Commit::write(write)).await.unwrap();
     let last = store.history("Order", "o-1").await.unwrap().pop().unwrap();
@@ -217,6 +218,7 @@ async fn an_old_postgres_schema_gains_origins_and_keeps_its_history() {
         command: "\"Ship\"",
         origin: Origin::Recovery,
         schema: 1,
+        due: None,
     };
     store.commit(Commit::write(write)).await.unwrap();
     assert_eq!(store.history("Order", "o-1").await.unwrap().pop().unwrap().origin, Origin::Recovery);

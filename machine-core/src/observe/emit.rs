@@ -217,6 +217,14 @@ pub(super) fn gave_up(
     }
 }
 
+pub(super) fn timer_refused<E: Display>(machine: &'static str, id: &str, error: &Error<E>, sensitive: bool) {
+    if sensitive {
+        tracing::warn!(target: TARGET, machine, "timer command refused; timer disarmed");
+    } else {
+        tracing::warn!(target: TARGET, machine, id, %error, "timer command refused; timer disarmed");
+    }
+}
+
 pub(super) fn planned(from: &'static str, to: Option<&'static str>) {
     on_ours(|span| {
         span.record("from", from);

@@ -167,6 +167,15 @@ pub(crate) fn gave_up(
     emit::gave_up(machine, conflict, attempts, reason, elapsed, sensitive);
 }
 
+/// A sweeper disarmed the timer of record `(machine, id)` because its timer
+/// command was refused with `error`: told at `WARN`.
+#[inline]
+#[cfg_attr(not(feature = "observe"), allow(unused_variables))]
+pub(crate) fn timer_refused<E: Display>(machine: &'static str, id: &str, error: &Error<E>, sensitive: bool) {
+    #[cfg(feature = "observe")]
+    emit::timer_refused(machine, id, error, sensitive);
+}
+
 /// A plan's first and last state kinds, recorded on the pipeline's current
 /// span (a command's or a group's; never a span of the caller's own).
 #[inline]

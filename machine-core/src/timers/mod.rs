@@ -14,9 +14,11 @@
 
 mod check;
 mod deadline;
+mod sweeper;
 
 pub use check::{Misdeclared, Mismatch, check};
 pub use deadline::{Deadline, Due};
+pub use sweeper::{Sweeper, Swept};
 
 #[doc(hidden)]
 pub use check::derive as __derive;

@@ -45,7 +45,7 @@ const SHARDS: usize = 64;
 /// let store = Memory::new();
 /// let write = |expected| Write {
 ///     machine: "Order", id: "order-1", expected, kind: "Draft",
-///     state: "\"Draft\"".into(), command: "\"Create\"", origin: Origin::Command, schema: 1,
+///     state: "\"Draft\"".into(), command: "\"Create\"", origin: Origin::Command, schema: 1, due: None,
 /// };
 /// store.commit(Commit::write(write(0))).await.unwrap();
 /// // A second writer that also loaded version 0 loses:
@@ -774,6 +774,7 @@ mod tests {
             command: "\"cmd\"",
             origin: Origin::Command,
             schema: 1,
+            due: None,
         }
     }
 
