@@ -424,6 +424,11 @@ conformance!(
     newer_schema_records_are_refused_and_never_overwritten,
     an_unreadable_history_entry_leaves_the_others_readable,
     migrate_rewrites_old_records_through_the_pipeline,
+    due_times_are_stored_indexed_and_cleared,
+    fire_judges_the_state_it_loads,
+    two_sweepers_fire_each_due_state_once,
+    a_refused_timer_is_disarmed_not_retried_for_ever,
+    a_record_that_moved_on_is_not_fired,
 );
 
 // Every case but the 3,200 contended increments, which take two minutes on

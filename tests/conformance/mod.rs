@@ -7,6 +7,7 @@
 mod boundary;
 mod corrupt;
 pub(crate) mod evolution;
+mod timers;
 
 #[allow(unused_imports)] // as for dead code: not every test binary runs these
 pub(crate) use boundary::{
@@ -24,6 +25,11 @@ pub(crate) use evolution::{
     an_unreadable_history_entry_leaves_the_others_readable, every_record_of_a_machine_is_listed_in_pages,
     fixtures_of_older_releases_read_through_the_current_code, migrate_rewrites_old_records_through_the_pipeline,
     newer_schema_records_are_refused_and_never_overwritten, schema_versions_round_trip_through_every_read,
+};
+#[allow(unused_imports)]
+pub(crate) use timers::{
+    a_record_that_moved_on_is_not_fired, a_refused_timer_is_disarmed_not_retried_for_ever,
+    due_times_are_stored_indexed_and_cleared, fire_judges_the_state_it_loads, two_sweepers_fire_each_due_state_once,
 };
 
 use machine_core::prelude::*;
