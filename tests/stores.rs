@@ -429,6 +429,8 @@ conformance!(
     two_sweepers_fire_each_due_state_once,
     a_refused_timer_is_disarmed_not_retried_for_ever,
     a_record_that_moved_on_is_not_fired,
+    failures_are_replayed_after_their_backoff_then_left,
+    concurrent_recoveries_replay_each_failure_once,
 );
 
 // Every case but the 3,200 contended increments, which take two minutes on

@@ -7,6 +7,7 @@
 mod boundary;
 mod corrupt;
 pub(crate) mod evolution;
+mod recovery;
 mod timers;
 
 #[allow(unused_imports)] // as for dead code: not every test binary runs these
@@ -25,6 +26,10 @@ pub(crate) use evolution::{
     an_unreadable_history_entry_leaves_the_others_readable, every_record_of_a_machine_is_listed_in_pages,
     fixtures_of_older_releases_read_through_the_current_code, migrate_rewrites_old_records_through_the_pipeline,
     newer_schema_records_are_refused_and_never_overwritten, schema_versions_round_trip_through_every_read,
+};
+#[allow(unused_imports)]
+pub(crate) use recovery::{
+    concurrent_recoveries_replay_each_failure_once, failures_are_replayed_after_their_backoff_then_left,
 };
 #[allow(unused_imports)]
 pub(crate) use timers::{

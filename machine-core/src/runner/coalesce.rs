@@ -52,7 +52,7 @@ type Reply<M> = oneshot::Sender<Result<Outcome<<M as AsyncMachine>::State>, Erro
 /// What a queued member asks for, owned while it waits.
 pub(crate) enum Owned<M: AsyncMachine> {
     Apply(M::Command, OwnedRequest),
-    Recover(Opener<M>),
+    Recover(Opener<M>, Option<super::group::Ready>),
     Fire(u64),
 }
 
@@ -60,7 +60,7 @@ impl<M: AsyncMachine> Owned<M> {
     fn intent(&self) -> Intent<'_, M> {
         match self {
             Self::Apply(command, request) => Intent::Apply(command, request.borrow()),
-            Self::Recover(open) => Intent::Recover(*open),
+            Self::Recover(open, ready) => Intent::Recover(*open, *ready),
             Self::Fire(now) => Intent::Fire(*now),
         }
     }

@@ -17,11 +17,35 @@ use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::convert::Infallible;
 
-/// The failed command, the state it failed in and how often it failed, when
-/// a state is a failure (built from `FailureState`, which only some
-/// machines have).
+/// The failed command, the state it failed in, how often it failed and when
+/// it last did, when a state is a failure (built from `FailureState`, which
+/// only some machines have).
 pub(crate) type Opener<M> =
-    fn(&<M as AsyncMachine>::State) -> Option<(<M as AsyncMachine>::Command, <M as AsyncMachine>::State, u32)>;
+    fn(&<M as AsyncMachine>::State) -> Option<(<M as AsyncMachine>::Command, <M as AsyncMachine>::State, u32, u64)>;
+
+/// When a background recovery may replay a failure: not before its backoff
+/// after the last failure has passed, and not once it failed `limit` times.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ready {
+    /// The clock reading to judge by, in milliseconds since the Unix epoch.
+    pub(crate) now: u64,
+    pub(crate) backoff: crate::retry::Backoff,
+    /// The longest wait, in milliseconds.
+    pub(crate) cap: u64,
+    pub(crate) limit: u32,
+}
+
+impl Ready {
+    /// When a failure seen `attempts` times, last at `failed_at`, may be
+    /// replayed; `None` once it has failed `limit` times.
+    pub(crate) fn at(&self, attempts: u32, failed_at: u64) -> Option<u64> {
+        if attempts >= self.limit {
+            return None;
+        }
+        let wait = u64::try_from(self.backoff.curve(attempts, 0).as_millis()).unwrap_or(u64::MAX).min(self.cap);
+        Some(failed_at.saturating_add(wait))
+    }
+}
 
 /// The failure state to save for a transition error, or `None` when the
 /// machine calls that error a refusal: `(command, previous, error, attempts,
@@ -38,8 +62,9 @@ pub(crate) type Recorder<M> = fn(
 pub(crate) enum Intent<'a, M: AsyncMachine> {
     /// Run a command, as the request says.
     Apply(&'a M::Command, Request<'a>),
-    /// Replay the recorded failure the record is in.
-    Recover(Opener<M>),
+    /// Replay the recorded failure the record is in (only once it is ready,
+    /// when a background recovery asks).
+    Recover(Opener<M>, Option<Ready>),
     /// Rewrite the record's state, as decoded (and migrated), at the
     /// current schema version: no command, no transition.
     Rewrite,
@@ -56,7 +81,7 @@ impl<'a, M: AsyncMachine> Intent<'a, M> {
         match self {
             Self::Apply(command, _) if joined => Op::HandleIn(command.kind().as_str()),
             Self::Apply(command, _) => Op::Handle(command.kind().as_str()),
-            Self::Recover(_) => Op::Recover,
+            Self::Recover(..) => Op::Recover,
             Self::Rewrite => Op::Migrate,
             Self::Fire(_) => Op::Fire,
         }
@@ -66,7 +91,7 @@ impl<'a, M: AsyncMachine> Intent<'a, M> {
     pub(crate) fn key(&self) -> Option<&'a str> {
         match self {
             Self::Apply(_, request) => request.idempotency_key(),
-            Self::Recover(_) | Self::Rewrite | Self::Fire(_) => None,
+            Self::Recover(..) | Self::Rewrite | Self::Fire(_) => None,
         }
     }
 }
@@ -265,14 +290,27 @@ where
                 let (state, failed) = self.run(command, state, 1).await?;
                 Ok(Next { state, failed, command: staged, origin: Origin::Command })
             }
-            Intent::Recover(open) => {
-                let Some((command, previous, attempts)) = open(state) else {
+            Intent::Recover(open, ready) => {
+                let Some((command, previous, attempts, failed_at)) = open(state) else {
                     return Err(Error::NotFailed {
                         machine: M::NAME,
                         id: self.id.to_owned(),
                         state: state.kind().as_str(),
                     });
                 };
+                // A background recovery judges readiness on the state this
+                // attempt loaded: a failure another instance just replayed
+                // (and that failed again) waits its backoff afresh.
+                if let Some(ready) = ready
+                    && ready.at(attempts, failed_at).is_none_or(|at| at > ready.now)
+                {
+                    return Err(Error::NotDue {
+                        machine: M::NAME,
+                        id: self.id.to_owned(),
+                        state: state.kind().as_str(),
+                        due: ready.at(attempts, failed_at),
+                    });
+                }
                 let (state, failed) = self.run(&command, &previous, attempts.saturating_add(1)).await?;
                 Ok(Next { state, failed, command: self.stage(command, typed)?, origin: Origin::Recovery })
             }

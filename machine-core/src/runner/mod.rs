@@ -28,6 +28,7 @@ use crate::retry::{Clock, Policy, Retry, TokioClock};
 use crate::store::Store;
 use crate::{Kind, State};
 use coalesce::Coalescer;
+pub(crate) use group::Ready;
 use group::{Applied, Group, Intent, Opener, Recorder};
 use pipeline::{Direct, Pipeline, Read, Session};
 use serde::Serialize;
@@ -420,10 +421,20 @@ where
     /// saved again with its attempt count raised and the original previous
     /// state kept; a refusal leaves the record as it is.
     pub async fn recover(&self, id: &str) -> Result<Outcome<M::State>, Error<M::Error>> {
+        self.recover_when(id, None).await
+    }
+
+    /// [`recover`](Runner::recover), only if the failure is `ready`
+    /// (judged on each attempt's load; [`Error::NotDue`] if not).
+    pub(crate) async fn recover_when(
+        &self,
+        id: &str,
+        ready: Option<Ready>,
+    ) -> Result<Outcome<M::State>, Error<M::Error>> {
         let open: Opener<M> = open_failure::<M>;
         match &self.coalescer {
-            Some(coalescer) => self.handle_coalesced(coalescer, id, coalesce::Owned::Recover(open)).await,
-            None => self.one(self.direct(), id, &Intent::Recover(open), false).await,
+            Some(coalescer) => self.handle_coalesced(coalescer, id, coalesce::Owned::Recover(open, ready)).await,
+            None => self.one(self.direct(), id, &Intent::Recover(open, ready), false).await,
         }
     }
 }
@@ -484,13 +495,15 @@ where
     }))
 }
 
-fn open_failure<M>(state: &M::State) -> Option<(M::Command, M::State, u32)>
+fn open_failure<M>(state: &M::State) -> Option<(M::Command, M::State, u32, u64)>
 where
     M: AsyncMachine,
     M::State: FailureState<Command = M::Command> + Clone,
     M::Command: Clone,
 {
-    state.failure().map(|failure| (failure.command.clone(), (*failure.previous).clone(), failure.attempts))
+    state
+        .failure()
+        .map(|failure| (failure.command.clone(), (*failure.previous).clone(), failure.attempts, failure.failed_at))
 }
 
 fn millis(duration: Duration) -> u64 {

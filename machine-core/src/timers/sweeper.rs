@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 /// Fires the timers of one machine's due records: every record whose state
@@ -186,15 +186,7 @@ where
             if let Ok(swept) = self.sweep_until(&mut shutdown).await {
                 total.add(swept);
             }
-            let mut sleep = pin!(tokio::time::sleep(self.every));
-            let stopped = std::future::poll_fn(|cx| {
-                if shutdown.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(true);
-                }
-                sleep.as_mut().poll(cx).map(|()| false)
-            })
-            .await;
-            if stopped {
+            if crate::process::idle(self.every, &mut shutdown).await {
                 return total;
             }
         }
