@@ -24,6 +24,9 @@ mod request_handlers {}
 #[doc = include_str!("../../docs/evolution.md")]
 mod evolution {}
 
+#[doc = include_str!("../../docs/living-machines.md")]
+mod living_machines {}
+
 #[doc = include_str!("../../docs/retry-patterns.md")]
 mod retry_patterns {}
 
