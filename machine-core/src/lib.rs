@@ -58,6 +58,7 @@ pub mod observe;
 #[cfg(not(feature = "observe"))]
 mod observe;
 mod panic;
+pub mod process;
 pub mod queue;
 pub mod retry;
 mod runner;
