@@ -4,7 +4,7 @@
 
 use super::Harness;
 use machine_core::prelude::*;
-use machine_core::store::{Origin, Query, Store};
+use machine_core::store::{Origin, Store};
 use machine_core::timers::{Deadline, Sweeper};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
