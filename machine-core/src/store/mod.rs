@@ -23,9 +23,9 @@ mod sql;
 pub(crate) mod sqlite;
 mod timeout;
 
+pub use checkpoint::{Checkpoint, Checkpoints, DeadLetter};
 #[cfg(feature = "etcd")]
 pub use etcd::{Etcd, EtcdError, EtcdOptions};
-pub use checkpoint::{Checkpoint, Checkpoints, DeadLetter};
 pub use key::{MAX_KEY_LEN, validate_id, validate_idempotency_key, validate_machine, validate_processor};
 pub use memory::{Memory, Retention};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

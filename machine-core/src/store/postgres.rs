@@ -807,11 +807,8 @@ impl Checkpoints for Postgres {
         let query =
             Statements::query(statement).bind(name).bind(tx).bind(seq).bind(owner).bind(millis_to_db(lease_until));
         let query = query.bind(next);
-        let query = if expected_version == 0 {
-            query
-        } else {
-            query.bind(version_to_db(PROCESSORS, name, expected_version)?)
-        };
+        let query =
+            if expected_version == 0 { query } else { query.bind(version_to_db(PROCESSORS, name, expected_version)?) };
         let saved = query.execute(&self.pool).await.map_err(pg_error)?;
         Ok(saved.rows_affected() == 1)
     }

@@ -3,8 +3,8 @@
 //! driver errors into typed, classified store errors.
 
 use super::record::{Change, Cursor, Listed, Origin, Record, Timer};
-use super::{Checkpoint, DeadLetter};
 use super::timeout::{Timeout, Wait};
+use super::{Checkpoint, DeadLetter};
 use super::{Remember, Remembered};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::{Decode, Row, Type, TypeInfo, ValueRef};

@@ -121,6 +121,7 @@ impl Swept {
 }
 
 /// What became of one due record.
+#[expect(clippy::enum_variant_names, reason = "each variant is a past participle, as the Swept counters are named")]
 enum Fired {
     Fired,
     Skipped,
