@@ -7,6 +7,7 @@
 mod boundary;
 mod corrupt;
 pub(crate) mod evolution;
+mod processors;
 mod recovery;
 mod timers;
 
@@ -26,6 +27,12 @@ pub(crate) use evolution::{
     an_unreadable_history_entry_leaves_the_others_readable, every_record_of_a_machine_is_listed_in_pages,
     fixtures_of_older_releases_read_through_the_current_code, migrate_rewrites_old_records_through_the_pipeline,
     newer_schema_records_are_refused_and_never_overwritten, schema_versions_round_trip_through_every_read,
+};
+#[allow(unused_imports)]
+pub(crate) use processors::{
+    a_failing_handler_backs_off_then_parks_and_is_redriven, a_processor_resumes_from_its_checkpoint_after_a_crash,
+    an_undecodable_entry_is_parked_not_fatal, batches_are_configurable, checkpoints_are_compared_and_set,
+    lag_counts_the_changes_behind_the_head, one_instance_per_name_delivers_while_its_lease_stands,
 };
 #[allow(unused_imports)]
 pub(crate) use recovery::{

@@ -1,13 +1,44 @@
-//! Machines that keep moving after a request ends: work started from
-//! committed states, and recorded failures re-driven in the background.
+//! Machines that keep moving after a request ends. Processors: named consumers of a store's change feed that react to
+//! committed changes (send the email, call the payment service, update a
+//! projection) and resume where they left off.
+//!
+//! A [`Processor`] reads the feed after its checkpoint, hands each change
+//! of its machine to a [`Handler`] as a typed [`Entry`] (the command, the
+//! state before and after, decoded through the runner so schema migrations
+//! apply), and saves the checkpoint in the same store
+//! ([`store::Checkpoints`](crate::store::Checkpoints)). What it guarantees:
+//!
+//! - **At least once.** The checkpoint moves only after the entries before
+//!   it were handled (or parked), so a crash replays at most the batch in
+//!   flight, and never skips one. Make handlers idempotent (an idempotency
+//!   key per entry, [`Entry::key`], does it for commands).
+//! - **One active instance per name**, across processes: a lease stored
+//!   with the checkpoint, taken and renewed by compare-and-set, expiring
+//!   after [`lease`](Processor::lease) so another instance takes over when
+//!   the holder dies. An instance whose lease was taken over stops
+//!   delivering ([`Stepped::LostLease`]).
+//! - **Errors back off, then park.** A handler error is retried with the
+//!   processor's [`retry`](Processor::retry) backoff; an entry that still
+//!   fails (or cannot be decoded) is parked as a
+//!   [`DeadLetter`](crate::store::DeadLetter) and the processor moves on.
+//!   [`Processor::redrive`] runs the handler on it again.
+//! - **Lag is readable**: [`Processor::lag`] counts the changes behind the
+//!   head of the feed.
 
+//!
+//! [`Recovery`] re-drives recorded failures in the background with backoff.
+
+mod entry;
+mod processor;
 mod recovery;
 
+pub use entry::{Entry, Handler};
+pub use processor::{Processor, Progress, Redriven, Stepped};
 pub use recovery::{Recovered, Recovery};
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// Waits `interval`, or less if `shutdown` completes first: `true` when it
@@ -22,4 +53,10 @@ pub(crate) async fn idle<S: Future<Output = ()>>(interval: Duration, shutdown: &
         sleep.as_mut().poll(cx).map(|()| false)
     })
     .await
+}
+
+/// Whether `shutdown` has completed, without waiting for it: checked
+/// between records, so a loop stops between commits, never inside one.
+pub(crate) fn stopping<S: Future<Output = ()>>(shutdown: &mut Pin<&mut S>) -> bool {
+    shutdown.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready()
 }

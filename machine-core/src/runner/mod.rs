@@ -471,6 +471,13 @@ where
     pub(crate) fn now(&self) -> u64 {
         (self.clock)()
     }
+
+    /// The clock retries wait on ([`retry_clock`](Runner::retry_clock)),
+    /// for drivers that wait between tries of their own (a processor's
+    /// handler retries).
+    pub(crate) fn waits(&self) -> &dyn Clock {
+        &*self.retry_clock
+    }
 }
 
 fn failure_state<M>(

@@ -843,6 +843,11 @@ impl Feed for Etcd {
     }
 }
 
+/// Not yet: every method fails with
+/// [`StoreError::Unsupported`](crate::StoreError::Unsupported), so a
+/// processor on etcd fails at its first step instead of misbehaving.
+impl super::Checkpoints for Etcd {}
+
 impl Query for Etcd {
     async fn by_kind(
         &self,

@@ -26,6 +26,12 @@ pub fn validate_idempotency_key(key: &str) -> Result<(), StoreError> {
     validate("idempotency key", key)
 }
 
+/// Checks a processor name ([`Checkpoints`](super::Checkpoints)) with the
+/// same rules as [`validate_id`].
+pub fn validate_processor(name: &str) -> Result<(), StoreError> {
+    validate("processor name", name)
+}
+
 fn validate(what: &'static str, value: &str) -> Result<(), StoreError> {
     let reason = if value.is_empty() {
         "must not be empty"

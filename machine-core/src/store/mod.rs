@@ -6,6 +6,7 @@
 //! user machines and one store can hold any number of them.
 
 pub(crate) mod body;
+mod checkpoint;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod key;
@@ -22,9 +23,10 @@ mod sql;
 pub(crate) mod sqlite;
 mod timeout;
 
+pub use checkpoint::{Checkpoint, Checkpoints, DeadLetter};
 #[cfg(feature = "etcd")]
 pub use etcd::{Etcd, EtcdError, EtcdOptions};
-pub use key::{MAX_KEY_LEN, validate_id, validate_idempotency_key, validate_machine};
+pub use key::{MAX_KEY_LEN, validate_id, validate_idempotency_key, validate_machine, validate_processor};
 pub use memory::{Memory, Retention};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use migration::Migration;
@@ -149,6 +151,26 @@ pub trait Feed: Store {
     /// and cursor, every page that would hold it, as skipping it would lose a
     /// change for good; pages before it still read.
     fn changes(&self, after: Cursor, limit: u32) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
+
+    /// How many changes after `after` [`changes`](Feed::changes) could
+    /// return now: how far a consumer at `after` is behind the head (a
+    /// processor's lag). The default pages through `changes`; this crate's
+    /// stores count without reading the changes.
+    fn behind(&self, after: Cursor) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move {
+            const PAGE: u32 = 1_000;
+            let mut counted = 0;
+            let mut cursor = after;
+            loop {
+                let page = self.changes(cursor, PAGE).await?;
+                counted += page.len() as u64;
+                match page.last() {
+                    Some(last) if page.len() == PAGE as usize => cursor = last.cursor,
+                    _ => return Ok(counted),
+                }
+            }
+        }
+    }
 }
 
 /// Listing records by their state's kind ("all `Pending` orders"), paged by id.

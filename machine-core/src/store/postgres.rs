@@ -7,9 +7,10 @@ mod schema;
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
 use super::record::{Change, Check, Commit, Cursor, Listed, Record, Timer, Write};
 use super::sql::{
-    acquire_error, backend, connect_timeout, fingerprint_to_db, is_identifier, key_taken, millis_to_db, next_version,
-    out_of_range, version_from_db, version_to_db,
+    PROCESSORS, acquire_error, backend, connect_timeout, cursor_to_db, fingerprint_to_db, is_identifier, key_taken,
+    millis_to_db, next_version, out_of_range, version_from_db, version_to_db,
 };
+use super::{Checkpoint, Checkpoints, DeadLetter, validate_processor};
 use super::{Feed, Query, Remembered, Store};
 use super::{Migration, Wait};
 use crate::error::{StoreError, VersionConflict};
@@ -482,6 +483,13 @@ struct Statements {
     records: Arc<str>,
     due: Arc<str>,
     disarm: Arc<str>,
+    behind: Arc<str>,
+    checkpoint: Arc<str>,
+    create_checkpoint: Arc<str>,
+    update_checkpoint: Arc<str>,
+    park: Arc<str>,
+    dead_letters: Arc<str>,
+    unpark: Arc<str>,
 }
 
 impl Statements {
@@ -497,6 +505,11 @@ impl Statements {
         let records = format!("{schema}.machine_records");
         let keys = format!("{schema}.machine_keys");
         let history = format!("{schema}.machine_history");
+        let processors = format!("{schema}.machine_processors");
+        let dead_letters = format!("{schema}.machine_dead_letters");
+        // The feed's visibility rule, shared by `feed` and `behind`: only
+        // rows of transactions older than every one still running.
+        let visible = "h.tx < pg_snapshot_xmin(pg_current_snapshot())";
         let epoch_ms = |column: &str| format!("(extract(epoch from {column}) * 1000)::bigint");
         let change_columns = format!(
             "h.seq, h.tx::text AS tx, h.machine, h.id, h.version, h.command::text AS command, h.origin, h.kind,
@@ -547,7 +560,7 @@ impl Statements {
                         p.schema_version::bigint AS schema_before
                  FROM {history} h
                  LEFT JOIN {history} p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
-                 WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND h.tx < pg_snapshot_xmin(pg_current_snapshot())
+                 WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND {visible}
                  ORDER BY h.tx, h.seq LIMIT $3"
             )
             .into(),
@@ -606,6 +619,42 @@ impl Statements {
             disarm: format!(
                 "UPDATE {records} SET due_at = NULL
                  WHERE machine = $1 AND id = $2 AND version = $3 AND due_at IS NOT NULL"
+            )
+            .into(),
+            // What `feed` could return after ($1 tx, $2 seq), counted.
+            behind: format!("SELECT count(*) FROM {history} h WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND {visible}")
+                .into(),
+            checkpoint: format!(
+                "SELECT cursor_tx, cursor_seq, owner, lease_until, version FROM {processors} WHERE name = $1"
+            )
+            .into(),
+            // $1 name, $2 tx, $3 seq, $4 owner, $5 lease until, $6 version, $7 expected.
+            create_checkpoint: format!(
+                "INSERT INTO {processors} (name, cursor_tx, cursor_seq, owner, lease_until, version)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING"
+            )
+            .into(),
+            update_checkpoint: format!(
+                "UPDATE {processors} SET cursor_tx = $2, cursor_seq = $3, owner = $4, lease_until = $5, version = $6
+                 WHERE name = $1 AND version = $7"
+            )
+            .into(),
+            park: format!(
+                "INSERT INTO {dead_letters}
+                    (processor, cursor_tx, cursor_seq, machine, id, version, error, attempts, parked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (processor, cursor_tx, cursor_seq) DO UPDATE SET
+                    machine = excluded.machine, id = excluded.id, version = excluded.version,
+                    error = excluded.error, attempts = excluded.attempts, parked_at = excluded.parked_at"
+            )
+            .into(),
+            dead_letters: format!(
+                "SELECT cursor_tx, cursor_seq, machine, id, version, error, attempts, parked_at FROM {dead_letters}
+                 WHERE processor = $1 AND (cursor_tx, cursor_seq) > ($2, $3) ORDER BY cursor_tx, cursor_seq LIMIT $4"
+            )
+            .into(),
+            unpark: format!(
+                "DELETE FROM {dead_letters} WHERE processor = $1 AND cursor_tx = $2 AND cursor_seq = $3"
             )
             .into(),
         })
@@ -718,6 +767,102 @@ impl Feed for Postgres {
             .await
             .map_err(pg_error)?;
         rows.iter().map(change).collect()
+    }
+
+    async fn behind(&self, after: Cursor) -> Result<u64, StoreError> {
+        let seq = i64::try_from(after.seq).map_err(|_| out_of_range(format!("cursor {after} is out of range")))?;
+        let counted: i64 = sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.sql.behind)))
+            .bind(after.tx.to_string())
+            .bind(seq)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(u64::try_from(counted).unwrap_or(0))
+    }
+}
+
+/// Checkpoints are saved with one conditional statement each (an insert
+/// that does nothing when the name exists, or an update on the version),
+/// so two instances can never both win a lease.
+impl Checkpoints for Postgres {
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        validate_processor(name)?;
+        let row =
+            Statements::query(&self.sql.checkpoint).bind(name).fetch_optional(&self.pool).await.map_err(pg_error)?;
+        row.map(|row| super::sql::checkpoint(&row, name, pg_error)).transpose()
+    }
+
+    async fn save_checkpoint(
+        &self,
+        name: &str,
+        expected_version: u64,
+        cursor: Cursor,
+        owner: &str,
+        lease_until: u64,
+    ) -> Result<bool, StoreError> {
+        validate_processor(name)?;
+        let next = next_version(PROCESSORS, name, expected_version)?;
+        let (tx, seq) = cursor_to_db(cursor)?;
+        let statement = if expected_version == 0 { &self.sql.create_checkpoint } else { &self.sql.update_checkpoint };
+        let query =
+            Statements::query(statement).bind(name).bind(tx).bind(seq).bind(owner).bind(millis_to_db(lease_until));
+        let query = query.bind(next);
+        let query =
+            if expected_version == 0 { query } else { query.bind(version_to_db(PROCESSORS, name, expected_version)?) };
+        let saved = query.execute(&self.pool).await.map_err(pg_error)?;
+        Ok(saved.rows_affected() == 1)
+    }
+
+    async fn park(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        validate_processor(&letter.processor)?;
+        let (tx, seq) = cursor_to_db(letter.cursor)?;
+        Statements::query(&self.sql.park)
+            .bind(&letter.processor)
+            .bind(tx)
+            .bind(seq)
+            .bind(&letter.machine)
+            .bind(&letter.id)
+            .bind(version_to_db(&letter.machine, &letter.id, letter.version)?)
+            .bind(&letter.error)
+            .bind(i64::from(letter.attempts))
+            .bind(millis_to_db(letter.parked_at))
+            .execute(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        processor: &str,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        validate_processor(processor)?;
+        // (-1, -1) is before every cursor.
+        let (tx, seq) = after.map_or(Ok((-1, -1)), cursor_to_db)?;
+        let rows = Statements::query(&self.sql.dead_letters)
+            .bind(processor)
+            .bind(tx)
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(|row| super::sql::dead_letter(row, processor, pg_error)).collect()
+    }
+
+    async fn unpark(&self, processor: &str, cursor: Cursor) -> Result<bool, StoreError> {
+        validate_processor(processor)?;
+        let (tx, seq) = cursor_to_db(cursor)?;
+        let removed = Statements::query(&self.sql.unpark)
+            .bind(processor)
+            .bind(tx)
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(removed.rows_affected() > 0)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::record::{Change, Cursor, Listed, Origin, Record, Timer};
 use super::timeout::{Timeout, Wait};
+use super::{Checkpoint, DeadLetter};
 use super::{Remember, Remembered};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::{Decode, Row, Type, TypeInfo, ValueRef};
@@ -143,6 +144,74 @@ where
         at: fields.unsigned("at")?,
         expires_at: fields.unsigned("expires_at")?,
     })
+}
+
+/// What a corrupt checkpoint row is named by in [`StoreError::Corrupt`]
+/// (with the processor's name as its id): the table it is stored in.
+pub(crate) const PROCESSORS: &str = "machine_processors";
+
+/// A processor's checkpoint from a row with columns `cursor_tx`,
+/// `cursor_seq`, `owner`, `lease_until` and `version`.
+pub(crate) fn checkpoint<R: Row>(
+    row: &R,
+    name: &str,
+    error: fn(sqlx::Error) -> StoreError,
+) -> Result<Checkpoint, StoreError>
+where
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let fields = Fields::new(row, PROCESSORS, name, error);
+    Ok(Checkpoint {
+        cursor: Cursor { tx: fields.unsigned("cursor_tx")?, seq: fields.unsigned("cursor_seq")? },
+        owner: fields.text("owner")?.to_owned(),
+        lease_until: fields.unsigned("lease_until")?,
+        version: fields.version("version")?,
+    })
+}
+
+/// A dead letter of `processor` from a row with columns `cursor_tx`,
+/// `cursor_seq`, `machine`, `id`, `version`, `error`, `attempts` and
+/// `parked_at`; a corrupt one is named by its record and cursor.
+pub(crate) fn dead_letter<R: Row>(
+    row: &R,
+    processor: &str,
+    error: fn(sqlx::Error) -> StoreError,
+) -> Result<DeadLetter, StoreError>
+where
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let mut fields = Fields::new(row, UNREADABLE, UNREADABLE, error);
+    let machine = fields.text("machine")?;
+    fields.machine = machine;
+    let id = fields.text("id")?;
+    fields.id = id;
+    let cursor = Cursor { tx: fields.unsigned("cursor_tx")?, seq: fields.unsigned("cursor_seq")? };
+    fields.entry = Some(cursor);
+    let attempts = fields.integer("attempts")?;
+    let attempts =
+        u32::try_from(attempts).map_err(|_| fields.corrupt(&format!("stored attempts {attempts} is out of range")))?;
+    Ok(DeadLetter {
+        processor: processor.to_owned(),
+        cursor,
+        machine: machine.to_owned(),
+        id: id.to_owned(),
+        version: fields.version("version")?,
+        error: fields.text("error")?.to_owned(),
+        attempts,
+        parked_at: fields.unsigned("parked_at")?,
+    })
+}
+
+/// A cursor's two parts as the database's signed 64-bit integers.
+pub(crate) fn cursor_to_db(cursor: Cursor) -> Result<(i64, i64), StoreError> {
+    match (i64::try_from(cursor.tx), i64::try_from(cursor.seq)) {
+        (Ok(tx), Ok(seq)) => Ok((tx, seq)),
+        _ => Err(out_of_range(format!("cursor {cursor} is out of range"))),
+    }
 }
 
 /// A fingerprint in a signed 64-bit column, bit for bit.

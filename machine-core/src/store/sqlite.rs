@@ -6,9 +6,10 @@ mod schema;
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
 use super::record::{Change, Commit, Cursor, Listed, Record, Timer};
 use super::sql::{
-    Fields, acquire_error, backend, fingerprint_to_db, key_taken, millis_to_db, next_version, now_millis, out_of_range,
-    version_to_db,
+    Fields, acquire_error, backend, cursor_to_db, fingerprint_to_db, key_taken, millis_to_db, next_version, now_millis,
+    out_of_range, version_to_db,
 };
+use super::{Checkpoint, Checkpoints, DeadLetter, validate_processor};
 use super::{Feed, Query, Remembered, Store};
 use super::{Migration, Timeout, Wait};
 use crate::error::{StoreError, VersionConflict};
@@ -672,6 +673,139 @@ impl Feed for Sqlite {
         .await
         .map_err(sqlite_error)?;
         rows.iter().map(change).collect()
+    }
+
+    async fn behind(&self, after: Cursor) -> Result<u64, StoreError> {
+        let after = i64::try_from(after.seq).map_err(|_| out_of_range(format!("cursor {after} is out of range")))?;
+        let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM machine_history WHERE seq > ?")
+            .bind(after)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sqlite_error)?;
+        Ok(u64::try_from(counted).unwrap_or(0))
+    }
+}
+
+/// Checkpoints are saved with one conditional statement each (an insert
+/// that does nothing when the name exists, or an update on the version), so
+/// two instances can never both win a lease.
+impl Checkpoints for Sqlite {
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        validate_processor(name)?;
+        let row = sqlx::query(
+            "SELECT cursor_tx, cursor_seq, owner, lease_until, version FROM machine_processors WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        row.map(|row| super::sql::checkpoint(&row, name, sqlite_error)).transpose()
+    }
+
+    async fn save_checkpoint(
+        &self,
+        name: &str,
+        expected_version: u64,
+        cursor: Cursor,
+        owner: &str,
+        lease_until: u64,
+    ) -> Result<bool, StoreError> {
+        validate_processor(name)?;
+        let next = next_version(super::sql::PROCESSORS, name, expected_version)?;
+        let (tx, seq) = cursor_to_db(cursor)?;
+        let saved = if expected_version == 0 {
+            sqlx::query(
+                "INSERT INTO machine_processors (name, cursor_tx, cursor_seq, owner, lease_until, version)
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(name)
+            .bind(tx)
+            .bind(seq)
+            .bind(owner)
+            .bind(millis_to_db(lease_until))
+            .bind(next)
+            .execute(&self.pool)
+            .await
+        } else {
+            sqlx::query(
+                "UPDATE machine_processors SET cursor_tx = ?, cursor_seq = ?, owner = ?, lease_until = ?, version = ?
+                 WHERE name = ? AND version = ?",
+            )
+            .bind(tx)
+            .bind(seq)
+            .bind(owner)
+            .bind(millis_to_db(lease_until))
+            .bind(next)
+            .bind(name)
+            .bind(version_to_db(super::sql::PROCESSORS, name, expected_version)?)
+            .execute(&self.pool)
+            .await
+        }
+        .map_err(sqlite_error)?;
+        Ok(saved.rows_affected() == 1)
+    }
+
+    async fn park(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        validate_processor(&letter.processor)?;
+        let (tx, seq) = cursor_to_db(letter.cursor)?;
+        sqlx::query(
+            "INSERT INTO machine_dead_letters
+                (processor, cursor_tx, cursor_seq, machine, id, version, error, attempts, parked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (processor, cursor_tx, cursor_seq) DO UPDATE SET
+                machine = excluded.machine, id = excluded.id, version = excluded.version, error = excluded.error,
+                attempts = excluded.attempts, parked_at = excluded.parked_at",
+        )
+        .bind(&letter.processor)
+        .bind(tx)
+        .bind(seq)
+        .bind(&letter.machine)
+        .bind(&letter.id)
+        .bind(version_to_db(&letter.machine, &letter.id, letter.version)?)
+        .bind(&letter.error)
+        .bind(i64::from(letter.attempts))
+        .bind(millis_to_db(letter.parked_at))
+        .execute(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        processor: &str,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        validate_processor(processor)?;
+        // (-1, -1) is before every cursor.
+        let (tx, seq) = after.map_or(Ok((-1, -1)), cursor_to_db)?;
+        let rows = sqlx::query(
+            "SELECT cursor_tx, cursor_seq, machine, id, version, error, attempts, parked_at FROM machine_dead_letters
+             WHERE processor = ? AND (cursor_tx, cursor_seq) > (?, ?) ORDER BY cursor_tx, cursor_seq LIMIT ?",
+        )
+        .bind(processor)
+        .bind(tx)
+        .bind(seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        rows.iter().map(|row| super::sql::dead_letter(row, processor, sqlite_error)).collect()
+    }
+
+    async fn unpark(&self, processor: &str, cursor: Cursor) -> Result<bool, StoreError> {
+        validate_processor(processor)?;
+        let (tx, seq) = cursor_to_db(cursor)?;
+        let removed =
+            sqlx::query("DELETE FROM machine_dead_letters WHERE processor = ? AND cursor_tx = ? AND cursor_seq = ?")
+                .bind(processor)
+                .bind(tx)
+                .bind(seq)
+                .execute(&self.pool)
+                .await
+                .map_err(sqlite_error)?;
+        Ok(removed.rows_affected() > 0)
     }
 }
 

@@ -3,13 +3,13 @@
 
 use crate::error::Error;
 use crate::machine::AsyncMachine;
+use crate::process::stopping;
 use crate::runner::Runner;
 use crate::store::{Query, Timer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::pin;
-use std::task::{Context, Waker};
 use std::time::Duration;
 
 /// Fires the timers of one machine's due records: every record whose state
@@ -121,6 +121,7 @@ impl Swept {
 }
 
 /// What became of one due record.
+#[expect(clippy::enum_variant_names, reason = "each variant is a past participle, as the Swept counters are named")]
 enum Fired {
     Fired,
     Skipped,
@@ -243,11 +244,6 @@ where
         }
         fired
     }
-}
-
-/// Whether `shutdown` has completed, without waiting for it.
-fn stopping<S: Future<Output = ()>>(shutdown: &mut std::pin::Pin<&mut S>) -> bool {
-    shutdown.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready()
 }
 
 /// Sends one due record its timer command and says what became of it.

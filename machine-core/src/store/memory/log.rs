@@ -161,6 +161,15 @@ impl Log {
         Ok(self.changes.range(skip.min(self.changes.len())..).take(limit).cloned().collect())
     }
 
+    /// How many changes come after `after` (what [`after`](Self::after)
+    /// would return without a limit), or the same error.
+    pub(super) fn behind(&self, after: Cursor) -> Result<u64, StoreError> {
+        if after.seq < self.trimmed {
+            return Err(StoreError::FeedCompacted { after, oldest: Cursor { tx: 0, seq: self.trimmed + 1 } });
+        }
+        Ok(self.last.saturating_sub(after.seq))
+    }
+
     pub(super) fn len(&self) -> usize {
         self.changes.len()
     }

@@ -3,6 +3,7 @@
 //! last-writer-wins; the runner's states are kept typed, so a command costs
 //! no JSON unless something reads the store as JSON.
 
+mod checkpoint;
 mod log;
 
 pub use log::Retention;
@@ -68,6 +69,8 @@ struct Inner {
     /// Records with a due time, in due order per machine: the index
     /// [`Query::due`] reads. Taken last, after a shard (and the feed).
     timers: Mutex<BTreeSet<TimerKey>>,
+    /// Processor checkpoints and dead letters, apart from the records.
+    processors: Mutex<checkpoint::Processors>,
     retention: Retention,
 }
 
@@ -81,6 +84,7 @@ impl Default for Inner {
             shards: std::array::from_fn(|_| Mutex::default()),
             log: Mutex::default(),
             timers: Mutex::default(),
+            processors: Mutex::default(),
             retention: Retention::default(),
         }
     }
@@ -640,6 +644,10 @@ impl Feed for Memory {
         let page = self.log().after(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
         // Encoded outside the lock: writers never wait for a reader's JSON.
         page.iter().map(|logged| logged.change()).collect()
+    }
+
+    async fn behind(&self, after: Cursor) -> Result<u64, StoreError> {
+        self.log().behind(after)
     }
 }
 

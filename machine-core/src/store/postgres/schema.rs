@@ -3,7 +3,7 @@
 
 /// The schema's migrations, in order. Text columns compared or sorted by the
 /// store use the "C" collation, so ids order by bytes as in every other store.
-pub(super) fn migrations(schema: &str) -> [(i32, String); 5] {
+pub(super) fn migrations(schema: &str) -> [(i32, String); 6] {
     [
         (
             1,
@@ -82,6 +82,35 @@ pub(super) fn migrations(schema: &str) -> [(i32, String); 5] {
                 "ALTER TABLE {schema}.machine_records ADD COLUMN due_at bigint;
                  CREATE INDEX machine_records_due ON {schema}.machine_records (machine, due_at, id)
                      WHERE due_at IS NOT NULL;"
+            ),
+        ),
+        // Change-feed processors: a checkpoint and lease per name, compared
+        // and set by version, and the entries their handlers parked.
+        // Cursors are kept as their two integers, so dead letters sort in
+        // feed order; times are the runner's milliseconds.
+        (
+            7,
+            format!(
+                "CREATE TABLE {schema}.machine_processors (
+                    name text COLLATE \"C\" PRIMARY KEY,
+                    cursor_tx bigint NOT NULL,
+                    cursor_seq bigint NOT NULL,
+                    owner text NOT NULL,
+                    lease_until bigint NOT NULL,
+                    version bigint NOT NULL CHECK (version > 0)
+                 );
+                 CREATE TABLE {schema}.machine_dead_letters (
+                    processor text COLLATE \"C\" NOT NULL,
+                    cursor_tx bigint NOT NULL,
+                    cursor_seq bigint NOT NULL,
+                    machine text NOT NULL,
+                    id text NOT NULL,
+                    version bigint NOT NULL,
+                    error text NOT NULL,
+                    attempts bigint NOT NULL,
+                    parked_at bigint NOT NULL,
+                    PRIMARY KEY (processor, cursor_tx, cursor_seq)
+                 );"
             ),
         ),
     ]

@@ -115,6 +115,33 @@ const MIGRATIONS: &[Migration] = &[
         script: "ALTER TABLE machine_records ADD COLUMN due_at INTEGER;
         CREATE INDEX machine_records_due ON machine_records (machine, due_at, id) WHERE due_at IS NOT NULL;",
     },
+    // Change-feed processors: a checkpoint and lease per name, compared
+    // and set by version, and the entries their handlers parked. Cursors
+    // are kept as their two integers, so dead letters sort in feed order.
+    Migration {
+        version: 8,
+        refuse: None,
+        script: "CREATE TABLE machine_processors (
+            name TEXT NOT NULL PRIMARY KEY,
+            cursor_tx INTEGER NOT NULL,
+            cursor_seq INTEGER NOT NULL,
+            owner TEXT NOT NULL,
+            lease_until INTEGER NOT NULL,
+            version INTEGER NOT NULL CHECK (version > 0)
+        ) WITHOUT ROWID;
+        CREATE TABLE machine_dead_letters (
+            processor TEXT NOT NULL,
+            cursor_tx INTEGER NOT NULL,
+            cursor_seq INTEGER NOT NULL,
+            machine TEXT NOT NULL,
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            error TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            parked_at INTEGER NOT NULL,
+            PRIMARY KEY (processor, cursor_tx, cursor_seq)
+        ) WITHOUT ROWID;",
+    },
 ];
 
 /// The table that records applied versions, created if missing.
