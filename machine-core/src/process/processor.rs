@@ -469,8 +469,6 @@ fn just_before(cursor: Cursor) -> Cursor {
     }
 }
 
-/// Whether `shutdown` has completed, without waiting for it.
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -92,11 +92,11 @@ where
     pub fn new(runner: Runner<M, St>) -> Self {
         Self {
             runner,
-            backoff: Backoff::Exponential(Duration::from_secs(60)),
-            max_wait: Duration::from_secs(3_600),
+            backoff: Backoff::Exponential(Duration::from_mins(1)),
+            max_wait: Duration::from_hours(1),
             limit: 5,
             page: 100,
-            every: Duration::from_secs(60),
+            every: Duration::from_mins(1),
         }
     }
 
