@@ -238,6 +238,33 @@ pub(crate) async fn batches_are_configurable(store: impl Harness + Checkpoints) 
     }
     assert_eq!(reads, [(4, true), (4, true), (2, false)]);
     assert_eq!(seen.log(), written, "every change once, in feed order");
+
+    // Run in a task of its own until shut down: it picks up new changes.
+    let processor = Arc::new(processor.every(Duration::from_millis(1)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let processor = Arc::clone(&processor);
+        async move {
+            processor
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    let runner = Runner::<Tallies, _>::new(store.clone(), ());
+    write_tallies(&runner, 2, 1).await;
+    visible(&store, 12).await;
+    for _ in 0..400 {
+        if seen.log().len() == 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(()).unwrap();
+    let total = running.await.unwrap();
+    assert_eq!((total.read, total.delivered), (2, 2));
+    assert_eq!(processor.lag().await.unwrap(), 0);
 }
 
 pub(crate) async fn a_processor_resumes_from_its_checkpoint_after_a_crash(store: impl Harness + Checkpoints) {
