@@ -59,6 +59,7 @@ pub mod observe;
 mod observe;
 mod panic;
 pub mod queue;
+pub mod retention;
 pub mod retry;
 mod runner;
 mod state;

@@ -7,6 +7,7 @@
 mod boundary;
 mod corrupt;
 pub(crate) mod evolution;
+mod retention;
 
 #[allow(unused_imports)] // as for dead code: not every test binary runs these
 pub(crate) use boundary::{
@@ -24,6 +25,14 @@ pub(crate) use evolution::{
     an_unreadable_history_entry_leaves_the_others_readable, every_record_of_a_machine_is_listed_in_pages,
     fixtures_of_older_releases_read_through_the_current_code, migrate_rewrites_old_records_through_the_pipeline,
     newer_schema_records_are_refused_and_never_overwritten, schema_versions_round_trip_through_every_read,
+};
+#[allow(unused_imports)]
+pub(crate) use retention::{
+    a_lost_removal_reply_is_not_found_when_asked_again, a_removed_id_starts_afresh,
+    a_removed_record_stays_in_the_feed_until_pruned, a_terminal_record_is_removed_whole,
+    a_writer_racing_the_removal_wins_or_loses_whole, finished_records_are_removed_by_a_run,
+    pruning_takes_the_oldest_history_and_tells_consumers_behind, pruning_while_writing_never_skips_silently,
+    removal_is_conditional_on_version_and_kind,
 };
 
 use machine_core::prelude::*;

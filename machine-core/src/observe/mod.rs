@@ -60,6 +60,8 @@ pub(crate) enum Op {
     Group { size: usize },
     /// `Runner::migrate` rewriting one record at the current schema version.
     Migrate,
+    /// `Runner::remove`, or `Runner::remove_terminal` removing one record.
+    Remove,
 }
 
 /// How a call that returned `Ok` ended, as its driver describes it.

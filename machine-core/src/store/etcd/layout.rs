@@ -345,8 +345,7 @@ pub(super) fn change(keys: &Keys, key: &[u8], value: &[u8], revision: i64) -> Re
     }
     let origin = fields.text("origin")?;
     let origin = Origin::parse(origin).ok_or_else(|| {
-        fields
-            .corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery, migration)"))
+        fields.corrupt(&format!("stored origin {origin:?} is not one this version knows ({})", Origin::known()))
     })?;
     Ok(Change {
         cursor,
