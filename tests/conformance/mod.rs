@@ -68,6 +68,14 @@ pub(crate) trait Harness: Store + Feed + Query + Clone {
 
     /// Deletes every row of record `(machine, id)`.
     fn remove_rows(&self, machine: &str, id: &str) -> impl Future<Output = ()> + Send;
+
+    /// Whether [`Store::prune_history`] shortens the feed (a cursor behind
+    /// what it deleted gets `FeedCompacted`), or leaves the feed whole
+    /// (etcd, whose feed is its revision history until the cluster compacts).
+    /// Either way no cursor ever silently skips a change.
+    fn prunes_the_feed(&self) -> bool {
+        true
+    }
 }
 
 /// A value as another program might have stored it in a column.

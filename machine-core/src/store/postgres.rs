@@ -39,8 +39,10 @@ use std::time::Duration;
 ///   `retryable: true`. Waits are bounded ([`PostgresOptions`]: connect,
 ///   acquire, statement); one that runs out is retryable too, with a
 ///   [`Timeout`](super::Timeout) naming it.
-/// - **Schema**: tables `machine_records`, `machine_history` and
-///   `machine_migrations` in a schema of your choice (`public` by default),
+/// - **Schema**: tables `machine_records`, `machine_history`, `machine_keys`,
+///   `machine_removed` and `machine_pruned` (retention: see
+///   [`Store::remove`], [`Store::prune_history`]) and `machine_migrations` in
+///   a schema of your choice (`public` by default),
 ///   created or migrated on connect under an advisory lock, so instances that
 ///   start together apply each migration once; or, with
 ///   [`PostgresOptions::migrate`]`(false)`, only checked, for a role without
@@ -49,7 +51,15 @@ use std::time::Duration;
 ///   by `(transaction, sequence)` and only returns rows of transactions older
 ///   than every transaction still running (`pg_snapshot_xmin`), so a change can
 ///   never appear behind a cursor already handed out, whatever order concurrent
-///   transactions commit in.
+///   transactions commit in. A removed record's rows move to `machine_removed`
+///   with their positions, and the feed reads both tables in that one order;
+///   pruning takes the oldest positions of finished transactions only and
+///   leaves its watermark in `machine_pruned`, so a cursor behind it is
+///   [`StoreError::FeedCompacted`].
+/// - **Removal** ([`Store::remove`]) is one statement: the record's
+///   conditional `DELETE` gates the move of its history, the deletion of its
+///   keys and the removal entry, so a writer holding the record's row lock
+///   commits first and the removal then finds another version and conflicts.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), machine_core::StoreError> {

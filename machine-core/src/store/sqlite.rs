@@ -35,7 +35,12 @@ use tokio::sync::OwnedMutexGuard;
 ///
 /// The change feed needs no extra care: SQLite commits one writer at a time
 /// and sequence numbers are assigned inside that writer's transaction, so
-/// they become visible in order.
+/// they become visible in order. Retention ([`Store::remove`],
+/// [`Store::prune_history`]) runs under the same write lock: a removed
+/// record's history moves to `machine_removed` with its sequence numbers
+/// (the feed reads both tables in `seq` order), and pruning leaves its
+/// watermark in `machine_pruned`, so a cursor behind it is
+/// [`StoreError::FeedCompacted`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), machine_core::StoreError> {

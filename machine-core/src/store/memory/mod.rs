@@ -37,6 +37,10 @@ const SHARDS: usize = 64;
 /// its JSON, with [`StoreError::Corrupt`].
 ///
 /// History is kept per [`Retention`] (bounded by default).
+/// [`Store::prune_history`] drops entries by age as well, and
+/// [`Store::remove`] removes a record under its shard's lock; the feed
+/// keeps a removed record's entries, which it shares with the record's
+/// history, until retention or pruning drops them.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
