@@ -293,7 +293,9 @@ pub(crate) async fn a_writer_racing_the_removal_wins_or_loses_whole(store: impl 
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let removed = runner.remove("hot").await.unwrap();
+    // Spawned, as a service would: the removal's future is `Send`.
+    let job = runner.clone();
+    let removed = tokio::spawn(async move { job.remove("hot").await }).await.unwrap().unwrap();
     let mut highest = 0;
     for writer in writers {
         highest = highest.max(writer.await.unwrap());
@@ -314,7 +316,7 @@ pub(crate) async fn a_writer_racing_the_removal_wins_or_loses_whole(store: impl 
 
 pub(crate) async fn a_lost_removal_reply_is_not_found_when_asked_again(store: impl Harness) {
     use TicketCommand::{Close, Open};
-    let faulty = FaultyStore::new(store).fault(Op::Remove, Fault::LostReply, Schedule::calls([1]));
+    let faulty = FaultyStore::new(store.clone()).fault(Op::Remove, Fault::LostReply, Schedule::calls([1]));
     let runner = Runner::<Tickets, _>::new(faulty, ());
     send(&runner, "t", &[Open, Close]).await;
     let lost = runner.remove("t").await.unwrap_err();
@@ -322,6 +324,14 @@ pub(crate) async fn a_lost_removal_reply_is_not_found_when_asked_again(store: im
     let again = runner.remove("t").await.unwrap_err();
     assert!(matches!(again, Error::NotFound { .. }), "it was removed: {again:?}");
     assert_eq!(runner.store().calls(Op::Remove), 1, "a missing record is not sent a removal");
+
+    // A removal that loses a race is retried by the policy, like a command.
+    let faulty = FaultyStore::new(store).fault(Op::Remove, Fault::Conflict, Schedule::calls([1, 2]));
+    let runner = Runner::<Tickets, _>::new(faulty, ()).retry(Retry::fixed(Duration::ZERO));
+    send(&runner, "u", &[Open, Close]).await;
+    assert_eq!(runner.remove("u").await.unwrap().version, 2);
+    assert_eq!(runner.store().calls(Op::Remove), 3);
+    assert!(runner.get("u").await.unwrap().is_none());
 }
 
 /// An archive that keeps what it is given, refuses `refuse`, and notes
@@ -392,7 +402,9 @@ pub(crate) async fn finished_records_are_removed_by_a_run(store: impl Harness) {
     }
     let shelf = Arc::new(Shelf { kept: Mutex::default(), refuse: "a-3", meddle: Some(("a-moved", runner.clone())) });
     let terminal = Terminal::default().after("a-0").page(10).archive(ArcShelf(Arc::clone(&shelf)));
-    let done = runner.remove_terminal(terminal).await.unwrap();
+    // Spawned, as a periodic job would be: the run's future is `Send`.
+    let job = runner.clone();
+    let done = tokio::spawn(async move { job.remove_terminal(terminal).await }).await.unwrap().unwrap();
     let progress = &done.progress;
     assert_eq!((progress.scanned, progress.removed, progress.skipped, progress.failed), (5, 3, 1, 1), "{progress:?}");
     assert_eq!(done.failures.len(), 1);

@@ -255,6 +255,7 @@ where
         let mut progress = Progress { last_id: terminal.after.clone(), ..Progress::default() };
         let mut failures = Vec::new();
         let page = usize::try_from(terminal.page).unwrap_or(usize::MAX);
+        // A machine without terminal states has nothing to remove.
         while !kinds.is_empty() {
             // The first `page` ids of each kind hold the first `page` ids of
             // all of them; a record that changed kind between two reads is

@@ -550,9 +550,9 @@ impl Etcd {
             let txn = |chunk: &[(Vec<u8>, i64)]| {
                 let compares =
                     chunk.iter().map(|(key, rev)| Compare::mod_revision(key.clone(), CompareOp::Equal, *rev));
-                let deletes = chunk.iter().map(|(key, _)| TxnOp::delete(key.clone(), None));
+                let ops = chunk.iter().map(|(key, _)| TxnOp::delete(key.clone(), None));
                 let bytes = chunk.iter().map(|(key, _)| key.len() * 2 + 16).sum();
-                (Txn::new().when(compares.collect::<Vec<_>>()).and_then(deletes.collect::<Vec<_>>()), bytes)
+                (Txn::new().when(compares.collect::<Vec<_>>()).and_then(ops.collect::<Vec<_>>()), bytes)
             };
             let (batch, bytes) = txn(chunk);
             let sent = Sent::Write { operations: chunk.len(), bytes };
