@@ -605,7 +605,13 @@ impl Statements {
             )
             .into(),
             pruned: format!("SELECT tx::text AS tx, seq FROM {pruned}").into(),
-            prune_lock: format!("SELECT seq FROM {pruned} FOR UPDATE").into(),
+            // The watermark row is written by the migration; put back if
+            // something deleted it, so pruning never goes unrecorded.
+            prune_lock: format!(
+                "WITH kept AS (INSERT INTO {pruned} (tx, seq) VALUES ('0', 0) ON CONFLICT DO NOTHING)
+                 SELECT seq FROM {pruned} FOR UPDATE"
+            )
+            .into(),
             // The feed's oldest `$1` entries that no running transaction can
             // still add to, with their times.
             oldest: {

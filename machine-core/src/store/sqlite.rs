@@ -762,11 +762,16 @@ impl Store for Sqlite {
             let deleted = sqlx::query(table).bind(cut).execute(held.conn()?).await.map_err(sqlite_error)?;
             pruned += deleted.rows_affected();
         }
-        sqlx::query("UPDATE machine_pruned SET seq = max(seq, ?)")
-            .bind(cut)
-            .execute(held.conn()?)
-            .await
-            .map_err(sqlite_error)?;
+        // The row is written by the migration; put back if something
+        // deleted it, so pruning never goes unrecorded.
+        sqlx::query(
+            "INSERT INTO machine_pruned (one, seq) VALUES (1, ?1)
+             ON CONFLICT (one) DO UPDATE SET seq = max(seq, excluded.seq)",
+        )
+        .bind(cut)
+        .execute(held.conn()?)
+        .await
+        .map_err(sqlite_error)?;
         held.finish().await?;
         Ok(pruned)
     }
