@@ -347,6 +347,10 @@ impl Harness for Etcd {
         }
         client.delete(history_prefix, Some(etcd_client::DeleteOptions::new().with_prefix())).await.expect("remove");
     }
+
+    fn prunes_the_feed(&self) -> bool {
+        false
+    }
 }
 
 /// One `#[tokio::test]` per conformance case and store.
@@ -438,6 +442,15 @@ conformance!(
     one_instance_per_name_delivers_while_its_lease_stands,
     a_failing_handler_backs_off_then_parks_and_is_redriven,
     an_undecodable_entry_is_parked_not_fatal,
+    a_terminal_record_is_removed_whole,
+    removal_is_conditional_on_version_and_kind,
+    a_removed_id_starts_afresh,
+    a_writer_racing_the_removal_wins_or_loses_whole,
+    a_lost_removal_reply_is_not_found_when_asked_again,
+    finished_records_are_removed_by_a_run,
+    pruning_takes_the_oldest_history_and_tells_consumers_behind,
+    a_removed_record_stays_in_the_feed_until_pruned,
+    pruning_while_writing_never_skips_silently,
 );
 
 // Every case but the 3,200 contended increments, which take two minutes on
@@ -474,6 +487,15 @@ conformance_etcd!(
     newer_schema_records_are_refused_and_never_overwritten,
     an_unreadable_history_entry_leaves_the_others_readable,
     migrate_rewrites_old_records_through_the_pipeline,
+    a_terminal_record_is_removed_whole,
+    removal_is_conditional_on_version_and_kind,
+    a_removed_id_starts_afresh,
+    a_writer_racing_the_removal_wins_or_loses_whole,
+    a_lost_removal_reply_is_not_found_when_asked_again,
+    finished_records_are_removed_by_a_run,
+    pruning_takes_the_oldest_history_and_tells_consumers_behind,
+    a_removed_record_stays_in_the_feed_until_pruned,
+    pruning_while_writing_never_skips_silently,
 );
 
 // ---------------------------------------------------------------------------

@@ -664,7 +664,7 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
                 });
             }
             let value = Deliberated::Replayed { committed_at: stored.at };
-            return Ok(Plan { writes: Vec::new(), keys: Vec::new(), value });
+            return Ok(Plan { writes: Vec::new(), keys: Vec::new(), remove: None, value });
         }
         let mut drafted: Vec<Loaded> = Vec::with_capacity(loaded.len());
         for (read, record) in self.reads.iter().zip(loaded) {
@@ -712,7 +712,7 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
                 due: p.due,
             })
             .collect();
-        Ok(Plan { writes, keys, value: Deliberated::Decided(verdict, wrote) })
+        Ok(Plan { writes, keys, remove: None, value: Deliberated::Decided(verdict, wrote) })
     }
 }
 

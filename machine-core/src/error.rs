@@ -107,9 +107,12 @@ pub enum StoreError {
     },
     /// The feed no longer holds the changes right after `after`: they were
     /// dropped by the store's retention (the memory store's
-    /// [`Retention`](crate::store::Retention)) or compaction. A consumer
-    /// that must not miss a change rebuilds from the records and resumes
-    /// from `oldest`'s predecessor; asking again cannot help.
+    /// [`Retention`](crate::store::Retention)), by
+    /// [`Store::prune_history`](crate::store::Store::prune_history), or by
+    /// etcd's compaction. A consumer that must not miss a change rebuilds
+    /// from the records and resumes from `oldest`'s predecessor (on the
+    /// memory and SQL stores `Cursor { seq: oldest.seq - 1, ..oldest }`, the
+    /// last change dropped); asking again cannot help.
     FeedCompacted {
         /// The cursor asked for.
         after: crate::store::Cursor,
@@ -119,7 +122,8 @@ pub enum StoreError {
     /// The store does not implement what the call needs (a store of your own
     /// that keeps no idempotency keys, say). Nothing was written.
     Unsupported {
-        /// What is missing: `"idempotency keys"`.
+        /// What is missing: `"idempotency keys"`, `"removing records"`,
+        /// `"pruning history"`.
         what: &'static str,
     },
     /// The database lacks schema migrations this version needs, and the
@@ -489,6 +493,37 @@ pub enum Error<E> {
         version: u64,
     },
 
+    /// [`Runner::remove`](crate::Runner::remove) found the record in a
+    /// state that is not `#[state(terminal)]`: only finished records are
+    /// removed. Nothing was removed. Also what a
+    /// [`Runner::remove_terminal`](crate::Runner::remove_terminal) run told
+    /// to remove a kind that is not one of the machine's terminal kinds
+    /// fails with at once (`id: None`).
+    #[error("{} is in state {state}, which is not terminal: nothing removed", Record(.machine, .id))]
+    NotTerminal {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id (`None`: a kind a run was told, not a record).
+        id: Option<String>,
+        /// The kind of its current state.
+        state: &'static str,
+    },
+
+    /// The [`Archive`](crate::retention::Archive) of a
+    /// [`Runner::remove_terminal`](crate::Runner::remove_terminal) run
+    /// refused the record at `version`, so it was not removed.
+    #[error("archiving {machine} {id:?} at version {version} failed, so it was not removed: {source}")]
+    Archive {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// The version handed to the archive.
+        version: u64,
+        /// The archive's error.
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+
     /// The store failed.
     #[error("store error: {0}")]
     Store(#[source] StoreError),
@@ -564,6 +599,8 @@ impl<E> Error<E> {
             Self::AlreadyExists { machine, id, version } => Error::AlreadyExists { machine, id, version },
             Self::NotFound { machine, id } => Error::NotFound { machine, id },
             Self::KeyReused { machine, id, key, version } => Error::KeyReused { machine, id, key, version },
+            Self::NotTerminal { machine, id, state } => Error::NotTerminal { machine, id, state },
+            Self::Archive { machine, id, version, source } => Error::Archive { machine, id, version, source },
             Self::Store(e) => Error::Store(e),
         }
     }
@@ -612,6 +649,10 @@ impl<E> Error<E> {
             Self::NotFound { machine, id } => Error::NotFound { machine, id: id.clone() },
             Self::KeyReused { machine, id, key, version } => {
                 Error::KeyReused { machine, id: id.clone(), key: key.clone(), version: *version }
+            }
+            Self::NotTerminal { machine, id, state } => Error::NotTerminal { machine, id: id.clone(), state },
+            Self::Archive { machine, id, version, source } => {
+                Error::Archive { machine, id: id.clone(), version: *version, source: Arc::clone(source) }
             }
             Self::Store(store) => Error::Store(store.clone()),
         })

@@ -60,6 +60,7 @@ mod observe;
 mod panic;
 pub mod process;
 pub mod queue;
+pub mod retention;
 pub mod retry;
 mod runner;
 mod state;

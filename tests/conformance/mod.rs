@@ -9,6 +9,7 @@ mod corrupt;
 pub(crate) mod evolution;
 mod processors;
 mod recovery;
+mod retention;
 mod timers;
 
 #[allow(unused_imports)] // as for dead code: not every test binary runs these
@@ -37,6 +38,14 @@ pub(crate) use processors::{
 #[allow(unused_imports)]
 pub(crate) use recovery::{
     concurrent_recoveries_replay_each_failure_once, failures_are_replayed_after_their_backoff_then_left,
+};
+#[allow(unused_imports)]
+pub(crate) use retention::{
+    a_lost_removal_reply_is_not_found_when_asked_again, a_removed_id_starts_afresh,
+    a_removed_record_stays_in_the_feed_until_pruned, a_terminal_record_is_removed_whole,
+    a_writer_racing_the_removal_wins_or_loses_whole, finished_records_are_removed_by_a_run,
+    pruning_takes_the_oldest_history_and_tells_consumers_behind, pruning_while_writing_never_skips_silently,
+    removal_is_conditional_on_version_and_kind,
 };
 #[allow(unused_imports)]
 pub(crate) use timers::{
@@ -77,6 +86,14 @@ pub(crate) trait Harness: Store + Feed + Query + Clone {
 
     /// Deletes every row of record `(machine, id)`.
     fn remove_rows(&self, machine: &str, id: &str) -> impl Future<Output = ()> + Send;
+
+    /// Whether [`Store::prune_history`] shortens the feed (a cursor behind
+    /// what it deleted gets `FeedCompacted`), or leaves the feed whole
+    /// (etcd, whose feed is its revision history until the cluster compacts).
+    /// Either way no cursor ever silently skips a change.
+    fn prunes_the_feed(&self) -> bool {
+        true
+    }
 }
 
 /// A value as another program might have stored it in a column.

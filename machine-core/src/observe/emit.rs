@@ -55,6 +55,8 @@ impl Watch {
             Op::Migrate => tracing::debug_span!(target: TARGET, "migrate",
                 machine, id = Empty, from = Empty, to = Empty, version = Empty,
                 attempts = Empty, outcome = Empty, gap = Empty),
+            Op::Remove => tracing::debug_span!(target: TARGET, "remove",
+                machine, id = Empty, version = Empty, attempts = Empty, outcome = Empty, gap = Empty),
             Op::Decide { reads } => tracing::debug_span!(target: TARGET, "decision",
                 machine, id = Empty, reads, attempts = Empty, outcome = Empty, gap = Empty),
             Op::Group { size } => {
@@ -127,8 +129,8 @@ impl Watch {
                 }
             }
             // A group's callers are each counted by their own watch; a
-            // migration reports its progress to its caller.
-            Op::Group { .. } | Op::Migrate => {}
+            // migration or a removal run reports its progress to its caller.
+            Op::Group { .. } | Op::Migrate | Op::Remove => {}
         }
         if let Some(error) = error {
             span.in_scope(|| self.failed(id, error));

@@ -62,6 +62,8 @@ pub(crate) enum Op {
     Migrate,
     /// `Runner::fire`: a due state's timer command.
     Fire,
+    /// `Runner::remove`, or `Runner::remove_terminal` removing one record.
+    Remove,
 }
 
 /// How a call that returned `Ok` ended, as its driver describes it.

@@ -27,6 +27,8 @@ pub(super) fn of_error<E>(err: &Error<E>) -> Ended {
         Error::AlreadyExists { .. } => ("already_exists", None),
         Error::NotFound { .. } => ("not_found", None),
         Error::KeyReused { .. } => ("key_reused", None),
+        Error::NotTerminal { .. } => ("not_terminal", None),
+        Error::Archive { .. } => ("archive_failed", None),
         Error::Decode(_) | Error::Encode { .. } | Error::Store(StoreError::Corrupt { .. }) => ("bad_data", None),
         Error::Store(StoreError::InvalidKey { .. }) => ("invalid_key", None),
         Error::Store(_) => ("store_error", None),

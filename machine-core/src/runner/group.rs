@@ -457,6 +457,6 @@ where
         }
         let to = last.and_then(|at| results[at].as_ref().ok()).map(|saved| saved.state.kind().as_str());
         observe::planned(base.kind().as_str(), to);
-        Ok(Plan { writes, keys, value: results })
+        Ok(Plan { writes, keys, remove: None, value: results })
     }
 }

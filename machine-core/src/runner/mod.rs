@@ -10,7 +10,9 @@ pub(crate) mod migrate;
 mod outcome;
 pub(crate) mod pipeline;
 mod query;
+mod remove;
 pub(crate) mod request;
+pub(crate) mod retention;
 mod session;
 mod tries;
 

@@ -9,7 +9,7 @@ use crate::error::{Error, StoreError};
 use crate::observe::{Ended, Op, Watch};
 use crate::retry::{Call, Clock, Finish, Policy};
 use crate::store::body::{Body, Loaded};
-use crate::store::{Check, Origin, Write};
+use crate::store::{Check, Origin, Remove, Write};
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::future::Future;
@@ -174,6 +174,9 @@ pub(crate) struct Plan<'a, T> {
     pub(crate) writes: Vec<Planned<'a>>,
     /// Idempotency keys to store with the writes (only with writes).
     pub(crate) keys: Vec<Keyed<'a>>,
+    /// A record to remove instead of writing anything (a plan has either
+    /// writes or a removal, never both).
+    pub(crate) remove: Option<Remove<'a>>,
     pub(crate) value: T,
 }
 
@@ -338,10 +341,13 @@ impl Pipeline<'_> {
             let mut plan = step.plan(loaded, recalled, attempt, session.typed()).await?;
             // A record the plan writes is checked by its compare-and-set.
             checks.retain(|check| !plan.writes.iter().any(|w| w.machine == check.machine && w.id == check.id));
-            if plan.writes.is_empty() && checks.is_empty() {
-                return Ok((plan.value, attempt));
-            }
-            match session.commit(&mut plan.writes, checks, &plan.keys).await {
+            let committed = match &plan.remove {
+                // The removal is conditional on the version read, like a write.
+                Some(remove) => session.remove(remove).await,
+                None if plan.writes.is_empty() && checks.is_empty() => return Ok((plan.value, attempt)),
+                None => session.commit(&mut plan.writes, checks, &plan.keys).await,
+            };
+            match committed {
                 Ok(()) => return Ok((plan.value, attempt)),
                 Err(StoreError::Conflict(conflict)) => {
                     // The label is the conflicting read's own `&'static str`.

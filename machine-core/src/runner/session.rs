@@ -6,7 +6,7 @@ use super::pipeline::{Keyed, Planned, Recalled};
 use crate::error::StoreError;
 use crate::store::body::Loaded;
 use crate::store::memory::{KeyPut, Put};
-use crate::store::{Check, Commit, Native, Store};
+use crate::store::{Check, Commit, Native, Remove, Store};
 use std::future::Future;
 
 /// Where an attempt loads and commits: the runner's store, or a transaction
@@ -35,6 +35,13 @@ pub(crate) trait Session: Send {
         checks: Vec<Check<'_>>,
         keys: &[Keyed<'_>],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes a record if it is still as read. Only the runner's own store
+    /// removes; a transaction the caller holds does not.
+    fn remove(&mut self, remove: &Remove<'_>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = remove;
+        std::future::ready(Err(StoreError::Unsupported { what: "removing records in a joined transaction" }))
+    }
 }
 
 /// The writes as the [`Store`] trait takes them.
@@ -124,6 +131,18 @@ impl<St: Store> Session for Direct<'_, St> {
             return Box::pin(held.commit(&commit)).await;
         }
         self.store.commit(commit).await
+    }
+
+    async fn remove(&mut self, remove: &Remove<'_>) -> Result<(), StoreError> {
+        if let Native::Memory(memory) = self.store.native() {
+            return memory.remove_now(remove);
+        }
+        // Inside the transaction the load took the write lock in.
+        #[cfg(feature = "sqlite")]
+        if let Some(held) = self.held.take() {
+            return Box::pin(held.remove(remove)).await;
+        }
+        self.store.remove(*remove).await
     }
 }
 

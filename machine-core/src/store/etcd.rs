@@ -11,13 +11,13 @@ mod layout;
 pub use error::EtcdError;
 
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
-use super::record::{Change, Commit, Cursor, Listed, Record};
+use super::record::{Change, Commit, Cursor, Listed, Origin, Record, Remove};
 use super::{Feed, Query, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
 use error::{Sent, store_error};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp, TxnOpResponse,
-    WatchFilterType, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp,
+    TxnOpResponse, WatchFilterType, WatchOptions,
 };
 use layout::{EntryHeader, Keys, MAX_VERSION, UNREADABLE, prefix_end};
 use std::collections::HashMap;
@@ -57,7 +57,9 @@ const STALE_TRIES: u32 = 3;
 /// | --- | --- |
 /// | `{prefix}r/{machine}\0{id}` | the record: a JSON header line `{"version","kind","updated_at"}`, then the state's JSON verbatim |
 /// | `{prefix}h/{machine}\0{id}\0{version:020}` | one history entry: a header line `{"version","command","origin","kind","at","pos"}`, then the state written |
+/// | `{prefix}h/{machine}\0{id}\x01{revision:020}` | a removal entry ([`Origin::Removal`]): a history entry's header and the state removed; `revision` is the removed record's last |
 /// | `{prefix}k/{machine}\0{kind}\0{id}` | the kind index (empty value) |
+/// | `{prefix}i/{machine}\0{id}\0{key}` | an idempotency key |
 /// | `{prefix}head` | empty; put by every commit that writes, so its `mod_revision` is the revision of the latest change |
 ///
 /// ## How a commit runs
@@ -88,6 +90,17 @@ const STALE_TRIES: u32 = 3;
 /// cursor from before the last compaction is [`StoreError::FeedCompacted`],
 /// never a silent gap. History itself ([`Store::history`]) survives
 /// compaction, as its keys are current keys.
+///
+/// The feed is that revision history, whatever became of the keys since:
+/// an entry's state before is read as of the entry's own revision, and an
+/// entry whose key was deleted since is still delivered. So
+/// [`Store::remove`] (one transaction: the record, its kind index entry, its
+/// history range and its idempotency keys deleted, a removal entry put,
+/// only if the record is unchanged since read) leaves a consumer behind
+/// every change it has not read yet, and [`Store::prune_history`] reclaims
+/// the keyspace of old entries without touching the feed: only etcd's
+/// compaction (`--auto-compaction-retention`, or `compact` by an operator:
+/// it is cluster-wide, so this store never runs it) shortens the feed.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), machine_core::StoreError> {
@@ -482,6 +495,80 @@ impl Etcd {
 }
 
 impl Etcd {
+    /// The transaction removing a record read at `revision`: only if its key
+    /// is still at that revision, the record, its kind index entry, its
+    /// history range and its idempotency keys go, and the removal entry and
+    /// `head` are put. Otherwise nothing.
+    fn prepare_removal(
+        &self,
+        machine: &str,
+        id: &str,
+        key: &[u8],
+        record: &Record,
+        revision: i64,
+    ) -> Result<Prepared, StoreError> {
+        let keys = self.keys();
+        let entry = EntryHeader {
+            version: record.version,
+            command: "null",
+            origin: Origin::Removal,
+            kind: &record.kind,
+            at: now_millis(),
+            position: 1,
+            schema: record.schema,
+        };
+        let removal = keys.removal(machine, id, revision);
+        let value = layout::entry_value(&entry, &record.state);
+        let history = keys.history_of(machine, id);
+        let idempotency = keys.idempotency_of(machine, id);
+        let index = keys.kind(machine, &record.kind, id);
+        let bytes =
+            key.len() * 2 + index.len() + history.len() * 2 + idempotency.len() * 2 + removal.len() + value.len() + 64;
+        let success = vec![
+            TxnOp::delete(key.to_vec(), None),
+            TxnOp::delete(index, None),
+            TxnOp::delete(history.clone(), Some(DeleteOptions::new().with_range(prefix_end(&history)))),
+            TxnOp::delete(idempotency.clone(), Some(DeleteOptions::new().with_range(prefix_end(&idempotency)))),
+            TxnOp::put(removal, value, None),
+            TxnOp::put(keys.head(), Vec::new(), None),
+        ];
+        let operations = success.len();
+        if bytes > self.inner.options.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge { bytes, limit: Some(self.inner.options.max_request_bytes) }.into());
+        }
+        let unchanged = Compare::mod_revision(key.to_vec(), CompareOp::Equal, revision);
+        let txn = Txn::new().when(vec![unchanged]).and_then(success);
+        Ok(Prepared { txn, operations, bytes, written: Vec::new() })
+    }
+
+    /// Deletes each key still at the revision it was read at, and returns
+    /// how many went: in one transaction per batch, one by one when a key of
+    /// the batch changed meanwhile.
+    async fn delete_unchanged(&self, doomed: &[(Vec<u8>, i64)]) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for chunk in doomed.chunks(self.inner.options.max_txn_ops) {
+            let txn = |chunk: &[(Vec<u8>, i64)]| {
+                let compares =
+                    chunk.iter().map(|(key, rev)| Compare::mod_revision(key.clone(), CompareOp::Equal, *rev));
+                let ops = chunk.iter().map(|(key, _)| TxnOp::delete(key.clone(), None));
+                let bytes = chunk.iter().map(|(key, _)| key.len() * 2 + 16).sum();
+                (Txn::new().when(compares.collect::<Vec<_>>()).and_then(ops.collect::<Vec<_>>()), bytes)
+            };
+            let (batch, bytes) = txn(chunk);
+            let sent = Sent::Write { operations: chunk.len(), bytes };
+            if self.kv().txn(batch).await.map_err(|e| store_error(e, sent))?.succeeded() {
+                deleted += chunk.len() as u64;
+                continue;
+            }
+            for one in chunk.chunks(1) {
+                let (single, bytes) = txn(one);
+                let sent = Sent::Write { operations: 1, bytes };
+                deleted += u64::from(self.kv().txn(single).await.map_err(|e| store_error(e, sent))?.succeeded());
+            }
+        }
+        Ok(deleted)
+    }
+
     /// One record's history entries, in version order, each told the state
     /// before it by the entry that precedes it.
     fn entries(&self, kvs: &[KeyValue]) -> Result<Vec<Change>, StoreError> {
@@ -555,6 +642,70 @@ impl Store for Etcd {
             start.push(0);
         }
         Ok(forgotten)
+    }
+
+    async fn remove(&self, remove: Remove<'_>) -> Result<(), StoreError> {
+        let (machine, id) = (remove.machine, remove.id);
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let key = self.keys().record(machine, id);
+        let mut stale = 0;
+        loop {
+            // Read, not remembered: the removal entry carries the state.
+            let response = self.kv().get(key.clone(), None).await.map_err(|e| store_error(e, Sent::Read))?;
+            let Some(kv) = response.kvs().first() else {
+                self.note(&key, Seen::absent());
+                return Err(conflict(machine, id, remove.expected, 0));
+            };
+            let record = layout::record(machine, id, kv.value())?;
+            let revision = kv.mod_revision();
+            self.note(&key, Seen { version: record.version, revision, kind: record.kind.clone() });
+            if record.version != remove.expected || *record.kind != *remove.kind {
+                return Err(conflict(machine, id, remove.expected, record.version));
+            }
+            let prepared = self.prepare_removal(machine, id, &key, &record, revision)?;
+            let sent = Sent::Write { operations: prepared.operations, bytes: prepared.bytes };
+            let done = self.kv().txn(prepared.txn).await.map_err(|e| store_error(e, sent))?;
+            if done.succeeded() {
+                self.note(&key, Seen::absent());
+                return Ok(());
+            }
+            // Written since it was read: judged again on what is there now.
+            stale += 1;
+            if stale >= STALE_TRIES {
+                return Err(conflict(machine, id, remove.expected, remove.expected));
+            }
+        }
+    }
+
+    async fn prune_history(&self, before: u64, limit: u32) -> Result<u64, StoreError> {
+        const PAGE: i64 = 256;
+        let base = self.keys().all_history();
+        let end = prefix_end(&base);
+        let mut start = base;
+        let mut pruned = 0_u64;
+        while pruned < u64::from(limit) {
+            let options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            let page = self.kv().get(start.clone(), Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+            let mut doomed: Vec<(Vec<u8>, i64)> = Vec::new();
+            for kv in page.kvs() {
+                if pruned + doomed.len() as u64 >= u64::from(limit) {
+                    break;
+                }
+                // An entry that does not parse is left for a person: never
+                // deleted on a guess.
+                let Ok(change) = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision()) else { continue };
+                if change.at < before {
+                    doomed.push((kv.key().to_vec(), kv.mod_revision()));
+                }
+            }
+            pruned += self.delete_unchanged(&doomed).await?;
+            let Some(last) = page.kvs().last().filter(|_| page.more()) else { break };
+            // The smallest key after the last one read.
+            start = last.key().to_vec();
+            start.push(0);
+        }
+        Ok(pruned)
     }
 
     async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
@@ -687,11 +838,9 @@ impl Store for Etcd {
     }
 }
 
-/// A feed entry with where it is stored, to confirm it is still there.
+/// A feed entry as the watch delivered it.
 struct Candidate {
     change: Change,
-    key: Vec<u8>,
-    revision: i64,
 }
 
 impl Etcd {
@@ -736,7 +885,7 @@ impl Etcd {
                 if change.cursor <= after {
                     continue;
                 }
-                found.push(Candidate { change, key: kv.key().to_vec(), revision: top });
+                found.push(Candidate { change });
                 if found.len() >= limit as usize {
                     return Ok(found);
                 }
@@ -753,56 +902,52 @@ impl Etcd {
         Ok(response.kvs().first().is_some_and(|kv| kv.mod_revision() == revision))
     }
 
-    /// Drops entries no longer stored (deleted by hand) and fills in each
-    /// one's state before from the record's previous entry.
+    /// Fills in each entry's state before: its record's previous entry as
+    /// it stood when the entry was written, read at the entry's own
+    /// revision, so a record removed, pruned or created again under the
+    /// same id since does not change what its past entries say. Entries are
+    /// kept whether or not their keys still exist: the feed is etcd's
+    /// revision history, and only compaction shortens it.
     async fn complete(&self, candidates: Vec<Candidate>) -> Result<Vec<Change>, StoreError> {
-        // One range per record: from the version before its first entry here
-        // to its last one.
-        let mut spans: Vec<(Arc<str>, Arc<str>, u64, u64)> = Vec::new();
-        for c in &candidates {
-            let (machine, id, version) = (&c.change.machine, &c.change.id, c.change.version);
-            match spans.iter_mut().find(|(m, i, _, _)| m == machine && i == id) {
-                Some(span) => {
-                    span.2 = span.2.min(version);
-                    span.3 = span.3.max(version);
+        let mut changes: Vec<Change> = candidates.into_iter().map(|candidate| candidate.change).collect();
+        let mut unread = Vec::new();
+        for n in 0..changes.len() {
+            let change = &changes[n];
+            if change.origin == Origin::Removal || change.version <= 1 {
+                continue;
+            }
+            // The same record's latest entry earlier in the page: its
+            // predecessor, unless a removal came between.
+            let earlier = changes[..n].iter().rev().find(|e| e.machine == change.machine && e.id == change.id);
+            match earlier {
+                Some(previous) if previous.origin != Origin::Removal && previous.version + 1 == change.version => {
+                    let (kind, after, schema) = (previous.kind.clone(), previous.after.clone(), previous.schema);
+                    let change = &mut changes[n];
+                    (change.kind_before, change.before, change.schema_before) = (Some(kind), Some(after), Some(schema));
                 }
-                None => spans.push((machine.clone(), id.clone(), version, version)),
+                _ => unread.push(n),
             }
         }
-        let mut stored: HashMap<Vec<u8>, KeyValue> = HashMap::new();
-        for chunk in spans.chunks(self.inner.options.max_txn_ops) {
+        for chunk in unread.chunks(self.inner.options.max_txn_ops) {
             let gets: Vec<TxnOp> = chunk
                 .iter()
-                .map(|(machine, id, first, last)| {
-                    let start = self.keys().history(machine, id, first.saturating_sub(1).max(1));
-                    let end = self.keys().history(machine, id, last.saturating_add(1));
-                    TxnOp::get(start, Some(GetOptions::new().with_range(end)))
+                .map(|&n| {
+                    let change = &changes[n];
+                    let key = self.keys().history(&change.machine, &change.id, change.version - 1);
+                    let revision = i64::try_from(change.cursor.tx).unwrap_or(i64::MAX);
+                    TxnOp::get(key, Some(GetOptions::new().with_revision(revision)))
                 })
                 .collect();
             let response = self.kv().txn(Txn::new().and_then(gets)).await.map_err(|e| store_error(e, Sent::Read))?;
-            for op in response.op_responses() {
-                if let TxnOpResponse::Get(mut get) = op {
-                    for kv in get.take_kvs() {
-                        stored.insert(kv.key().to_vec(), kv);
-                    }
-                }
+            for (&n, op) in chunk.iter().zip(response.op_responses()) {
+                let TxnOpResponse::Get(get) = op else { continue };
+                let Some(kv) = get.kvs().first() else { continue };
+                let before = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision())?;
+                let change = &mut changes[n];
+                change.kind_before = Some(before.kind);
+                change.before = Some(before.after);
+                change.schema_before = Some(before.schema);
             }
-        }
-        let mut changes = Vec::with_capacity(candidates.len());
-        for Candidate { mut change, key, revision } in candidates {
-            if stored.get(&key).is_none_or(|kv| kv.mod_revision() != revision) {
-                continue;
-            }
-            if change.version > 1 {
-                let previous = self.keys().history(&change.machine, &change.id, change.version - 1);
-                if let Some(kv) = stored.get(&previous) {
-                    let before = layout::change(self.keys(), kv.key(), kv.value(), kv.mod_revision())?;
-                    change.kind_before = Some(before.kind);
-                    change.before = Some(before.after);
-                    change.schema_before = Some(before.schema);
-                }
-            }
-            changes.push(change);
         }
         Ok(changes)
     }
@@ -821,8 +966,6 @@ impl Etcd {
                 return Ok(Vec::new());
             };
             let changes = self.complete(candidates).await?;
-            // A page whose every entry was deleted by hand says nothing about
-            // what follows: read on.
             if !changes.is_empty() || !full {
                 return Ok(changes);
             }

@@ -32,7 +32,7 @@ pub use memory::{Memory, Retention};
 pub use migration::Migration;
 #[cfg(feature = "postgres")]
 pub use postgres::{Postgres, PostgresOptions};
-pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Origin, Record, Timer, Write};
+pub use record::{Change, Check, Commit, Cursor, CursorParseError, Listed, Origin, Record, Remove, Timer, Write};
 pub use remember::{Remember, Remembered};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Sqlite, SqliteOptions};
@@ -112,6 +112,51 @@ pub trait Store: Send + Sync + 'static {
         std::future::ready(Err(StoreError::Unsupported { what: "idempotency keys" }))
     }
 
+    /// Removes record `(machine, id)` — the record, its history and its
+    /// idempotency keys — if it is still at `remove.expected` in state
+    /// `remove.kind`, all at once: a concurrent writer either commits first
+    /// (then this fails with [`StoreError::Conflict`] naming the version
+    /// found, 0 when the record is gone, and nothing is removed) or finds
+    /// the record gone. Nothing is ever half-removed.
+    ///
+    /// The change feed gets one entry of origin [`Origin::Removal`] naming
+    /// the record and the version removed, with that version's state. The
+    /// record's earlier changes stay in the feed, where a consumer behind
+    /// still reads them, until [`prune_history`](Store::prune_history) (or
+    /// the memory store's [`Retention`]) drops them with everything of their
+    /// age. The id is free again: writing it creates a new record at
+    /// version 1 with an empty history.
+    ///
+    /// Stores that cannot remove leave the default, which fails with
+    /// [`StoreError::Unsupported`] and removes nothing.
+    fn remove(&self, remove: Remove<'_>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = remove;
+        std::future::ready(Err(StoreError::Unsupported { what: "removing records" }))
+    }
+
+    /// Deletes up to `limit` of the oldest history entries committed before
+    /// `before` (milliseconds since the Unix epoch, the store's clock: the
+    /// entries' [`Change::at`]), and returns how many it deleted: call it
+    /// from a periodic job until it returns less than `limit`.
+    ///
+    /// What goes is always the feed's oldest stretch, in feed order, up to
+    /// the first entry committed at or after `before`: never a hole in the
+    /// middle. A [`Feed`] cursor behind what was deleted then gets
+    /// [`StoreError::FeedCompacted`], never a silent gap; one at or after it
+    /// reads on. Records themselves are never deleted, only their past. The
+    /// SQL stores and etcd read an entry's state before from the entry
+    /// before it, so a record's oldest kept entry then has none
+    /// ([`Change::before`] is `None`); the memory store keeps it.
+    /// Removal entries ([`Origin::Removal`]) and the history a removal left
+    /// in the feed go the same way, by age.
+    ///
+    /// Stores that cannot prune leave the default, which fails with
+    /// [`StoreError::Unsupported`] and deletes nothing.
+    fn prune_history(&self, before: u64, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let _ = (before, limit);
+        std::future::ready(Err(StoreError::Unsupported { what: "pruning history" }))
+    }
+
     /// Which of this crate's stores this is, so the runner can take its fast
     /// path. Other implementations keep the default.
     #[doc(hidden)]
@@ -144,6 +189,13 @@ pub enum Native<'a> {
 /// appear *behind* a cursor already handed out, so resuming from a saved
 /// cursor after a restart misses nothing and repeats nothing. How each store
 /// guarantees that is in its own docs.
+///
+/// Entries leave the feed only from its old end, by age or count
+/// ([`Store::prune_history`], the memory store's [`Retention`], etcd's
+/// compaction); a cursor behind them gets [`StoreError::FeedCompacted`]. A
+/// removed record ([`Store::remove`]) keeps its changes in the feed and adds
+/// a removal entry ([`Origin::Removal`]): a projection deletes the record
+/// when it reads that entry.
 pub trait Feed: Store {
     /// Up to `limit` changes after `after`, in cursor order.
     ///

@@ -5,7 +5,7 @@ mod migrate;
 mod schema;
 
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
-use super::record::{Change, Check, Commit, Cursor, Listed, Record, Timer, Write};
+use super::record::{Change, Check, Commit, Cursor, Listed, Record, Remove, Timer, Write};
 use super::sql::{
     PROCESSORS, acquire_error, backend, connect_timeout, cursor_to_db, fingerprint_to_db, is_identifier, key_taken,
     millis_to_db, next_version, out_of_range, version_from_db, version_to_db,
@@ -40,8 +40,10 @@ use std::time::Duration;
 ///   `retryable: true`. Waits are bounded ([`PostgresOptions`]: connect,
 ///   acquire, statement); one that runs out is retryable too, with a
 ///   [`Timeout`](super::Timeout) naming it.
-/// - **Schema**: tables `machine_records`, `machine_history` and
-///   `machine_migrations` in a schema of your choice (`public` by default),
+/// - **Schema**: tables `machine_records`, `machine_history`, `machine_keys`,
+///   `machine_removed` and `machine_pruned` (retention: see
+///   [`Store::remove`], [`Store::prune_history`]) and `machine_migrations` in
+///   a schema of your choice (`public` by default),
 ///   created or migrated on connect under an advisory lock, so instances that
 ///   start together apply each migration once; or, with
 ///   [`PostgresOptions::migrate`]`(false)`, only checked, for a role without
@@ -50,7 +52,15 @@ use std::time::Duration;
 ///   by `(transaction, sequence)` and only returns rows of transactions older
 ///   than every transaction still running (`pg_snapshot_xmin`), so a change can
 ///   never appear behind a cursor already handed out, whatever order concurrent
-///   transactions commit in.
+///   transactions commit in. A removed record's rows move to `machine_removed`
+///   with their positions, and the feed reads both tables in that one order;
+///   pruning takes the oldest positions of finished transactions only and
+///   leaves its watermark in `machine_pruned`, so a cursor behind it is
+///   [`StoreError::FeedCompacted`].
+/// - **Removal** ([`Store::remove`]) is one statement: the record's
+///   conditional `DELETE` gates the move of its history, the deletion of its
+///   keys and the removal entry, so a writer holding the record's row lock
+///   commits first and the removal then finds another version and conflicts.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), machine_core::StoreError> {
@@ -490,6 +500,12 @@ struct Statements {
     park: Arc<str>,
     dead_letters: Arc<str>,
     unpark: Arc<str>,
+    remove: Arc<str>,
+    pruned: Arc<str>,
+    prune_lock: Arc<str>,
+    oldest: Arc<str>,
+    prune: [Arc<str>; 2],
+    prune_mark: Arc<str>,
 }
 
 impl Statements {
@@ -510,6 +526,8 @@ impl Statements {
         // The feed's visibility rule, shared by `feed` and `behind`: only
         // rows of transactions older than every one still running.
         let visible = "h.tx < pg_snapshot_xmin(pg_current_snapshot())";
+        let removed = format!("{schema}.machine_removed");
+        let pruned = format!("{schema}.machine_pruned");
         let epoch_ms = |column: &str| format!("(extract(epoch from {column}) * 1000)::bigint");
         let change_columns = format!(
             "h.seq, h.tx::text AS tx, h.machine, h.id, h.version, h.command::text AS command, h.origin, h.kind,
@@ -555,13 +573,86 @@ impl Statements {
                  WINDOW record AS (ORDER BY h.version) ORDER BY h.version"
             )
             .into(),
-            feed: format!(
-                "SELECT {change_columns}, p.kind AS kind_before, p.state::text AS state_before,
-                        p.schema_version::bigint AS schema_before
-                 FROM {history} h
-                 LEFT JOIN {history} p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
-                 WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND {visible}
-                 ORDER BY h.tx, h.seq LIMIT $3"
+            // Live history and the history of removed records (with the
+            // removal entries), merged in `(tx, seq)` order; `tx_order`
+            // carries the transaction id as itself for that order. A
+            // removed record's entries chain within their removal, never to
+            // a later record under the same id; a removal has no state before.
+            feed: {
+                let arm = |table: &str, join: &str| {
+                    format!(
+                        "(SELECT {change_columns}, h.tx AS tx_order, p.kind AS kind_before,
+                                 p.state::text AS state_before, p.schema_version::bigint AS schema_before
+                          FROM {table} h LEFT JOIN {table} p ON {join}
+                          WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND {visible}
+                          ORDER BY h.tx, h.seq LIMIT $3)"
+                    )
+                };
+                let live = arm(&history, "p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1");
+                let gone =
+                    arm(&removed, "h.origin <> 'removal' AND p.removal = h.removal AND p.version = h.version - 1");
+                format!("SELECT * FROM ({live} UNION ALL {gone}) AS feed ORDER BY tx_order, seq LIMIT $3").into()
+            },
+            // $1 machine, $2 id, $3 version, $4 kind. One statement: the
+            // record goes only if still at the version and kind read (a
+            // writer holding its row lock commits first, and then the
+            // version no longer matches), and only then its history moves,
+            // keeping its feed positions, its keys go, and the removal entry
+            // takes the history's next sequence number.
+            remove: format!(
+                "WITH gone AS (
+                    DELETE FROM {records} WHERE machine = $1 AND id = $2 AND version = $3 AND kind = $4
+                    RETURNING state, schema_version),
+                 mark AS (SELECT nextval(pg_get_serial_sequence('{history}', 'seq')) AS seq FROM gone),
+                 moved AS (
+                    DELETE FROM {history} WHERE machine = $1 AND id = $2 AND EXISTS (SELECT 1 FROM gone)
+                    RETURNING seq, tx, machine, id, version, command, origin, kind, state, at, schema_version),
+                 kept AS (
+                    INSERT INTO {removed} (seq, tx, removal, machine, id, version, command, origin, kind, state, at,
+                                           schema_version)
+                    SELECT moved.seq, moved.tx, mark.seq, moved.machine, moved.id, moved.version, moved.command,
+                           moved.origin, moved.kind, moved.state, moved.at, moved.schema_version
+                    FROM moved, mark),
+                 forgotten AS (DELETE FROM {keys} WHERE machine = $1 AND id = $2 AND EXISTS (SELECT 1 FROM gone))
+                 INSERT INTO {removed} (seq, tx, removal, machine, id, version, command, origin, kind, state, at,
+                                        schema_version)
+                 SELECT mark.seq, pg_current_xact_id(), mark.seq, $1, $2, $3, 'null'::jsonb, 'removal', $4, gone.state,
+                        now(), gone.schema_version
+                 FROM gone, mark"
+            )
+            .into(),
+            pruned: format!("SELECT tx::text AS tx, seq FROM {pruned}").into(),
+            // The watermark row is written by the migration; put back if
+            // something deleted it, so pruning never goes unrecorded.
+            prune_lock: format!(
+                "WITH kept AS (INSERT INTO {pruned} (tx, seq) VALUES ('0', 0) ON CONFLICT DO NOTHING)
+                 SELECT seq FROM {pruned} FOR UPDATE"
+            )
+            .into(),
+            // The feed's oldest `$1` entries that no running transaction can
+            // still add to, with their times.
+            oldest: {
+                let arm = |table: &str| {
+                    format!(
+                        "(SELECT tx, seq, machine, id, at FROM {table}
+                          WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx, seq LIMIT $1)"
+                    )
+                };
+                format!(
+                    "SELECT tx::text AS tx, seq, machine, id, {at} AS at FROM ({} UNION ALL {}) AS oldest
+                     ORDER BY oldest.tx, seq LIMIT $1",
+                    arm(&history),
+                    arm(&removed),
+                    at = epoch_ms("at")
+                )
+                .into()
+            },
+            prune: [
+                format!("DELETE FROM {history} WHERE (tx, seq) <= ($1::text::xid8, $2)").into(),
+                format!("DELETE FROM {removed} WHERE (tx, seq) <= ($1::text::xid8, $2)").into(),
+            ],
+            prune_mark: format!(
+                "UPDATE {pruned} SET tx = $1::text::xid8, seq = $2 WHERE (tx, seq) < ($1::text::xid8, $2)"
             )
             .into(),
             // An expired key is replaced; a standing one means another
@@ -622,8 +713,13 @@ impl Statements {
             )
             .into(),
             // What `feed` could return after ($1 tx, $2 seq), counted.
-            behind: format!("SELECT count(*) FROM {history} h WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND {visible}")
-                .into(),
+            // What `feed` could return after the cursor: live history and removed
+            // records' entries, under the same visibility rule.
+            behind: format!(
+                "SELECT (SELECT count(*) FROM {history} h WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND {visible})
+                      + (SELECT count(*) FROM {removed} h WHERE (h.tx, h.seq) > ($1::text::xid8, $2) AND {visible})"
+            )
+            .into(),
             checkpoint: format!(
                 "SELECT cursor_tx, cursor_seq, owner, lease_until, version FROM {processors} WHERE name = $1"
             )
@@ -729,6 +825,72 @@ impl Store for Postgres {
         self.recall_in(&mut conn, machine, id, key).await
     }
 
+    async fn remove(&self, remove: Remove<'_>) -> Result<(), StoreError> {
+        let (machine, id) = (remove.machine, remove.id);
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        let removed = Statements::query(&self.sql.remove)
+            .bind(machine)
+            .bind(id)
+            .bind(version_to_db(machine, id, remove.expected)?)
+            .bind(remove.kind)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| conflict_or_backend(e, machine, id, remove.expected))?;
+        if removed.rows_affected() == 0 {
+            let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.sql.version)))
+                .bind(machine)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(pg_error)?;
+            let current = version.map_or(Ok(0), |v| version_from_db(machine, id, v))?;
+            return Err(VersionConflict::new(machine, id, remove.expected.saturating_add(1), current).into());
+        }
+        Ok(())
+    }
+
+    async fn prune_history(&self, before: u64, limit: u32) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        // Dropped unfinished, the transaction rolls back: watermark and
+        // deletions commit together or not at all.
+        let mut tx = conn.begin().await.map_err(pg_error)?;
+        // One pruner at a time: the watermark only moves forward.
+        Statements::query(&self.sql.prune_lock).execute(&mut *tx).await.map_err(pg_error)?;
+        let rows =
+            Statements::query(&self.sql.oldest).bind(i64::from(limit)).fetch_all(&mut *tx).await.map_err(pg_error)?;
+        let mut cut: Option<(String, i64)> = None;
+        for row in &rows {
+            let machine = super::sql::Fields::new(row, "(unreadable)", "(unreadable)", pg_error).text("machine")?;
+            let id = super::sql::Fields::new(row, machine, "(unreadable)", pg_error).text("id")?;
+            let fields = super::sql::Fields::new(row, machine, id, pg_error);
+            if fields.unsigned("at")? >= before {
+                break;
+            }
+            let seq = i64::try_from(fields.unsigned("seq")?).unwrap_or(i64::MAX);
+            cut = Some((fields.text("tx")?.to_owned(), seq));
+        }
+        let Some((cut_tx, cut_seq)) = cut else { return Ok(0) };
+        let mut pruned = 0;
+        for delete in &self.sql.prune {
+            let deleted =
+                Statements::query(delete).bind(&cut_tx).bind(cut_seq).execute(&mut *tx).await.map_err(pg_error)?;
+            pruned += deleted.rows_affected();
+        }
+        Statements::query(&self.sql.prune_mark)
+            .bind(&cut_tx)
+            .bind(cut_seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(pruned)
+    }
+
     async fn history(&self, machine: &str, id: &str) -> Result<Vec<Change>, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
@@ -756,6 +918,12 @@ impl Store for Postgres {
     }
 }
 
+/// Pruning keeps its watermark, the last position it deleted, in
+/// `machine_pruned`. The page is read before the watermark: a prune that
+/// commits after the page's statement cannot have taken anything from it,
+/// and one that committed before moved the watermark past `after` if it
+/// took anything the page would have held. Either way nothing is skipped
+/// silently.
 impl Feed for Postgres {
     async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
         let seq = i64::try_from(after.seq).map_err(|_| out_of_range(format!("cursor {after} is out of range")))?;
@@ -766,6 +934,17 @@ impl Feed for Postgres {
             .fetch_all(&self.pool)
             .await
             .map_err(pg_error)?;
+        let mark = Statements::query(&self.sql.pruned).fetch_optional(&self.pool).await.map_err(pg_error)?;
+        if let Some(mark) = mark {
+            let fields = super::sql::Fields::new(&mark, "(feed)", "(watermark)", pg_error);
+            let tx = fields.text("tx")?;
+            let tx: u64 =
+                tx.parse().map_err(|_| out_of_range(format!("stored pruning watermark {tx:?} is not a number")))?;
+            let pruned = Cursor { tx, seq: fields.unsigned("seq")? };
+            if after < pruned {
+                return Err(StoreError::FeedCompacted { after, oldest: Cursor { seq: pruned.seq + 1, ..pruned } });
+            }
+        }
         rows.iter().map(change).collect()
     }
 

@@ -69,11 +69,19 @@ pub enum Origin {
     /// [`Runner::fire`](crate::Runner::fire) or a
     /// [`Sweeper`](crate::timers::Sweeper).
     Timer,
+    /// The record removed ([`Store::remove`](super::Store::remove), by
+    /// [`Runner::remove`](crate::Runner::remove) or
+    /// [`Runner::remove_terminal`](crate::Runner::remove_terminal)): a feed
+    /// entry only, never in a record's history. Its `version`, `kind`,
+    /// `after` and `schema` are those of the version removed (the record's
+    /// last), its command is JSON `null` and it has no state before. A
+    /// consumer that ignores origins sees the last version again, unchanged.
+    Removal,
 }
 
 impl Origin {
     /// The name stored in the history: `"command"`, `"recovery"`,
-    /// `"migration"` or `"timer"`.
+    /// `"migration"`, `"timer"` or `"removal"`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -81,7 +89,19 @@ impl Origin {
             Self::Recovery => "recovery",
             Self::Migration => "migration",
             Self::Timer => "timer",
+            Self::Removal => "removal",
         }
+    }
+
+    /// Every origin, in declaration order (what error messages list as the
+    /// names this version knows).
+    pub const ALL: &'static [Self] = &[Self::Command, Self::Recovery, Self::Migration, Self::Timer, Self::Removal];
+
+    /// The names this version knows, for error messages:
+    /// `"command, recovery, migration, removal"`.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres", feature = "etcd")), expect(dead_code))]
+    pub(crate) fn known() -> String {
+        Self::ALL.iter().map(|origin| origin.as_str()).collect::<Vec<_>>().join(", ")
     }
 
     /// The origin stored as `text`, or `None` for a name this version does
@@ -93,6 +113,7 @@ impl Origin {
             "recovery" => Some(Self::Recovery),
             "migration" => Some(Self::Migration),
             "timer" => Some(Self::Timer),
+            "removal" => Some(Self::Removal),
             _ => None,
         }
     }
@@ -114,6 +135,21 @@ pub struct Check<'a> {
     pub id: &'a str,
     /// The version read (0: the record did not exist).
     pub expected: u64,
+}
+
+/// A record to remove ([`Store::remove`](super::Store::remove)): only if it
+/// is still at version `expected` in state `kind`, which is what the remover
+/// read; otherwise the removal conflicts and nothing is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remove<'a> {
+    /// The record's machine.
+    pub machine: &'a str,
+    /// The record's id.
+    pub id: &'a str,
+    /// The version read (at least 1: a record that exists).
+    pub expected: u64,
+    /// The kind of the state read at that version.
+    pub kind: &'a str,
 }
 
 /// Writes and checks that succeed or fail together.
@@ -205,15 +241,18 @@ pub struct Change {
     pub machine: Arc<str>,
     /// The record's id.
     pub id: Arc<str>,
-    /// The version this change wrote.
+    /// The version this change wrote (for a removal, the version removed).
     pub version: u64,
     /// The command that produced it, as JSON.
     pub command: Arc<str>,
-    /// Why it was written: a command, or a recovery replaying one.
+    /// Why it was written: a command, a recovery replaying one, a rewrite,
+    /// or the record's removal ([`Origin::Removal`]).
     pub origin: Origin,
-    /// The kind of the state before (`None` for the record's creation).
+    /// The kind of the state before (`None` for the record's creation and
+    /// a removal; on the SQL stores and etcd, which read it from the entry
+    /// before, also once that entry was pruned).
     pub kind_before: Option<Arc<str>>,
-    /// The state before, as JSON (`None` for the record's creation).
+    /// The state before, as JSON (`None` exactly when `kind_before` is).
     pub before: Option<Arc<str>>,
     /// The written state's kind name.
     pub kind: Arc<str>,
@@ -234,7 +273,7 @@ mod tests {
 
     #[test]
     fn origins_round_trip_through_their_stored_names() {
-        for origin in [Origin::Command, Origin::Recovery, Origin::Migration, Origin::Timer] {
+        for &origin in Origin::ALL {
             assert_eq!(Origin::parse(origin.as_str()), Some(origin));
             assert_eq!(origin.to_string(), origin.as_str());
         }

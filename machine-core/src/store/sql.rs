@@ -104,7 +104,7 @@ where
     }
 
     /// A sequence number or time: a non-negative integer.
-    fn unsigned(&self, column: &str) -> Result<u64, StoreError> {
+    pub(crate) fn unsigned(&self, column: &str) -> Result<u64, StoreError> {
         let value = self.integer(column)?;
         u64::try_from(value).map_err(|_| self.corrupt(&format!("stored {column} {value} is negative")))
     }
@@ -316,8 +316,7 @@ where
     fields.entry = Some(cursor);
     let origin = fields.text("origin")?;
     let origin = Origin::parse(origin).ok_or_else(|| {
-        fields
-            .corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery, migration)"))
+        fields.corrupt(&format!("stored origin {origin:?} is not one this version knows ({})", Origin::known()))
     })?;
     Ok(Change {
         cursor,

@@ -4,7 +4,7 @@
 mod schema;
 
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
-use super::record::{Change, Commit, Cursor, Listed, Record, Timer};
+use super::record::{Change, Commit, Cursor, Listed, Record, Remove, Timer};
 use super::sql::{
     Fields, acquire_error, backend, cursor_to_db, fingerprint_to_db, key_taken, millis_to_db, next_version, now_millis,
     out_of_range, version_to_db,
@@ -36,7 +36,12 @@ use tokio::sync::OwnedMutexGuard;
 ///
 /// The change feed needs no extra care: SQLite commits one writer at a time
 /// and sequence numbers are assigned inside that writer's transaction, so
-/// they become visible in order.
+/// they become visible in order. Retention ([`Store::remove`],
+/// [`Store::prune_history`]) runs under the same write lock: a removed
+/// record's history moves to `machine_removed` with its sequence numbers
+/// (the feed reads both tables in `seq` order), and pruning leaves its
+/// watermark in `machine_pruned`, so a cursor behind it is
+/// [`StoreError::FeedCompacted`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), machine_core::StoreError> {
@@ -253,6 +258,18 @@ impl Held {
     /// not go through this transaction may be stale.
     pub(crate) async fn commit(mut self, commit: &Commit<'_>) -> Result<(), StoreError> {
         apply(self.conn()?, commit).await?;
+        self.finish().await
+    }
+
+    /// Removes the record and commits the transaction; the version and kind
+    /// are checked here, inside it.
+    pub(crate) async fn remove(mut self, remove: &Remove<'_>) -> Result<(), StoreError> {
+        remove_on(self.conn()?, remove).await?;
+        self.finish().await
+    }
+
+    /// Commits the held transaction.
+    async fn finish(mut self) -> Result<(), StoreError> {
         let committed = sqlx::query("COMMIT").execute(self.conn()?).await;
         let Some(turn) = self.turn.as_mut() else { return Ok(()) };
         match committed {
@@ -580,6 +597,128 @@ async fn apply(conn: &mut SqliteConnection, commit: &Commit<'_>) -> Result<(), S
     Ok(())
 }
 
+/// Removes a record as [`Store::remove`] says, on `conn` inside a write
+/// transaction: the record only if still at the version and kind read, then
+/// its history moved to `machine_removed` with the removal entry, then its
+/// keys.
+async fn remove_on(conn: &mut SqliteConnection, remove: &Remove<'_>) -> Result<(), StoreError> {
+    let (machine, id) = (remove.machine, remove.id);
+    validate_machine(machine)?;
+    validate_id(id)?;
+    let gone = sqlx::query(
+        "DELETE FROM machine_records WHERE machine = ? AND id = ? AND version = ? AND kind = ?
+         RETURNING state, schema_version",
+    )
+    .bind(machine)
+    .bind(id)
+    .bind(version_to_db(machine, id, remove.expected)?)
+    .bind(remove.kind)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sqlite_error)?;
+    let Some(gone) = gone else {
+        let current = current_version(conn, machine, id).await?;
+        return Err(VersionConflict::new(machine, id, remove.expected.saturating_add(1), current).into());
+    };
+    let fields = Fields::new(&gone, machine, id, sqlite_error);
+    let (state, schema) = (fields.text("state")?, fields.schema("schema_version")?);
+    // The removal's place in the feed: the history's next sequence number,
+    // drawn from SQLite's own counter for it (which the next history row
+    // then passes), so the two tables never share a number. Under the write
+    // lock, so nobody draws in between.
+    sqlx::query(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'machine_history', 0
+         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'machine_history')",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlite_error)?;
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE sqlite_sequence SET seq = max(seq,
+            (SELECT coalesce(max(seq), 0) FROM machine_history),
+            (SELECT coalesce(max(seq), 0) FROM machine_removed)) + 1
+         WHERE name = 'machine_history' RETURNING seq",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sqlite_error)?;
+    sqlx::query(
+        "INSERT INTO machine_removed (seq, removal, machine, id, version, command, origin, kind, state, at, schema_version)
+         SELECT seq, ?, machine, id, version, command, origin, kind, state, at, schema_version
+         FROM machine_history WHERE machine = ? AND id = ?",
+    )
+    .bind(seq)
+    .bind(machine)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlite_error)?;
+    sqlx::query("DELETE FROM machine_history WHERE machine = ? AND id = ?")
+        .bind(machine)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlite_error)?;
+    sqlx::query(
+        "INSERT INTO machine_removed (seq, removal, machine, id, version, command, origin, kind, state, at, schema_version)
+         VALUES (?1, ?1, ?2, ?3, ?4, 'null', 'removal', ?5, ?6, ?7, ?8)",
+    )
+    .bind(seq)
+    .bind(machine)
+    .bind(id)
+    .bind(version_to_db(machine, id, remove.expected)?)
+    .bind(remove.kind)
+    .bind(state)
+    .bind(now_millis())
+    .bind(schema)
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlite_error)?;
+    sqlx::query("DELETE FROM machine_keys WHERE machine = ? AND id = ?")
+        .bind(machine)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlite_error)?;
+    Ok(())
+}
+
+/// The feed's oldest `limit` entries, both tables merged by `seq`: what
+/// pruning looks at.
+const OLDEST: &str =
+    "SELECT seq, machine, id, at FROM (SELECT seq, machine, id, at FROM machine_history ORDER BY seq LIMIT ?1)
+     UNION ALL SELECT seq, machine, id, at FROM (SELECT seq, machine, id, at FROM machine_removed ORDER BY seq LIMIT ?1)
+     ORDER BY seq LIMIT ?1";
+
+/// The columns of a feed entry from table alias `h`, its predecessor `p`.
+macro_rules! feed_arm {
+    ($table:literal, $join:literal) => {
+        concat!(
+            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.origin, h.kind, h.state, h.at, h.schema_version,
+                    p.kind AS kind_before, p.state AS state_before, p.schema_version AS schema_before
+             FROM ",
+            $table,
+            " h LEFT JOIN ",
+            $table,
+            " p ON ",
+            $join,
+            " WHERE h.seq > ?1 ORDER BY h.seq LIMIT ?2"
+        )
+    };
+}
+
+/// The feed: live history and the history of removed records (with the
+/// removal entries), merged in `seq` order. A removed record's entries are
+/// chained within their removal (`removal`), never to a later record under
+/// the same id; a removal entry has no state before.
+const FEED: &str = concat!(
+    "SELECT * FROM (",
+    feed_arm!("machine_history", "p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1"),
+    ") UNION ALL SELECT * FROM (",
+    feed_arm!("machine_removed", "h.origin <> 'removal' AND p.removal = h.removal AND p.version = h.version - 1"),
+    ") ORDER BY seq LIMIT ?2"
+);
+
 impl Store for Sqlite {
     async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
         validate_machine(machine)?;
@@ -596,6 +735,49 @@ impl Store for Sqlite {
 
     fn native(&self) -> super::Native<'_> {
         super::Native::Sqlite(self)
+    }
+
+    async fn remove(&self, remove: Remove<'_>) -> Result<(), StoreError> {
+        self.hold().await?.remove(&remove).await
+    }
+
+    async fn prune_history(&self, before: u64, limit: u32) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        // Under the write lock: the watermark and the deletions commit
+        // together, and no removal moves rows between the two tables meanwhile.
+        let mut held = self.hold().await?;
+        let rows = sqlx::query(OLDEST).bind(i64::from(limit)).fetch_all(held.conn()?).await.map_err(sqlite_error)?;
+        let mut cut = None;
+        for row in &rows {
+            let machine = Fields::new(row, "(unreadable)", "(unreadable)", sqlite_error).text("machine")?;
+            let id = Fields::new(row, machine, "(unreadable)", sqlite_error).text("id")?;
+            let fields = Fields::new(row, machine, id, sqlite_error);
+            if fields.unsigned("at")? >= before {
+                break;
+            }
+            cut = Some(fields.unsigned("seq")?);
+        }
+        let Some(cut) = cut else { return Ok(0) };
+        let cut = i64::try_from(cut).unwrap_or(i64::MAX);
+        let mut pruned = 0;
+        for table in ["DELETE FROM machine_history WHERE seq <= ?", "DELETE FROM machine_removed WHERE seq <= ?"] {
+            let deleted = sqlx::query(table).bind(cut).execute(held.conn()?).await.map_err(sqlite_error)?;
+            pruned += deleted.rows_affected();
+        }
+        // The row is written by the migration; put back if something
+        // deleted it, so pruning never goes unrecorded.
+        sqlx::query(
+            "INSERT INTO machine_pruned (one, seq) VALUES (1, ?1)
+             ON CONFLICT (one) DO UPDATE SET seq = max(seq, excluded.seq)",
+        )
+        .bind(cut)
+        .execute(held.conn()?)
+        .await
+        .map_err(sqlite_error)?;
+        held.finish().await?;
+        Ok(pruned)
     }
 
     async fn forget_keys(&self, now: u64, limit: u32) -> Result<u64, StoreError> {
@@ -657,31 +839,39 @@ impl Store for Sqlite {
     }
 }
 
+/// Pruning keeps its watermark, the last position it deleted, in
+/// `machine_pruned`. The page is read before the watermark: a prune that
+/// commits after the page was read cannot have taken anything from it, and
+/// one that committed before moved the watermark past `after` if it took
+/// anything the page would have held. Either way nothing is skipped
+/// silently.
 impl Feed for Sqlite {
     async fn changes(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
-        let after = i64::try_from(after.seq).map_err(|_| out_of_range(format!("cursor {after} is out of range")))?;
-        let rows = sqlx::query(
-            "SELECT h.seq, h.machine, h.id, h.version, h.command, h.origin, h.kind, h.state, h.at, h.schema_version,
-                    p.kind AS kind_before, p.state AS state_before, p.schema_version AS schema_before
-             FROM machine_history h
-             LEFT JOIN machine_history p ON p.machine = h.machine AND p.id = h.id AND p.version = h.version - 1
-             WHERE h.seq > ? ORDER BY h.seq LIMIT ?",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(sqlite_error)?;
+        let seq = i64::try_from(after.seq).map_err(|_| out_of_range(format!("cursor {after} is out of range")))?;
+        let rows =
+            sqlx::query(FEED).bind(seq).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(sqlite_error)?;
+        let pruned: Option<i64> = sqlx::query_scalar("SELECT seq FROM machine_pruned")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sqlite_error)?;
+        let pruned = u64::try_from(pruned.unwrap_or(0)).unwrap_or(0);
+        if after.seq < pruned {
+            return Err(StoreError::FeedCompacted { after, oldest: Cursor { tx: 0, seq: pruned + 1 } });
+        }
         rows.iter().map(change).collect()
     }
 
     async fn behind(&self, after: Cursor) -> Result<u64, StoreError> {
         let after = i64::try_from(after.seq).map_err(|_| out_of_range(format!("cursor {after} is out of range")))?;
-        let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM machine_history WHERE seq > ?")
-            .bind(after)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(sqlite_error)?;
+        // What `changes` could return: live history and removed records' entries.
+        let counted: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM machine_history WHERE seq > ?1)
+                  + (SELECT count(*) FROM machine_removed WHERE seq > ?1)",
+        )
+        .bind(after)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
         Ok(u64::try_from(counted).unwrap_or(0))
     }
 }

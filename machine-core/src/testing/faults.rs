@@ -3,7 +3,7 @@
 //! deterministically instead of by racing real writers.
 
 use crate::error::{StoreError, VersionConflict};
-use crate::store::{Change, Commit, Cursor, Feed, Listed, Query, Record, Remembered, Store};
+use crate::store::{Change, Commit, Cursor, Feed, Listed, Query, Record, Remembered, Remove, Store};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -26,19 +26,23 @@ pub enum Op {
     Recall,
     /// [`Query::records`].
     Records,
+    /// [`Store::remove`].
+    Remove,
+    /// [`Store::prune_history`].
+    Prune,
 }
 
 impl Op {
     /// Every operation, in declaration order.
     pub const ALL: &'static [Op] =
-        &[Op::Load, Op::Commit, Op::History, Op::Changes, Op::ByKind, Op::Recall, Op::Records];
+        &[Op::Load, Op::Commit, Op::History, Op::Changes, Op::ByKind, Op::Recall, Op::Records, Op::Remove, Op::Prune];
 
     fn index(self) -> usize {
         Self::ALL.iter().position(|&op| op == self).unwrap_or(0)
     }
 
     /// The operation's name: `"load"`, `"commit"`, `"history"`, `"changes"`,
-    /// `"by_kind"`, `"recall"`, `"records"`.
+    /// `"by_kind"`, `"recall"`, `"records"`, `"remove"`, `"prune"`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,6 +53,8 @@ impl Op {
             Op::ByKind => "by_kind",
             Op::Recall => "recall",
             Op::Records => "records",
+            Op::Remove => "remove",
+            Op::Prune => "prune",
         }
     }
 }
@@ -236,6 +242,15 @@ impl<S> FaultyStore<S> {
         self.rule(Op::Commit, Fault::LostReply, schedule)
     }
 
+    /// Injects `fault` on the scheduled calls of `op`. [`Fault::Conflict`]
+    /// and [`Fault::LostReply`] only mean something for the writing
+    /// operations ([`Op::Commit`], [`Op::Remove`]); on the others they fail
+    /// as [`Fault::Transient`] does.
+    #[must_use]
+    pub fn fault(self, op: Op, fault: Fault, schedule: Schedule) -> Self {
+        self.rule(op, fault, schedule)
+    }
+
     fn rule(self, op: Op, fault: Fault, schedule: Schedule) -> Self {
         self.plan().rules.push(Rule { op, fault, schedule });
         self
@@ -342,6 +357,30 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
         self.gate(Op::Recall)?;
         self.inner.recall(machine, id, key).await
+    }
+
+    /// Fails as a commit does: a [`Fault::Conflict`] as if a writer had
+    /// just saved the record, a [`Fault::LostReply`] after removing it.
+    async fn remove(&self, remove: Remove<'_>) -> Result<(), StoreError> {
+        let Some(injection) = self.arrive(Op::Remove) else {
+            return self.inner.remove(remove).await;
+        };
+        match injection.fault {
+            Fault::Conflict => {
+                let taken = remove.expected.saturating_add(1);
+                Err(StoreError::Conflict(VersionConflict::new(remove.machine, remove.id, taken, taken)))
+            }
+            Fault::Transient => Err(backend(injection)),
+            Fault::LostReply => {
+                self.inner.remove(remove).await?;
+                Err(backend(injection))
+            }
+        }
+    }
+
+    async fn prune_history(&self, before: u64, limit: u32) -> Result<u64, StoreError> {
+        self.gate(Op::Prune)?;
+        self.inner.prune_history(before, limit).await
     }
 }
 

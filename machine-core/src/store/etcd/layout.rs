@@ -66,6 +66,27 @@ impl Keys {
         key
     }
 
+    /// `{prefix}h/{machine}\0{id}\x01{revision:020}`: the removal entry of
+    /// the record whose last write was at `revision`. Under `h/`, so the
+    /// feed watches it, but outside the record's own history range
+    /// (`\x01` sorts after the `\0` that range starts with), so a record
+    /// created again under the id never reads it as history, and a removal
+    /// deletes that range in the same transaction without touching it. The
+    /// revision tells the removals of one id apart.
+    pub(super) fn removal(&self, machine: &str, id: &str, revision: i64) -> Vec<u8> {
+        let mut key = self.with(b"h/", &[machine.as_bytes(), id.as_bytes()]);
+        key.push(REMOVAL);
+        key.extend_from_slice(format!("{:020}", revision.max(0)).as_bytes());
+        key
+    }
+
+    /// Every idempotency key of one record: `{prefix}i/{machine}\0{id}\0`.
+    pub(super) fn idempotency_of(&self, machine: &str, id: &str) -> Vec<u8> {
+        let mut key = self.with(b"i/", &[machine.as_bytes(), id.as_bytes()]);
+        key.push(SEP);
+        key
+    }
+
     /// Every history entry of the store: `{prefix}h/`.
     pub(super) fn all_history(&self) -> Vec<u8> {
         self.with(b"h/", &[])
@@ -110,6 +131,26 @@ impl Keys {
         Some((machine, id, version))
     }
 }
+
+impl Keys {
+    /// Machine and id of a removal entry's key ([`Keys::removal`]), `None`
+    /// if it is not one. The revision is the key's last 20 bytes, so an id
+    /// holding `\x01` itself still splits back.
+    pub(super) fn parse_removal<'k>(&self, key: &'k [u8]) -> Option<(&'k str, &'k str)> {
+        let rest = key.strip_prefix(self.prefix.as_slice())?.strip_prefix(b"h/".as_slice())?;
+        let at = rest.iter().position(|b| *b == SEP)?;
+        let (machine, rest) = (&rest[..at], &rest[at + 1..]);
+        let (id, revision) = rest.split_at_checked(rest.len().checked_sub(21)?)?;
+        let (&marker, digits) = revision.split_first()?;
+        if marker != REMOVAL || rest.contains(&SEP) || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some((std::str::from_utf8(machine).ok()?, std::str::from_utf8(id).ok()?))
+    }
+}
+
+/// Ends a removal entry's id in its key (see [`Keys::removal`]).
+const REMOVAL: u8 = 1;
 
 /// The end of the range of every key starting with `prefix` (etcd's
 /// `range_end`): the prefix with its last byte below 0xff incremented.
@@ -327,12 +368,18 @@ pub(super) fn record(machine: &str, id: &str, value: &[u8]) -> Result<Record, St
 /// of the transaction that wrote it. `kind_before` and `before` are left
 /// empty: they are the previous entry's.
 pub(super) fn change(keys: &Keys, key: &[u8], value: &[u8], revision: i64) -> Result<Change, StoreError> {
-    let Some((machine, id, key_version)) = keys.parse_history(key) else {
-        return Err(StoreError::Corrupt {
-            machine: UNREADABLE.to_owned(),
-            id: UNREADABLE.to_owned(),
-            reason: format!("history key {:?} is not one this store writes", String::from_utf8_lossy(key)),
-        });
+    let (machine, id, key_version) = match keys.parse_history(key) {
+        Some((machine, id, version)) => (machine, id, Some(version)),
+        None => match keys.parse_removal(key) {
+            Some((machine, id)) => (machine, id, None),
+            None => {
+                return Err(StoreError::Corrupt {
+                    machine: UNREADABLE.to_owned(),
+                    id: UNREADABLE.to_owned(),
+                    reason: format!("history key {:?} is not one this store writes", String::from_utf8_lossy(key)),
+                });
+            }
+        },
     };
     let tx = u64::try_from(revision).unwrap_or(0);
     let fields = Fields::parse(machine, id, Some(Cursor { tx, seq: 0 }), value)?;
@@ -340,14 +387,25 @@ pub(super) fn change(keys: &Keys, key: &[u8], value: &[u8], revision: i64) -> Re
     let cursor = Cursor { tx, seq: position };
     let fields = Fields { entry: Some(cursor), ..fields };
     let version = fields.version()?;
-    if version != key_version {
+    if let Some(key_version) = key_version
+        && version != key_version
+    {
         return Err(fields.corrupt(&format!("stored version {version} is not its key's version {key_version}")));
     }
     let origin = fields.text("origin")?;
     let origin = Origin::parse(origin).ok_or_else(|| {
-        fields
-            .corrupt(&format!("stored origin {origin:?} is not one this version knows (command, recovery, migration)"))
+        fields.corrupt(&format!("stored origin {origin:?} is not one this version knows ({})", Origin::known()))
     })?;
+    // Removal entries, and only they, live under removal keys.
+    if key_version.is_none() != (origin == Origin::Removal) {
+        return Err(fields.corrupt(&format!(
+            "an entry of origin {origin} under a {} key",
+            match key_version {
+                Some(_) => "history",
+                None => "removal",
+            }
+        )));
+    }
     Ok(Change {
         cursor,
         machine: Arc::from(machine),
@@ -368,6 +426,21 @@ pub(super) fn change(keys: &Keys, key: &[u8], value: &[u8], revision: i64) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removal_keys_split_back_and_stay_out_of_the_record_s_history() {
+        let keys = Keys::new("app/");
+        for id in ["a", "a\u{1}00000000000000000007", "ключ"] {
+            let key = keys.removal("Order", id, 42);
+            assert_eq!(keys.parse_removal(&key), Some(("Order", id)), "{id:?}");
+            assert_eq!(keys.parse_history(&key), None);
+            assert!(!key.starts_with(&keys.history_of("Order", id)));
+            assert!(key.as_slice() >= prefix_end(&keys.history_of("Order", id)).as_slice(), "outside the range");
+            assert!(key.starts_with(&keys.all_history()));
+        }
+        assert_eq!(keys.parse_removal(&keys.history("Order", "a", 3)), None);
+        assert_eq!(keys.parse_removal(b"app/h/Order\0a\x010000000000000000004x"), None);
+    }
 
     #[test]
     fn keys_split_back_into_their_parts() {

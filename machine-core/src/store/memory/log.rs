@@ -126,7 +126,7 @@ pub(super) struct Log {
     changes: VecDeque<Arc<Logged>>,
     /// The sequence number of the last write (0: none yet).
     last: u64,
-    /// The highest sequence number dropped by retention (0: none).
+    /// The highest sequence number dropped by retention or pruning (0: none).
     trimmed: u64,
 }
 
@@ -146,6 +146,20 @@ impl Log {
                 self.trimmed = dropped.seq;
             }
         }
+    }
+
+    /// Drops up to `limit` of the oldest changes, stopping at the first one
+    /// written at or after `before`, and returns them: what
+    /// [`Store::prune_history`](super::super::Store::prune_history) takes.
+    pub(super) fn prune(&mut self, before: u64, limit: usize) -> Vec<Arc<Logged>> {
+        let mut pruned = Vec::new();
+        while pruned.len() < limit && self.changes.front().is_some_and(|change| change.at < before) {
+            if let Some(dropped) = self.changes.pop_front() {
+                self.trimmed = dropped.seq;
+                pruned.push(dropped);
+            }
+        }
+        pruned
     }
 
     /// Up to `limit` changes after `after`, or an error when retention dropped

@@ -10,7 +10,7 @@ pub use log::Retention;
 
 use super::body::{Body, Loaded};
 use super::key::{validate_id, validate_machine};
-use super::record::{Change, Check, Commit, Cursor, Listed, Origin, Record, Timer};
+use super::record::{Change, Check, Commit, Cursor, Listed, Origin, Record, Remove, Timer};
 use super::{Feed, Query, Remember, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
 use log::{Log, Logged, remember};
@@ -38,6 +38,10 @@ const SHARDS: usize = 64;
 /// its JSON, with [`StoreError::Corrupt`].
 ///
 /// History is kept per [`Retention`] (bounded by default).
+/// [`Store::prune_history`] drops entries by age as well, and
+/// [`Store::remove`] removes a record under its shard's lock; the feed
+/// keeps a removed record's entries, which it shares with the record's
+/// history, until retention or pruning drops them.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -139,6 +143,14 @@ impl Keys {
         // Keyed lookups are rare next to plain ones: one string built for
         // the lookup is fine here.
         self.kept.get(key_name(machine, id, key).as_str())
+    }
+
+    /// Drops every key of record `(machine, id)`: they go with the record.
+    fn forget_record(&mut self, machine: &str, id: &str) {
+        let mut prefix = key_name(machine, id, "");
+        // `machine \0 id \0`: no other record's names start with it.
+        prefix.truncate(machine.len() + id.len() + 2);
+        self.kept.retain(|name, _| !name.starts_with(prefix.as_str()));
     }
 
     fn insert(&mut self, key: KeyPut<'_>) {
@@ -522,6 +534,79 @@ impl Memory {
     }
 }
 
+impl Memory {
+    /// Removes a record as [`Store::remove`] says: under its shard's lock,
+    /// so no write of the record comes between the check and the removal,
+    /// and the removal entry joins the feed in the same step.
+    pub(crate) fn remove_now(&self, remove: &Remove<'_>) -> Result<(), StoreError> {
+        validate_machine(remove.machine)?;
+        validate_id(remove.id)?;
+        let mut shard = self.lock(self.shard_of(remove.machine, remove.id));
+        let Some(at) = shard.machines.iter().position(|(name, _)| **name == *remove.machine) else {
+            return Err(conflict(remove.machine, remove.id, remove.expected, 0));
+        };
+        let (machine, ids) = &mut shard.machines[at];
+        let machine = machine.clone();
+        let current = ids.get(remove.id).map(|entry| (entry.version, &*entry.kind == remove.kind));
+        match current {
+            Some((version, true)) if version == remove.expected => {}
+            // The same version in another kind: written behind the store's
+            // back; a conflict, so the remover reads it again.
+            found => {
+                let version = found.map_or(0, |(version, _)| version);
+                return Err(conflict(remove.machine, remove.id, remove.expected, version));
+            }
+        }
+        let Some(entry) = ids.remove(remove.id) else {
+            return Err(conflict(remove.machine, remove.id, remove.expected, 0));
+        };
+        // Its timer goes with it, as its row's `due_at` does on the SQL stores.
+        self.retime(&machine, &entry.id, entry.due, None);
+        shard.keys.forget_record(remove.machine, remove.id);
+        let mut log = self.log();
+        // The record's own history goes with it; the feed keeps its
+        // entries (shared with that history) until retention drops them.
+        let logged = Arc::new(Logged {
+            seq: log.next_seq(),
+            machine,
+            id: entry.id,
+            version: entry.version,
+            command: Body::Json(Arc::from("null")),
+            origin: Origin::Removal,
+            before: None,
+            kind: entry.kind,
+            after: entry.state,
+            at: now_millis(),
+            schema: entry.schema,
+        });
+        log.push(logged, self.inner.retention.feed_changes());
+        Ok(())
+    }
+
+    /// Prunes as [`Store::prune_history`] says: the feed's oldest entries
+    /// first, then the same entries from their records' histories.
+    fn prune(&self, before: u64, limit: u32) -> u64 {
+        let pruned = self.log().prune(before, usize::try_from(limit).unwrap_or(usize::MAX));
+        // Outside the feed's lock (shards are locked before it everywhere
+        // else). A record's history is in version order, which is feed
+        // order, so a pruned entry is at its front if it is still there; a
+        // record created again under the same id has only later entries.
+        for logged in &pruned {
+            let mut shard = self.lock(self.shard_of(&logged.machine, &logged.id));
+            let Some(ids) = shard.machines.iter_mut().find(|(name, _)| *name == logged.machine).map(|(_, ids)| ids)
+            else {
+                continue;
+            };
+            if let Some(entry) = ids.get_mut(&*logged.id) {
+                while entry.history.front().is_some_and(|kept| kept.seq <= logged.seq) {
+                    entry.history.pop_front();
+                }
+            }
+        }
+        pruned.len() as u64
+    }
+}
+
 fn current_version(shard: &Shard, machine: &str, id: &str) -> u64 {
     shard.entry(machine, id).map_or(0, |entry| entry.version)
 }
@@ -628,6 +713,14 @@ impl Store for Memory {
             });
         }
         Ok(forgotten)
+    }
+
+    async fn remove(&self, remove: Remove<'_>) -> Result<(), StoreError> {
+        self.remove_now(&remove)
+    }
+
+    async fn prune_history(&self, before: u64, limit: u32) -> Result<u64, StoreError> {
+        Ok(self.prune(before, limit))
     }
 
     fn native(&self) -> super::Native<'_> {

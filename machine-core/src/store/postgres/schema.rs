@@ -3,7 +3,7 @@
 
 /// The schema's migrations, in order. Text columns compared or sorted by the
 /// store use the "C" collation, so ids order by bytes as in every other store.
-pub(super) fn migrations(schema: &str) -> [(i32, String); 6] {
+pub(super) fn migrations(schema: &str) -> [(i32, String); 7] {
     [
         (
             1,
@@ -71,6 +71,42 @@ pub(super) fn migrations(schema: &str) -> [(i32, String); 6] {
                      ADD COLUMN schema_version integer NOT NULL DEFAULT 1 CHECK (schema_version > 0);
                  ALTER TABLE {schema}.machine_history
                      ADD COLUMN schema_version integer NOT NULL DEFAULT 1 CHECK (schema_version > 0);"
+            ),
+        ),
+        // Retention. A removed record's history leaves `machine_history`
+        // (so the id can start afresh under the unique `(machine, id,
+        // version)`, which stays as it is) for `machine_removed`, keeping
+        // its transaction ids and sequence numbers, with the removal entry:
+        // the feed reads both tables in one `(tx, seq)` order, so a consumer
+        // behind still sees every change. `removal` is the removal entry's
+        // `seq`, telling one removed incarnation of an id from the next.
+        // `machine_pruned` holds the last feed position pruned, so a cursor
+        // behind it is refused instead of silently skipping.
+        (
+            5,
+            format!(
+                "CREATE TABLE {schema}.machine_removed (
+                seq bigint PRIMARY KEY,
+                tx xid8 NOT NULL,
+                removal bigint NOT NULL,
+                machine text COLLATE \"C\" NOT NULL,
+                id text COLLATE \"C\" NOT NULL,
+                version bigint NOT NULL,
+                command jsonb NOT NULL,
+                origin text COLLATE \"C\" NOT NULL,
+                kind text COLLATE \"C\" NOT NULL,
+                state jsonb NOT NULL,
+                at timestamptz NOT NULL,
+                schema_version integer NOT NULL CHECK (schema_version > 0)
+            );
+            CREATE INDEX machine_removed_feed ON {schema}.machine_removed (tx, seq);
+            CREATE INDEX machine_removed_entry ON {schema}.machine_removed (removal, version);
+            CREATE TABLE {schema}.machine_pruned (
+                one boolean PRIMARY KEY DEFAULT true CHECK (one),
+                tx xid8 NOT NULL,
+                seq bigint NOT NULL
+            );
+            INSERT INTO {schema}.machine_pruned (tx, seq) VALUES ('0', 0);"
             ),
         ),
         // When each record's state is due (`State::due`), in the runner's

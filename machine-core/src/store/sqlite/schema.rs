@@ -107,6 +107,37 @@ const MIGRATIONS: &[Migration] = &[
         script: "ALTER TABLE machine_records ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;
         ALTER TABLE machine_history ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;",
     },
+    // Retention. A removed record's history leaves `machine_history` (so
+    // the id can start afresh, and the unique index on `(machine, id,
+    // version)` stays as it is) for `machine_removed`, keeping its sequence
+    // numbers, with the removal entry: the feed reads both tables in one
+    // order, so a consumer behind still sees every change. `removal` is the
+    // removal entry's `seq`, telling one removed incarnation of an id from
+    // the next. `machine_pruned` holds the last feed position pruned, so a
+    // cursor behind it is refused instead of silently skipping.
+    Migration {
+        version: 6,
+        refuse: None,
+        script: "CREATE TABLE machine_removed (
+            seq INTEGER PRIMARY KEY,
+            removal INTEGER NOT NULL,
+            machine TEXT NOT NULL,
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            command TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            schema_version INTEGER NOT NULL
+        );
+        CREATE INDEX machine_removed_entry ON machine_removed (removal, version);
+        CREATE TABLE machine_pruned (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            seq INTEGER NOT NULL
+        );
+        INSERT INTO machine_pruned (one, seq) VALUES (1, 0);",
+    },
     // When each record's state is due (`State::due`), indexed for sweepers:
     // partial, so records without a timer cost the index nothing.
     Migration {
