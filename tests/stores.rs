@@ -442,6 +442,8 @@ conformance!(
     one_instance_per_name_delivers_while_its_lease_stands,
     a_failing_handler_backs_off_then_parks_and_is_redriven,
     an_undecodable_entry_is_parked_not_fatal,
+    an_outbox_applies_each_callback_once_however_often_delivered,
+    an_outbox_ignores_changes_that_stay_in_the_kind,
     a_terminal_record_is_removed_whole,
     removal_is_conditional_on_version_and_kind,
     a_removed_id_starts_afresh,

@@ -7,6 +7,7 @@
 mod boundary;
 mod corrupt;
 pub(crate) mod evolution;
+mod outbox;
 mod processors;
 mod recovery;
 mod retention;
@@ -28,6 +29,10 @@ pub(crate) use evolution::{
     an_unreadable_history_entry_leaves_the_others_readable, every_record_of_a_machine_is_listed_in_pages,
     fixtures_of_older_releases_read_through_the_current_code, migrate_rewrites_old_records_through_the_pipeline,
     newer_schema_records_are_refused_and_never_overwritten, schema_versions_round_trip_through_every_read,
+};
+#[allow(unused_imports)]
+pub(crate) use outbox::{
+    an_outbox_applies_each_callback_once_however_often_delivered, an_outbox_ignores_changes_that_stay_in_the_kind,
 };
 #[allow(unused_imports)]
 pub(crate) use processors::{

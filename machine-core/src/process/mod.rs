@@ -29,10 +29,12 @@
 //! [`Recovery`] re-drives recorded failures in the background with backoff.
 
 mod entry;
+mod outbox;
 mod processor;
 mod recovery;
 
 pub use entry::{Entry, Handler};
+pub use outbox::{Outbox, OutboxError};
 pub use processor::{Processor, Progress, Redriven, Stepped};
 pub use recovery::{Recovered, Recovery};
 
