@@ -30,7 +30,7 @@ use std::time::Duration;
 
 /// How long a customer has to pay, and the wait before retrying a payment
 /// call that failed.
-const PAY_WITHIN: Duration = Duration::from_secs(15 * 60);
+const PAY_WITHIN: Duration = Duration::from_mins(15);
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -237,9 +237,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let order = runner.get(&id).await?.map(|record| record.state);
         let versions = runner.history(&id).await?.len();
         let outcome = order.as_ref().map_or("missing", |order| order.kind().as_str());
-        let charged = charges.get(&id).copied().unwrap_or(0);
-        println!("{id:<8} {outcome:<16} {versions:>8} {charged:>7}  {order:?}");
-        assert!(charged <= 1, "{id} charged twice");
+        let times = charges.get(&id).copied().unwrap_or(0);
+        println!("{id:<8} {outcome:<16} {versions:>8} {times:>7}  {order:?}");
+        assert!(times <= 1, "{id} charged twice");
     }
     let parked = processor.dead_letters(None, 100).await?;
     println!(
