@@ -433,6 +433,7 @@ conformance!(
     two_sweepers_fire_each_due_state_once,
     a_refused_timer_is_disarmed_not_retried_for_ever,
     a_record_that_moved_on_is_not_fired,
+    coalesced_fires_race_commands_and_fire_once,
     failures_are_replayed_after_their_backoff_then_left,
     concurrent_recoveries_replay_each_failure_once,
     checkpoints_are_compared_and_set,

@@ -55,7 +55,8 @@ pub(crate) use retention::{
 #[allow(unused_imports)]
 pub(crate) use timers::{
     a_record_that_moved_on_is_not_fired, a_refused_timer_is_disarmed_not_retried_for_ever,
-    due_times_are_stored_indexed_and_cleared, fire_judges_the_state_it_loads, two_sweepers_fire_each_due_state_once,
+    coalesced_fires_race_commands_and_fire_once, due_times_are_stored_indexed_and_cleared,
+    fire_judges_the_state_it_loads, two_sweepers_fire_each_due_state_once,
 };
 
 use machine_core::prelude::*;

@@ -216,3 +216,44 @@ pub(crate) async fn a_record_that_moved_on_is_not_fired(store: impl Harness) {
     assert!(matches!(runner.fire("s").await, Err(Error::NotDue { due: Some(9_000), .. })));
     assert_eq!(timer_entries(&runner, "s").await, 0);
 }
+
+pub(crate) async fn coalesced_fires_race_commands_and_fire_once(store: impl Harness) {
+    const RECORDS: u64 = 20;
+    let now = Arc::new(AtomicU64::new(0));
+    let runner = runner(store, &now).coalesce(machine_core::Coalescing::default().max_batch(8));
+    for n in 0..RECORDS {
+        runner.handle(&format!("c-{n:02}"), &hold("al", 100)).await.unwrap();
+    }
+    now.store(100, Ordering::SeqCst);
+    // Per record: 4 fires and a release race in one coalesced queue. Each
+    // fire is judged on the state the group has reached, so at most one
+    // reminder fires per record, and none after the release.
+    let mut calls = Vec::new();
+    for n in 0..RECORDS {
+        let id = format!("c-{n:02}");
+        for _ in 0..4 {
+            let (runner, id) = (runner.clone(), id.clone());
+            calls.push(tokio::spawn(async move { runner.fire(&id).await.is_ok() }));
+        }
+        let (runner, id) = (runner.clone(), id.clone());
+        calls.push(tokio::spawn(async move {
+            // The release may come first (then no reminder) or after a
+            // reminder (released from Reminded).
+            runner.handle(&id, &SlotCommand::Release).await.unwrap();
+            false
+        }));
+    }
+    let mut fired = 0;
+    for call in calls {
+        fired += u64::from(call.await.unwrap());
+    }
+    let mut entries = 0;
+    for n in 0..RECORDS {
+        let id = format!("c-{n:02}");
+        let timers = timer_entries(&runner, &id).await;
+        assert!(timers <= 1, "{id}: {timers} reminders");
+        entries += timers as u64;
+        assert_eq!(runner.get(&id).await.unwrap().unwrap().state, Slot::Free);
+    }
+    assert_eq!(fired, entries, "every fire that returned Ok wrote one entry");
+}
