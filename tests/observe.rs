@@ -343,3 +343,35 @@ fn sensitivity_is_mirrored_for_async_machines() {
     assert!(sensitive::<Secrets>());
     assert!(!sensitive::<Tallies>());
 }
+
+#[test]
+fn processors_count_entries_lag_and_leases_and_timers_count_fires() {
+    use machine_core::observe::{PROCESSED, PROCESSOR_LAG, PROCESSOR_LEASES, TIMERS};
+    use machine_core::process::{Entry, Processor, Stepped};
+    let ((), seen) = observe(async {
+        let runner = Runner::<Tallies, _>::new(Memory::new(), up());
+        for n in 1..=3 {
+            runner.handle(&format!("t-{n}"), &Step::Add(n)).await.unwrap();
+        }
+        let handler = |entry: Entry<Tallies>| async move {
+            if entry.id == "t-2" { Err("refused by the handler") } else { Ok(()) }
+        };
+        let processor = Processor::new("audit", runner.clone(), handler)
+            .retry(machine_core::Retry::fixed(Duration::ZERO).max_attempts(1));
+        assert_eq!(processor.lag().await.unwrap(), 3);
+        assert!(matches!(processor.step().await.unwrap(), Stepped::Processed { .. }));
+        assert_eq!(processor.lag().await.unwrap(), 0);
+        // Tallies declare no timers: a fire is `not_due`.
+        assert!(matches!(runner.fire("t-1").await, Err(Error::NotDue { .. })));
+    });
+    assert_eq!(seen.counter(PROCESSED, &[("processor", "audit"), ("outcome", "delivered")]), 2);
+    assert_eq!(seen.counter(PROCESSED, &[("processor", "audit"), ("outcome", "parked")]), 1);
+    assert_eq!(seen.counter(PROCESSOR_LEASES, &[("processor", "audit"), ("event", "taken")]), 1);
+    assert!(seen.gauge(PROCESSOR_LAG, &[("processor", "audit")]).abs() < f64::EPSILON, "lag 0 last read");
+    assert_eq!(seen.counter(TIMERS, &[("machine", MACHINE), ("outcome", "not_due")]), 1);
+    assert!(
+        seen.events.iter().any(|e| e.level == Level::WARN && e.message.contains("dead letters")),
+        "{:?}",
+        seen.events
+    );
+}

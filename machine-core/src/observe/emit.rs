@@ -16,7 +16,7 @@
 use super::names::{
     CIRCUIT_TRANSITIONS, CIRCUITS_OPEN, COMMAND_ATTEMPTS, COMMAND_DURATION, COMMANDS, CONFLICT_GAP, CONFLICTS,
     DEAD_LETTERS, DEAD_LETTERS_TOTAL, DECISION_ATTEMPTS, DECISION_DURATION, DECISIONS, GIVE_UPS, GROUP_COMMIT_SIZE,
-    QUEUE_DEPTH, RECOVERIES, TIMERS,
+    PROCESSED, PROCESSOR_LAG, PROCESSOR_LEASES, QUEUE_DEPTH, RECOVERIES, TIMERS,
 };
 use super::{Ended, Op, Phase, outcome};
 use crate::error::{Error, VersionConflict};
@@ -225,6 +225,27 @@ pub(super) fn timer_refused<E: Display>(machine: &'static str, id: &str, error: 
     } else {
         tracing::warn!(target: TARGET, machine, id, %error, "timer command refused; timer disarmed");
     }
+}
+
+pub(super) fn processed(name: &str, delivered: u64, parked: u64) {
+    let processor = name.to_owned();
+    if delivered > 0 {
+        metrics::counter!(PROCESSED, "processor" => processor.clone(), "outcome" => "delivered").increment(delivered);
+    }
+    if parked > 0 {
+        metrics::counter!(PROCESSED, "processor" => processor, "outcome" => "parked").increment(parked);
+        tracing::warn!(target: TARGET, processor = name, parked, "entries parked as dead letters");
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // a lag far below 2^52
+pub(super) fn processor_lag(name: &str, lag: u64) {
+    metrics::gauge!(PROCESSOR_LAG, "processor" => name.to_owned()).set(lag as f64);
+}
+
+pub(super) fn processor_lease(name: &str, owner: &str, event: &'static str) {
+    metrics::counter!(PROCESSOR_LEASES, "processor" => name.to_owned(), "event" => event).increment(1);
+    tracing::info!(target: TARGET, processor = name, owner, event, "processor lease");
 }
 
 pub(super) fn planned(from: &'static str, to: Option<&'static str>) {

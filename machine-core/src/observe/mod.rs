@@ -178,6 +178,31 @@ pub(crate) fn timer_refused<E: Display>(machine: &'static str, id: &str, error: 
     emit::timer_refused(machine, id, error, sensitive);
 }
 
+/// Processor `name` finished `delivered` entries and parked `parked`.
+#[inline]
+#[cfg_attr(not(feature = "observe"), allow(unused_variables))]
+pub(crate) fn processed(name: &str, delivered: u64, parked: u64) {
+    #[cfg(feature = "observe")]
+    emit::processed(name, delivered, parked);
+}
+
+/// Processor `name` is `lag` changes behind the head of the feed.
+#[inline]
+#[cfg_attr(not(feature = "observe"), allow(unused_variables))]
+pub(crate) fn processor_lag(name: &str, lag: u64) {
+    #[cfg(feature = "observe")]
+    emit::processor_lag(name, lag);
+}
+
+/// Processor `name`'s instance `owner` took (`taken`) or lost (`lost`) its
+/// lease: counted, and told at `INFO` (a takeover is worth a line).
+#[inline]
+#[cfg_attr(not(feature = "observe"), allow(unused_variables))]
+pub(crate) fn processor_lease(name: &str, owner: &str, event: &'static str) {
+    #[cfg(feature = "observe")]
+    emit::processor_lease(name, owner, event);
+}
+
 /// A plan's first and last state kinds, recorded on the pipeline's current
 /// span (a command's or a group's; never a span of the caller's own).
 #[inline]

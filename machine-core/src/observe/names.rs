@@ -21,6 +21,16 @@ pub const RECOVERIES: &str = "machine_recoveries_total";
 /// by `machine` and `outcome` (`committed`, `not_due` for a record that
 /// moved on, `refused`, ...).
 pub const TIMERS: &str = "machine_timers_fired_total";
+/// Counter: change-feed entries a processor finished, by `processor` (its
+/// name) and `outcome` (`delivered`, or `parked` as a dead letter).
+pub const PROCESSED: &str = "machine_processor_entries_total";
+/// Gauge: changes behind the head of the feed, by `processor`, as last read
+/// by `Processor::lag`.
+pub const PROCESSOR_LAG: &str = "machine_processor_lag";
+/// Counter: a processor instance took a lease it did not hold (a start or a
+/// takeover), or lost one to another instance, by `processor` and `event`
+/// (`taken`, `lost`).
+pub const PROCESSOR_LEASES: &str = "machine_processor_leases_total";
 /// Counter: decisions, by `machine` (of the first read) and `outcome`.
 pub const DECISIONS: &str = "machine_decisions_total";
 /// Histogram, seconds: how long a decision took, by `machine` and `outcome`.
@@ -61,6 +71,9 @@ pub fn describe() {
     describe_histogram!(COMMAND_ATTEMPTS, Unit::Count, "Attempts a command call took");
     describe_counter!(RECOVERIES, Unit::Count, "Recover calls by outcome");
     describe_counter!(TIMERS, Unit::Count, "Timer commands sent to due records, by outcome");
+    describe_counter!(PROCESSED, Unit::Count, "Change-feed entries a processor delivered or parked");
+    describe_gauge!(PROCESSOR_LAG, Unit::Count, "Changes behind the head of the feed, per processor");
+    describe_counter!(PROCESSOR_LEASES, Unit::Count, "Processor leases taken or lost");
     describe_counter!(DECISIONS, Unit::Count, "Decisions by outcome");
     describe_histogram!(DECISION_DURATION, Unit::Seconds, "Duration of a decision");
     describe_histogram!(DECISION_ATTEMPTS, Unit::Count, "Attempts a decision took");

@@ -294,7 +294,9 @@ where
     /// stored checkpoint: how far this processor is behind the head.
     pub async fn lag(&self) -> Result<u64, Error<M::Error>> {
         let cursor = self.checkpoint().await?.map_or(Cursor::START, |checkpoint| checkpoint.cursor);
-        Ok(self.runner.store().behind(cursor).await?)
+        let lag = self.runner.store().behind(cursor).await?;
+        crate::observe::processor_lag(&self.name, lag);
+        Ok(lag)
     }
 
     /// The stored checkpoint and lease of this processor's name.
@@ -351,13 +353,15 @@ where
             None => Checkpoint { cursor: Cursor::START, owner: self.owner.clone(), lease_until: 0, version: 0 },
         };
         let from = held.cursor;
-        if (held.owner != self.owner || held.version == 0 || self.renewal_due(&held, now))
-            && !self.save(&mut held, from, now).await?
-        {
+        let taking = held.owner != self.owner || held.version == 0;
+        if (taking || self.renewal_due(&held, now)) && !self.save(&mut held, from, now).await? {
             // Another instance took it between the read and the save.
             let holder = store.checkpoint(&self.name).await?;
             let (owner, lease_until) = holder.map_or((String::new(), 0), |holder| (holder.owner, holder.lease_until));
             return Ok(Stepped::Standby { owner, lease_until });
+        }
+        if taking {
+            crate::observe::processor_lease(&self.name, &self.owner, "taken");
         }
         let changes = store.changes(held.cursor, self.batch).await?;
         if changes.is_empty() {
@@ -396,13 +400,21 @@ where
             cursor = at;
             let now = self.runner.now();
             if self.renewal_due(&held, now) && !self.save(&mut held, cursor, now).await? {
-                return Ok(Stepped::LostLease { progress });
+                return Ok(self.lost(progress));
             }
         }
         if cursor != held.cursor && !self.save(&mut held, cursor, self.runner.now()).await? {
-            return Ok(Stepped::LostLease { progress });
+            return Ok(self.lost(progress));
         }
+        crate::observe::processed(&self.name, progress.delivered, progress.parked);
         Ok(Stepped::Processed { progress, cursor, more })
+    }
+
+    /// Another instance took the lease while this one delivered `progress`.
+    fn lost(&self, progress: Progress) -> Stepped {
+        crate::observe::processed(&self.name, progress.delivered, progress.parked);
+        crate::observe::processor_lease(&self.name, &self.owner, "lost");
+        Stepped::LostLease { progress }
     }
 
     /// Decodes `change` and runs the handler on it with retries; an entry
