@@ -499,6 +499,14 @@ conformance_etcd!(
     pruning_takes_the_oldest_history_and_tells_consumers_behind,
     a_removed_record_stays_in_the_feed_until_pruned,
     pruning_while_writing_never_skips_silently,
+    due_times_are_stored_indexed_and_cleared,
+    fire_judges_the_state_it_loads,
+    two_sweepers_fire_each_due_state_once,
+    a_refused_timer_is_disarmed_not_retried_for_ever,
+    a_record_that_moved_on_is_not_fired,
+    coalesced_fires_race_commands_and_fire_once,
+    failures_are_replayed_after_their_backoff_then_left,
+    concurrent_recoveries_replay_each_failure_once,
 );
 
 // ---------------------------------------------------------------------------

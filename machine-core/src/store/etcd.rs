@@ -11,7 +11,7 @@ mod layout;
 pub use error::EtcdError;
 
 use super::key::{validate_id, validate_idempotency_key, validate_machine};
-use super::record::{Change, Commit, Cursor, Listed, Origin, Record, Remove};
+use super::record::{Change, Commit, Cursor, Listed, Origin, Record, Remove, Timer};
 use super::{Feed, Query, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
 use error::{Sent, store_error};
@@ -59,6 +59,7 @@ const STALE_TRIES: u32 = 3;
 /// | `{prefix}h/{machine}\0{id}\0{version:020}` | one history entry: a header line `{"version","command","origin","kind","at","pos"}`, then the state written |
 /// | `{prefix}h/{machine}\0{id}\x01{revision:020}` | a removal entry ([`Origin::Removal`]): a history entry's header and the state removed; `revision` is the removed record's last |
 /// | `{prefix}k/{machine}\0{kind}\0{id}` | the kind index (empty value) |
+/// | `{prefix}d/{machine}\0{due:020}\0{id}` | the due-time index ([`State::due`](crate::State::due)): the record's version; the record's header holds `due` too |
 /// | `{prefix}i/{machine}\0{id}\0{key}` | an idempotency key |
 /// | `{prefix}head` | empty; put by every commit that writes, so its `mod_revision` is the revision of the latest change |
 ///
@@ -138,11 +139,23 @@ struct Seen {
     version: u64,
     revision: i64,
     kind: Arc<str>,
+    /// The stored due time, whose index key a write must move.
+    due: Option<u64>,
 }
 
 impl Seen {
     fn absent() -> Self {
-        Self { version: 0, revision: 0, kind: Arc::from("") }
+        Self { version: 0, revision: 0, kind: Arc::from(""), due: None }
+    }
+
+    /// What `kv`, holding `record` of `(machine, id)`, says.
+    fn of(machine: &str, id: &str, record: &Record, kv: &KeyValue) -> Result<Self, StoreError> {
+        Ok(Self {
+            version: record.version,
+            revision: kv.mod_revision(),
+            kind: record.kind.clone(),
+            due: layout::record_due(machine, id, kv.value())?,
+        })
     }
 }
 
@@ -314,7 +327,7 @@ impl Etcd {
             None => Seen::absent(),
             Some(kv) => {
                 let record = layout::record(target.machine, target.id, kv.value())?;
-                Seen { version: record.version, revision: kv.mod_revision(), kind: record.kind }
+                Seen::of(target.machine, target.id, &record, kv)?
             }
         };
         self.note(&target.key, seen.clone());
@@ -407,8 +420,8 @@ struct Prepared {
     txn: Txn,
     operations: usize,
     bytes: usize,
-    /// The records written: key, new version, new kind.
-    written: Vec<(Vec<u8>, u64, Arc<str>)>,
+    /// The records written: key, new version, new kind, new due time.
+    written: Vec<(Vec<u8>, u64, Arc<str>, Option<u64>)>,
 }
 
 impl Etcd {
@@ -437,7 +450,7 @@ impl Etcd {
                 continue;
             };
             let version = last.expected + 1;
-            let value = layout::record_value(version, last.kind, now, last.schema, &last.state);
+            let value = layout::record_value(version, last.kind, now, last.schema, &last.state, last.due);
             bytes += target.key.len() + value.len() + 8;
             success.push(TxnOp::put(target.key.clone(), value, None));
             if seen.version == 0 || *seen.kind != *last.kind {
@@ -450,7 +463,20 @@ impl Etcd {
                     success.push(TxnOp::delete(old, None));
                 }
             }
-            written.push((target.key.clone(), version, Arc::from(last.kind)));
+            // The due-time index follows the record: the old entry goes, the
+            // new one names the version written.
+            if let Some(old) = seen.due.filter(|old| Some(*old) != last.due) {
+                let stale = keys.due(target.machine, old, target.id);
+                bytes += stale.len() + 8;
+                success.push(TxnOp::delete(stale, None));
+            }
+            if let Some(due) = last.due {
+                let index = keys.due(target.machine, due, target.id);
+                let value = version.to_string().into_bytes();
+                bytes += index.len() + value.len() + 8;
+                success.push(TxnOp::put(index, value, None));
+            }
+            written.push((target.key.clone(), version, Arc::from(last.kind), last.due));
         }
         for (position, write) in (1_u64..).zip(&commit.writes) {
             let key = keys.history(write.machine, write.id, write.expected + 1);
@@ -506,6 +532,7 @@ impl Etcd {
         key: &[u8],
         record: &Record,
         revision: i64,
+        due: Option<u64>,
     ) -> Result<Prepared, StoreError> {
         let keys = self.keys();
         let entry = EntryHeader {
@@ -524,7 +551,7 @@ impl Etcd {
         let index = keys.kind(machine, &record.kind, id);
         let bytes =
             key.len() * 2 + index.len() + history.len() * 2 + idempotency.len() * 2 + removal.len() + value.len() + 64;
-        let success = vec![
+        let mut success = vec![
             TxnOp::delete(key.to_vec(), None),
             TxnOp::delete(index, None),
             TxnOp::delete(history.clone(), Some(DeleteOptions::new().with_range(prefix_end(&history)))),
@@ -532,6 +559,10 @@ impl Etcd {
             TxnOp::put(removal, value, None),
             TxnOp::put(keys.head(), Vec::new(), None),
         ];
+        // Its timer goes with it.
+        if let Some(due) = due {
+            success.push(TxnOp::delete(keys.due(machine, due, id), None));
+        }
         let operations = success.len();
         if bytes > self.inner.options.max_request_bytes {
             return Err(EtcdError::RequestTooLarge { bytes, limit: Some(self.inner.options.max_request_bytes) }.into());
@@ -659,11 +690,12 @@ impl Store for Etcd {
             };
             let record = layout::record(machine, id, kv.value())?;
             let revision = kv.mod_revision();
-            self.note(&key, Seen { version: record.version, revision, kind: record.kind.clone() });
+            self.note(&key, Seen::of(machine, id, &record, kv)?);
             if record.version != remove.expected || *record.kind != *remove.kind {
                 return Err(conflict(machine, id, remove.expected, record.version));
             }
-            let prepared = self.prepare_removal(machine, id, &key, &record, revision)?;
+            let due = layout::record_due(machine, id, kv.value())?;
+            let prepared = self.prepare_removal(machine, id, &key, &record, revision, due)?;
             let sent = Sent::Write { operations: prepared.operations, bytes: prepared.bytes };
             let done = self.kv().txn(prepared.txn).await.map_err(|e| store_error(e, sent))?;
             if done.succeeded() {
@@ -727,7 +759,7 @@ impl Store for Etcd {
             return Ok(None);
         };
         let record = layout::record(machine, id, kv.value())?;
-        self.note(&key, Seen { version: record.version, revision: kv.mod_revision(), kind: record.kind.clone() });
+        self.note(&key, Seen::of(machine, id, &record, kv)?);
         Ok(Some(record))
     }
 
@@ -778,8 +810,8 @@ impl Store for Etcd {
             let response = self.kv().txn(prepared.txn).await.map_err(|e| store_error(e, sent))?;
             if response.succeeded() {
                 let revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
-                for (key, version, kind) in prepared.written {
-                    self.note(&key, Seen { version, revision, kind });
+                for (key, version, kind, due) in prepared.written {
+                    self.note(&key, Seen { version, revision, kind, due });
                 }
                 return Ok(());
             }
@@ -1088,5 +1120,77 @@ impl Query for Etcd {
             listed.push(Listed { id: id.to_owned(), record: layout::record(machine, id, kv.value())? });
         }
         Ok(listed)
+    }
+
+    async fn due(
+        &self,
+        machine: &str,
+        now: u64,
+        after: Option<(u64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Timer>, StoreError> {
+        validate_machine(machine)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys();
+        let base = keys.due_of(machine);
+        let start = match after {
+            // The smallest key past the position's: ids hold no NUL.
+            Some((due, id)) => {
+                let mut start = keys.due(machine, due, id);
+                start.push(0);
+                start
+            }
+            None => base.clone(),
+        };
+        // Everything due by `now`: keys below the first of `now + 1`.
+        let end = match now.checked_add(1) {
+            Some(next) => keys.due(machine, next, ""),
+            None => prefix_end(&base),
+        };
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let options = GetOptions::new().with_range(end).with_limit(i64::from(limit));
+        let page = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let mut timers = Vec::with_capacity(page.kvs().len());
+        for kv in page.kvs() {
+            let corrupt =
+                |reason: String| StoreError::Corrupt { machine: machine.to_owned(), id: UNREADABLE.to_owned(), reason };
+            let (due, id) = keys.parse_due(machine, kv.key()).ok_or_else(|| {
+                corrupt(format!("due-time key {:?} is not one this store writes", String::from_utf8_lossy(kv.key())))
+            })?;
+            let version = std::str::from_utf8(kv.value()).ok().and_then(|v| v.parse::<u64>().ok()).filter(|v| *v > 0);
+            let version = version.ok_or_else(|| StoreError::Corrupt {
+                machine: machine.to_owned(),
+                id: id.to_owned(),
+                reason: "its due-time entry holds no valid version".to_owned(),
+            })?;
+            timers.push(Timer { id: id.to_owned(), version, due });
+        }
+        Ok(timers)
+    }
+
+    async fn disarm(&self, machine: &str, id: &str, version: u64) -> Result<bool, StoreError> {
+        validate_machine(machine)?;
+        validate_id(id)?;
+        let key = self.keys().record(machine, id);
+        let response = self.kv().get(key.clone(), None).await.map_err(|e| store_error(e, Sent::Read))?;
+        let Some(kv) = response.kvs().first() else { return Ok(false) };
+        let record = layout::record(machine, id, kv.value())?;
+        let Some(due) = layout::record_due(machine, id, kv.value())?.filter(|_| record.version == version) else {
+            return Ok(false);
+        };
+        // The record keeps its version: only its due time is cleared, if
+        // nothing wrote it since it was read.
+        let value =
+            layout::record_value(record.version, &record.kind, record.updated_at, record.schema, &record.state, None);
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())])
+            .and_then(vec![TxnOp::put(key, value, None), TxnOp::delete(self.keys().due(machine, due, id), None)]);
+        let sent = Sent::Write { operations: 2, bytes: kv.value().len() + 64 };
+        let done = self.kv().txn(txn).await.map_err(|e| store_error(e, sent))?;
+        Ok(done.succeeded())
     }
 }

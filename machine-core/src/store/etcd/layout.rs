@@ -114,6 +114,30 @@ impl Keys {
         self.with(b"i/", &[])
     }
 
+    /// `{prefix}d/{machine}\0{due:020}\0{id}`: the due-time index, the
+    /// record's version as its value; the zero-padded time makes key order
+    /// due order.
+    pub(super) fn due(&self, machine: &str, due: u64, id: &str) -> Vec<u8> {
+        self.with(b"d/", &[machine.as_bytes(), format!("{due:020}").as_bytes(), id.as_bytes()])
+    }
+
+    /// Every due-time entry of one machine: `{prefix}d/{machine}\0`.
+    pub(super) fn due_of(&self, machine: &str) -> Vec<u8> {
+        let mut key = self.with(b"d/", &[machine.as_bytes()]);
+        key.push(SEP);
+        key
+    }
+
+    /// Due time and id of a due-time key under `machine`, `None` if it is not one.
+    pub(super) fn parse_due<'k>(&self, machine: &str, key: &'k [u8]) -> Option<(u64, &'k str)> {
+        let rest = key.strip_prefix(self.due_of(machine).as_slice())?;
+        let (due, id) = (rest.get(..20)?, rest.get(21..)?);
+        if rest.get(20) != Some(&SEP) {
+            return None;
+        }
+        Some((std::str::from_utf8(due).ok()?.parse().ok()?, std::str::from_utf8(id).ok()?))
+    }
+
     /// `{prefix}head`: written by every commit that writes, so its
     /// `mod_revision` is the revision of the store's latest change.
     pub(super) fn head(&self) -> Vec<u8> {
@@ -173,9 +197,31 @@ pub(super) const MAX_VERSION: u64 = i64::MAX as u64;
 /// A record's value: a JSON header line, then the state's JSON verbatim.
 /// Values from before schema versions were stored have no `schema` and
 /// read as 1.
-pub(super) fn record_value(version: u64, kind: &str, updated_at: u64, schema: u32, state: &str) -> Vec<u8> {
-    let header = serde_json::json!({ "version": version, "kind": kind, "updated_at": updated_at, "schema": schema });
+/// With the state's due time (`State::due`), when it has one: a `due`
+/// field, absent otherwise.
+pub(super) fn record_value(
+    version: u64,
+    kind: &str,
+    updated_at: u64,
+    schema: u32,
+    state: &str,
+    due: Option<u64>,
+) -> Vec<u8> {
+    let mut header =
+        serde_json::json!({ "version": version, "kind": kind, "updated_at": updated_at, "schema": schema });
+    if let (Some(due), Value::Object(fields)) = (due, &mut header) {
+        fields.insert("due".to_owned(), due.into());
+    }
     framed(&header, state)
+}
+
+/// The due time a record's value holds (`None`: no `due` field).
+pub(super) fn record_due(machine: &str, id: &str, value: &[u8]) -> Result<Option<u64>, StoreError> {
+    let fields = Fields::parse(machine, id, None, value)?;
+    if !fields.header.contains_key("due") {
+        return Ok(None);
+    }
+    fields.unsigned("due").map(Some)
 }
 
 /// A history entry's value: a JSON header line (version, command, origin,
@@ -456,7 +502,7 @@ mod tests {
 
     #[test]
     fn values_round_trip_and_bad_ones_are_named() {
-        let value = record_value(3, "Open", 7, 2, "{\"n\":\n1}");
+        let value = record_value(3, "Open", 7, 2, "{\"n\":\n1}", None);
         let read = record("M", "i", &value).unwrap();
         assert_eq!(
             (read.version, &*read.kind, &*read.state, read.updated_at, read.schema),
