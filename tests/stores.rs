@@ -507,6 +507,15 @@ conformance_etcd!(
     coalesced_fires_race_commands_and_fire_once,
     failures_are_replayed_after_their_backoff_then_left,
     concurrent_recoveries_replay_each_failure_once,
+    checkpoints_are_compared_and_set,
+    lag_counts_the_changes_behind_the_head,
+    batches_are_configurable,
+    a_processor_resumes_from_its_checkpoint_after_a_crash,
+    one_instance_per_name_delivers_while_its_lease_stands,
+    a_failing_handler_backs_off_then_parks_and_is_redriven,
+    an_undecodable_entry_is_parked_not_fatal,
+    an_outbox_applies_each_callback_once_however_often_delivered,
+    an_outbox_ignores_changes_that_stay_in_the_kind,
 );
 
 // ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 //! The key layout and how commits, history and the feed map onto etcd are
 //! in [`Etcd`]'s docs, which are public where this module is not.
 
+mod checkpoint;
 mod error;
 mod layout;
 
@@ -61,6 +62,8 @@ const STALE_TRIES: u32 = 3;
 /// | `{prefix}k/{machine}\0{kind}\0{id}` | the kind index (empty value) |
 /// | `{prefix}d/{machine}\0{due:020}\0{id}` | the due-time index ([`State::due`](crate::State::due)): the record's version; the record's header holds `due` too |
 /// | `{prefix}i/{machine}\0{id}\0{key}` | an idempotency key |
+/// | `{prefix}p/{name}` | a processor's checkpoint and lease (JSON); its etcd key version is the checkpoint's version |
+/// | `{prefix}x/{processor}\0{tx:020}\0{seq:020}` | a processor's dead letter (JSON) |
 /// | `{prefix}head` | empty; put by every commit that writes, so its `mod_revision` is the revision of the latest change |
 ///
 /// ## How a commit runs
@@ -1017,11 +1020,6 @@ impl Feed for Etcd {
         }
     }
 }
-
-/// Not yet: every method fails with
-/// [`StoreError::Unsupported`](crate::StoreError::Unsupported), so a
-/// processor on etcd fails at its first step instead of misbehaving.
-impl super::Checkpoints for Etcd {}
 
 impl Query for Etcd {
     async fn by_kind(

@@ -138,6 +138,25 @@ impl Keys {
         Some((std::str::from_utf8(due).ok()?.parse().ok()?, std::str::from_utf8(id).ok()?))
     }
 
+    /// `{prefix}p/{name}`: a processor's checkpoint and lease, its etcd
+    /// key version the checkpoint's version.
+    pub(super) fn checkpoint(&self, name: &str) -> Vec<u8> {
+        self.with(b"p/", &[name.as_bytes()])
+    }
+
+    /// `{prefix}x/{processor}\0{tx:020}\0{seq:020}`: a dead letter; the
+    /// zero-padded cursor makes key order feed order.
+    pub(super) fn dead_letter(&self, processor: &str, tx: u64, seq: u64) -> Vec<u8> {
+        self.with(b"x/", &[processor.as_bytes(), format!("{tx:020}").as_bytes(), format!("{seq:020}").as_bytes()])
+    }
+
+    /// Every dead letter of one processor: `{prefix}x/{processor}\0`.
+    pub(super) fn dead_letters_of(&self, processor: &str) -> Vec<u8> {
+        let mut key = self.with(b"x/", &[processor.as_bytes()]);
+        key.push(SEP);
+        key
+    }
+
     /// `{prefix}head`: written by every commit that writes, so its
     /// `mod_revision` is the revision of the store's latest change.
     pub(super) fn head(&self) -> Vec<u8> {
