@@ -423,8 +423,9 @@ struct Prepared {
     txn: Txn,
     operations: usize,
     bytes: usize,
-    /// The records written: key, new version, new kind, new due time.
-    written: Vec<(Vec<u8>, u64, Arc<str>, Option<u64>)>,
+    /// The records written and what they hold, their revision to be filled
+    /// in from the response.
+    written: Vec<(Vec<u8>, Seen)>,
 }
 
 impl Etcd {
@@ -479,7 +480,8 @@ impl Etcd {
                 bytes += index.len() + value.len() + 8;
                 success.push(TxnOp::put(index, value, None));
             }
-            written.push((target.key.clone(), version, Arc::from(last.kind), last.due));
+            let kind = Arc::from(last.kind);
+            written.push((target.key.clone(), Seen { version, revision: 0, kind, due: last.due }));
         }
         for (position, write) in (1_u64..).zip(&commit.writes) {
             let key = keys.history(write.machine, write.id, write.expected + 1);
@@ -813,8 +815,8 @@ impl Store for Etcd {
             let response = self.kv().txn(prepared.txn).await.map_err(|e| store_error(e, sent))?;
             if response.succeeded() {
                 let revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
-                for (key, version, kind, due) in prepared.written {
-                    self.note(&key, Seen { version, revision, kind, due });
+                for (key, seen) in prepared.written {
+                    self.note(&key, Seen { revision, ..seen });
                 }
                 return Ok(());
             }
