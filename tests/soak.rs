@@ -393,19 +393,35 @@ async fn soak<St: Query + Checkpoints + Clone>(name: &str, store: St, keyed: boo
     // Past every deadline: the sweepers fire what is left.
     now.fetch_add(600_000, Ordering::SeqCst);
     let final_now = now.load(Ordering::SeqCst);
-    until("every timer fires", Duration::from_secs(60), || async {
-        store.due(Slots::NAME, final_now, None, 1).await.expect("due").is_empty()
-    })
-    .await;
+    let quiet = || async {
+        let empty = store.due(Slots::NAME, final_now, None, 1_000).await.expect("due").is_empty();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        empty && store.due(Slots::NAME, final_now, None, 1_000).await.expect("due").is_empty()
+    };
+    until("every timer fires", Duration::from_secs(60), quiet).await;
     let mut swept = Swept::default();
-    for (stop, task) in sweepers {
-        stop.send(()).expect("sweeper running");
-        let totals = task.await.expect("sweeper");
+    let add = |swept: &mut Swept, totals: Swept| {
         swept.fired += totals.fired;
         swept.skipped += totals.skipped;
         swept.refused += totals.refused;
         swept.failed += totals.failed;
         swept.retried += totals.retried;
+    };
+    for (stop, task) in sweepers {
+        stop.send(()).expect("sweeper running");
+        add(&mut swept, task.await.expect("sweeper"));
+    }
+    // The memory store's due page can come back empty while a fire moves a
+    // record to its next due time (see the report): one more sweep, alone,
+    // until it finds nothing.
+    let mut last_sweeps = 0;
+    loop {
+        let totals = Sweeper::new(slots.clone()).sweep().await.expect("sweeps");
+        add(&mut swept, totals);
+        last_sweeps += totals.fired;
+        if totals.fired == 0 && store.due(Slots::NAME, final_now, None, 1_000).await.expect("due").is_empty() {
+            break;
+        }
     }
     ticking.store(false, Ordering::SeqCst);
     ticker.await.expect("ticker");
@@ -468,7 +484,12 @@ async fn soak<St: Query + Checkpoints + Clone>(name: &str, store: St, keyed: boo
             before = Some(entry.state.clone());
         }
         // Every due state entered was left once: by a writer, or by its timer.
-        assert_eq!(fired, entered - left_by_writer, "{id}: timers fired once per due state not left by a writer");
+        assert_eq!(
+            fired,
+            entered - left_by_writer,
+            "{id}: timers fired once per due state not left by a writer: {:#?}",
+            history.iter().map(|entry| (entry.version, entry.origin, &entry.command, &entry.state)).collect::<Vec<_>>()
+        );
         let last = before.expect("seeded");
         assert!(!is_due(&last), "{id} is still due at the end: {last:?}");
         let current = slots.get(&id).await.expect("get").expect("exists");
@@ -499,7 +520,7 @@ async fn soak<St: Query + Checkpoints + Clone>(name: &str, store: St, keyed: boo
     eprintln!(
         "{name}: {RECORDS} records, {WRITERS} writers: {commands} acknowledged writes ({refused} refused, \
          {gave_up} given up), {changes} changes, {due_states} due states, {timers} timers fired \
-         ({} skipped, {} retried), {} deliveries ({redelivered} again after kills at {killed:?} writes, \
+         ({} skipped, {} retried, {last_sweeps} by the last sweep), {} deliveries ({redelivered} again after kills at {killed:?} writes, \
          last instance {last:?}), {effects} effects ({replays} replayed); writing {writing:.1?}, in all {:.1?}",
         swept.skipped,
         swept.retried,
