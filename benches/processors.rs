@@ -172,17 +172,17 @@ async fn under_load<St: Checkpoints + Clone>(runner: &Runner<Tallies, St>, label
             writer.await.expect("writer");
         }
         let elapsed = start.elapsed();
-        let (writes, delivered_then) = (written.load(Ordering::Relaxed), count.load(Ordering::Relaxed));
+        let (committed, delivered_then) = (written.load(Ordering::Relaxed), count.load(Ordering::Relaxed));
         // How long the processor takes to catch up once the writers stop.
         let stopped_at = Instant::now();
-        while count.load(Ordering::Relaxed) < writes {
+        while count.load(Ordering::Relaxed) < committed {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let drained = stopped_at.elapsed();
         stop.send(()).expect("running");
         running.await.expect("processor");
         rounds.push(Load {
-            writes: writes as f64 / elapsed.as_secs_f64(),
+            writes: committed as f64 / elapsed.as_secs_f64(),
             delivered: delivered_then as f64 / elapsed.as_secs_f64(),
             mean_lag: lags.iter().sum::<u64>() as f64 / lags.len() as f64,
             max_lag: lags.iter().copied().max().unwrap_or(0),

@@ -99,6 +99,6 @@ mod tests {
         let mut shutdown = pin!(Fused::new(shutdown));
         assert!(stopping(&mut shutdown));
         assert!(stopping(&mut shutdown), "still complete, the async block not resumed");
-        assert!(idle(Duration::from_secs(60), &mut shutdown).await);
+        assert!(idle(Duration::from_mins(1), &mut shutdown).await);
     }
 }
