@@ -62,3 +62,45 @@ pub(crate) async fn idle<S: Future<Output = ()>>(interval: Duration, shutdown: &
 pub(crate) fn stopping<S: Future<Output = ()>>(shutdown: &mut Pin<&mut S>) -> bool {
     shutdown.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready()
 }
+
+/// A shutdown future that stays complete once it has completed. The loops
+/// ask [`stopping`] between records and then [`idle`] again, so a shutdown
+/// seen inside a step or a sweep is polled once more; an `async` block or
+/// `std::future::ready` panics if polled after completing, so the loops
+/// poll it through this.
+pub(crate) struct Fused<'a, S>(Option<Pin<&'a mut S>>);
+
+impl<'a, S: Future<Output = ()>> Fused<'a, S> {
+    pub(crate) fn new(shutdown: Pin<&'a mut S>) -> Self {
+        Self(Some(shutdown))
+    }
+}
+
+impl<S: Future<Output = ()>> Future for Fused<'_, S> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(shutdown) = self.0.as_mut() else { return Poll::Ready(()) };
+        if shutdown.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.0 = None;
+        Poll::Ready(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Fused, idle, stopping};
+    use std::pin::pin;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_completed_shutdown_is_never_polled_again() {
+        let shutdown = pin!(async {});
+        let mut shutdown = pin!(Fused::new(shutdown));
+        assert!(stopping(&mut shutdown));
+        assert!(stopping(&mut shutdown), "still complete, the async block not resumed");
+        assert!(idle(Duration::from_mins(1), &mut shutdown).await);
+    }
+}

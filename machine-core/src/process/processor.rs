@@ -262,7 +262,8 @@ where
     /// over without waiting for it to expire. A step the store failed is
     /// tried again after the interval.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Progress {
-        let mut shutdown = pin!(shutdown);
+        let shutdown = pin!(shutdown);
+        let mut shutdown = pin!(crate::process::Fused::new(shutdown));
         let mut total = Progress::default();
         loop {
             let more = match self.step_until(&mut shutdown).await {

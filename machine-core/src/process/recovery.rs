@@ -177,7 +177,8 @@ where
     /// Sweeps every [`every`](Recovery::every) until `shutdown` completes,
     /// then returns the totals (a sweep in progress finishes first).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Recovered {
-        let mut shutdown = pin!(shutdown);
+        let shutdown = pin!(shutdown);
+        let mut shutdown = pin!(crate::process::Fused::new(shutdown));
         let mut total = Recovered::default();
         loop {
             if let Ok(swept) = self.sweep().await {

@@ -181,7 +181,8 @@ where
     /// stops after the records it is firing, and no command is abandoned
     /// midway. A sweep the store failed is retried at the next interval.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Swept {
-        let mut shutdown = pin!(shutdown);
+        let shutdown = pin!(shutdown);
+        let mut shutdown = pin!(crate::process::Fused::new(shutdown));
         let mut total = Swept::default();
         loop {
             if let Ok(swept) = self.sweep_until(&mut shutdown).await {

@@ -782,25 +782,32 @@ impl Query for Memory {
         validate_machine(machine)?;
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let name: Arc<str> = Arc::from(machine);
+        let mut position: Option<(u64, Arc<str>)> = after.map(|(due, id)| (due, Arc::from(id)));
+        let mut timers = Vec::new();
         // The index names each due record; its version is read from the
-        // record, which the index follows under the same shard lock.
-        let found: Vec<(u64, Arc<str>)> = {
-            let timers = self.timers();
-            let (from_due, from_id) = after.unwrap_or((0, ""));
-            timers
-                .range((name.clone(), from_due, Arc::from(from_id))..)
-                .take_while(|(m, due, _)| *m == name && *due <= now)
-                .filter(|(_, due, id)| after.is_none_or(|_| (*due, &**id) != (from_due, from_id)))
-                .take(limit)
-                .map(|(_, due, id)| (*due, id.clone()))
-                .collect()
-        };
-        let mut timers = Vec::with_capacity(found.len());
-        for (due, id) in found {
-            let shard = self.lock(self.shard_of(machine, &id));
-            if let Some(entry) = shard.entry(machine, &id).filter(|entry| entry.due == Some(due)) {
-                timers.push(Timer { id: id.to_string(), version: entry.version, due });
+        // record, under its shard lock. A record a writer moved between the
+        // two reads is passed over, and the index read on past it, so a
+        // page comes back short only at the end of what is due.
+        while timers.len() < limit {
+            let found: Vec<(u64, Arc<str>)> = {
+                let index = self.timers();
+                let (from_due, from_id) = position.clone().unwrap_or((0, Arc::from("")));
+                index
+                    .range((name.clone(), from_due, from_id.clone())..)
+                    .take_while(|(m, due, _)| *m == name && *due <= now)
+                    .filter(|(_, due, id)| position.is_none() || (*due, id) != (from_due, &from_id))
+                    .take(limit - timers.len())
+                    .map(|(_, due, id)| (*due, id.clone()))
+                    .collect()
+            };
+            let Some(last) = found.last().cloned() else { break };
+            for (due, id) in found {
+                let shard = self.lock(self.shard_of(machine, &id));
+                if let Some(entry) = shard.entry(machine, &id).filter(|entry| entry.due == Some(due)) {
+                    timers.push(Timer { id: id.to_string(), version: entry.version, due });
+                }
             }
+            position = Some(last);
         }
         Ok(timers)
     }
