@@ -7,7 +7,7 @@ use super::stopping;
 use crate::error::{Error, StoreError};
 use crate::machine::AsyncMachine;
 use crate::retry::{Jitter, Retry};
-use crate::runner::{Runner, codec};
+use crate::runner::{Runner, codec, millis};
 use crate::store::{Change, Checkpoint, Checkpoints, Cursor, DeadLetter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -480,10 +480,6 @@ fn just_before(cursor: Cursor) -> Cursor {
         // Sequence numbers start at 1; the stores keep them below i64::MAX.
         None => Cursor { tx: cursor.tx.saturating_sub(1), seq: i64::MAX.unsigned_abs() },
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A lease owner id unique to this instance: process, start time, counter.

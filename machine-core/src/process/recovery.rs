@@ -140,7 +140,7 @@ where
         Ready {
             now: self.runner.now(),
             backoff: self.backoff,
-            cap: u64::try_from(self.max_wait.as_millis()).unwrap_or(u64::MAX),
+            cap: crate::runner::millis(self.max_wait),
             limit: self.limit,
         }
     }

@@ -42,7 +42,7 @@ impl Ready {
         if attempts >= self.limit {
             return None;
         }
-        let wait = u64::try_from(self.backoff.curve(attempts, 0).as_millis()).unwrap_or(u64::MAX).min(self.cap);
+        let wait = super::millis(self.backoff.curve(attempts, 0)).min(self.cap);
         Some(failed_at.saturating_add(wait))
     }
 }
@@ -301,15 +301,12 @@ where
                 // A background recovery judges readiness on the state this
                 // attempt loaded: a failure another instance just replayed
                 // (and that failed again) waits its backoff afresh.
-                if let Some(ready) = ready
-                    && ready.at(attempts, failed_at).is_none_or(|at| at > ready.now)
-                {
-                    return Err(Error::NotDue {
-                        machine: M::NAME,
-                        id: self.id.to_owned(),
-                        state: state.kind().as_str(),
-                        due: ready.at(attempts, failed_at),
-                    });
+                if let Some(ready) = ready {
+                    let at = ready.at(attempts, failed_at);
+                    if at.is_none_or(|at| at > ready.now) {
+                        let state = state.kind().as_str();
+                        return Err(Error::NotDue { machine: M::NAME, id: self.id.to_owned(), state, due: at });
+                    }
                 }
                 let (state, failed) = self.run(&command, &previous, attempts.saturating_add(1)).await?;
                 Ok(Next { state, failed, command: self.stage(command, typed)?, origin: Origin::Recovery })

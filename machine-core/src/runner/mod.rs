@@ -461,7 +461,7 @@ where
     /// [`timers::Sweeper`](crate::timers::Sweeper) calls it for every due
     /// record.
     pub async fn fire(&self, id: &str) -> Result<Outcome<M::State>, Error<M::Error>> {
-        let now = (self.clock)();
+        let now = self.now();
         match &self.coalescer {
             Some(coalescer) => self.handle_coalesced(coalescer, id, coalesce::Owned::Fire(now)).await,
             None => self.one(self.direct(), id, &Intent::Fire(now), false).await,
@@ -515,7 +515,8 @@ where
         .map(|failure| (failure.command.clone(), (*failure.previous).clone(), failure.attempts, failure.failed_at))
 }
 
-fn millis(duration: Duration) -> u64 {
+/// `duration` in whole milliseconds, saturating.
+pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

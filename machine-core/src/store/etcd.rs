@@ -151,14 +151,11 @@ impl Seen {
         Self { version: 0, revision: 0, kind: Arc::from(""), due: None }
     }
 
-    /// What `kv`, holding `record` of `(machine, id)`, says.
-    fn of(machine: &str, id: &str, record: &Record, kv: &KeyValue) -> Result<Self, StoreError> {
-        Ok(Self {
-            version: record.version,
-            revision: kv.mod_revision(),
-            kind: record.kind.clone(),
-            due: layout::record_due(machine, id, kv.value())?,
-        })
+    /// The record `kv` holds for `(machine, id)`, and what it says of it.
+    fn of(machine: &str, id: &str, kv: &KeyValue) -> Result<(Record, Self), StoreError> {
+        let (record, due) = layout::stored(machine, id, kv.value())?;
+        let seen = Self { version: record.version, revision: kv.mod_revision(), kind: record.kind.clone(), due };
+        Ok((record, seen))
     }
 }
 
@@ -328,10 +325,7 @@ impl Etcd {
     fn sighting(&self, target: &Target<'_>, kv: Option<&KeyValue>) -> Result<Seen, StoreError> {
         let seen = match kv {
             None => Seen::absent(),
-            Some(kv) => {
-                let record = layout::record(target.machine, target.id, kv.value())?;
-                Seen::of(target.machine, target.id, &record, kv)?
-            }
+            Some(kv) => Seen::of(target.machine, target.id, kv)?.1,
         };
         self.note(&target.key, seen.clone());
         Ok(seen)
@@ -693,13 +687,12 @@ impl Store for Etcd {
                 self.note(&key, Seen::absent());
                 return Err(conflict(machine, id, remove.expected, 0));
             };
-            let record = layout::record(machine, id, kv.value())?;
-            let revision = kv.mod_revision();
-            self.note(&key, Seen::of(machine, id, &record, kv)?);
+            let (record, seen) = Seen::of(machine, id, kv)?;
+            let (revision, due) = (seen.revision, seen.due);
+            self.note(&key, seen);
             if record.version != remove.expected || *record.kind != *remove.kind {
                 return Err(conflict(machine, id, remove.expected, record.version));
             }
-            let due = layout::record_due(machine, id, kv.value())?;
             let prepared = self.prepare_removal(machine, id, &key, &record, revision, due)?;
             let sent = Sent::Write { operations: prepared.operations, bytes: prepared.bytes };
             let done = self.kv().txn(prepared.txn).await.map_err(|e| store_error(e, sent))?;
@@ -763,8 +756,8 @@ impl Store for Etcd {
             self.note(&key, Seen::absent());
             return Ok(None);
         };
-        let record = layout::record(machine, id, kv.value())?;
-        self.note(&key, Seen::of(machine, id, &record, kv)?);
+        let (record, seen) = Seen::of(machine, id, kv)?;
+        self.note(&key, seen);
         Ok(Some(record))
     }
 
@@ -1178,8 +1171,8 @@ impl Query for Etcd {
         let key = self.keys().record(machine, id);
         let response = self.kv().get(key.clone(), None).await.map_err(|e| store_error(e, Sent::Read))?;
         let Some(kv) = response.kvs().first() else { return Ok(false) };
-        let record = layout::record(machine, id, kv.value())?;
-        let Some(due) = layout::record_due(machine, id, kv.value())?.filter(|_| record.version == version) else {
+        let (record, due) = layout::stored(machine, id, kv.value())?;
+        let Some(due) = due.filter(|_| record.version == version) else {
             return Ok(false);
         };
         // The record keeps its version: only its due time is cleared, if

@@ -31,7 +31,7 @@ impl Deadline {
     /// runner's clock returns); saturates instead of overflowing.
     #[must_use]
     pub fn after(now: u64, wait: Duration) -> Self {
-        Self(now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)))
+        Self(now.saturating_add(crate::runner::millis(wait)))
     }
 
     /// The deadline at `time`, to the millisecond (a time before the epoch

@@ -234,15 +234,6 @@ pub(super) fn record_value(
     framed(&header, state)
 }
 
-/// The due time a record's value holds (`None`: no `due` field).
-pub(super) fn record_due(machine: &str, id: &str, value: &[u8]) -> Result<Option<u64>, StoreError> {
-    let fields = Fields::parse(machine, id, None, value)?;
-    if !fields.header.contains_key("due") {
-        return Ok(None);
-    }
-    fields.unsigned("due").map(Some)
-}
-
 /// A history entry's value: a JSON header line (version, command, origin,
 /// kind, time, position in its transaction), then the state written.
 pub(super) struct EntryHeader<'a> {
@@ -419,14 +410,22 @@ fn type_name(value: &Value) -> &'static str {
 
 /// A stored record of `(machine, id)`.
 pub(super) fn record(machine: &str, id: &str, value: &[u8]) -> Result<Record, StoreError> {
+    stored(machine, id, value).map(|(record, _)| record)
+}
+
+/// The record and the due time its value holds (`None`: no `due` field),
+/// from one parse of the value.
+pub(super) fn stored(machine: &str, id: &str, value: &[u8]) -> Result<(Record, Option<u64>), StoreError> {
     let fields = Fields::parse(machine, id, None, value)?;
-    Ok(Record {
+    let record = Record {
         version: fields.version()?,
         kind: Arc::from(fields.text("kind")?),
         state: Arc::from(fields.state()?),
         updated_at: fields.unsigned("updated_at")?,
         schema: fields.schema()?,
-    })
+    };
+    let due = if fields.header.contains_key("due") { Some(fields.unsigned("due")?) } else { None };
+    Ok((record, due))
 }
 
 /// A history entry from its key and value, `revision` being the revision
