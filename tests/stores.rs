@@ -445,6 +445,7 @@ conformance!(
     an_undecodable_entry_is_parked_not_fatal,
     an_outbox_applies_each_callback_once_however_often_delivered,
     an_outbox_ignores_changes_that_stay_in_the_kind,
+    an_outbox_whose_work_keeps_failing_parks_the_entry,
     a_terminal_record_is_removed_whole,
     removal_is_conditional_on_version_and_kind,
     a_removed_id_starts_afresh,
@@ -516,6 +517,7 @@ conformance_etcd!(
     an_undecodable_entry_is_parked_not_fatal,
     an_outbox_applies_each_callback_once_however_often_delivered,
     an_outbox_ignores_changes_that_stay_in_the_kind,
+    an_outbox_whose_work_keeps_failing_parks_the_entry,
 );
 
 // ---------------------------------------------------------------------------

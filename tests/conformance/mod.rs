@@ -33,6 +33,7 @@ pub(crate) use evolution::{
 #[allow(unused_imports)]
 pub(crate) use outbox::{
     an_outbox_applies_each_callback_once_however_often_delivered, an_outbox_ignores_changes_that_stay_in_the_kind,
+    an_outbox_whose_work_keeps_failing_parks_the_entry,
 };
 #[allow(unused_imports)]
 pub(crate) use processors::{

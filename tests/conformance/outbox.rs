@@ -180,3 +180,23 @@ pub(crate) async fn an_outbox_ignores_changes_that_stay_in_the_kind(store: impl 
     assert_eq!(calls.load(Ordering::SeqCst), 1, "only the change into Labelling");
     assert_eq!(runner.get("p").await.unwrap().unwrap().version, 5, "no command without a callback");
 }
+
+pub(crate) async fn an_outbox_whose_work_keeps_failing_parks_the_entry(store: impl Harness + Checkpoints) {
+    let runner = Runner::<Parcels, _>::new(store.clone(), ());
+    let outbox = Outbox::new(runner.clone(), |_: Entry<Parcels>| async {
+        Err::<Option<ParcelCommand>, _>("carrier answered 503")
+    })
+    .on(ParcelKind::Labelling);
+    let processor = Processor::new("failing-carrier", runner.clone(), outbox)
+        .retry(machine_core::Retry::fixed(Duration::ZERO).max_attempts(2));
+    runner.handle("p", &ParcelCommand::Pack { weight: 1 }).await.unwrap();
+    runner.handle("p", &ParcelCommand::Ship).await.unwrap();
+    visible(&store, 2).await;
+    let progress = drain(&processor).await;
+    assert_eq!((progress.read, progress.delivered, progress.parked), (2, 1, 1));
+    let parked = processor.dead_letters(None, 10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].id.as_str(), parked[0].version, parked[0].attempts), ("p", 2, 2));
+    assert_eq!(parked[0].error, "work failed: carrier answered 503");
+    assert_eq!(runner.get("p").await.unwrap().unwrap().version, 2, "no callback was sent");
+}
