@@ -129,6 +129,13 @@ pub trait AsyncMachine {
     /// [`Machine`]; set it on an async machine whose awaits are quick.
     const QUICK: bool = false;
 
+    /// Whether this is a synchronous [`Machine`]: its transition never
+    /// waits, so the runner may plan a command while an in-process store
+    /// holds the record locked. Set by the implementation for every
+    /// `Machine`; leave it alone in an `AsyncMachine`.
+    #[doc(hidden)]
+    const SYNCHRONOUS: bool = false;
+
     /// The schema version of stored states and commands; see
     /// [`Machine::SCHEMA`].
     const SCHEMA: u32 = 1;
@@ -152,6 +159,7 @@ impl<M: Machine> AsyncMachine for M {
     const NAME: &'static str = <M as Machine>::NAME;
     const SENSITIVE: bool = <M as Machine>::SENSITIVE;
     const QUICK: bool = true;
+    const SYNCHRONOUS: bool = true;
     const SCHEMA: u32 = <M as Machine>::SCHEMA;
     const MIGRATIONS: &'static [Migration] = <M as Machine>::MIGRATIONS;
 

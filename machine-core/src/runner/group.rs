@@ -348,6 +348,13 @@ where
     type Value = Vec<Applied<M>>;
     type Error = Infallible;
 
+    /// A single intent of a synchronous machine: its one write can be
+    /// committed under the record's lock (a coalesced group's several
+    /// versions are committed the usual way).
+    fn at_once(&self) -> bool {
+        M::SYNCHRONOUS && self.intents.len() == 1
+    }
+
     async fn plan(
         &mut self,
         loaded: Vec<Option<Loaded>>,

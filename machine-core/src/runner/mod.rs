@@ -4,6 +4,7 @@
 mod coalesce;
 pub(crate) mod codec;
 mod group;
+mod held;
 #[cfg(feature = "postgres")]
 mod join;
 pub(crate) mod migrate;

@@ -4,6 +4,7 @@
 //! read checks, the policy's hooks, the error mapping and the observability
 //! hooks (spans, metrics: `crate::observe`) live here once.
 
+use super::held;
 use super::tries::Tries;
 use crate::error::{Error, StoreError};
 use crate::observe::{Ended, Op, Watch};
@@ -196,6 +197,13 @@ pub(crate) trait Step {
         "committed"
     }
 
+    /// Whether planning never waits (the transitions it runs are
+    /// synchronous), so an in-process store may hold the record locked from
+    /// its load to its commit while this plans.
+    fn at_once(&self) -> bool {
+        false
+    }
+
     /// Plans attempt `attempt` (the first is 1) on `loaded`, one entry per
     /// read in order (`None`: never written), and `recalled`, one entry per
     /// key of the reads in order (`None`: never stored). `typed`: the
@@ -322,6 +330,18 @@ impl Pipeline<'_> {
         let mut tries = Tries::new(self.clock, self.sensitive);
         loop {
             let attempt = tries.start();
+            if let (Some(memory), [read]) = (session.memory(), reads)
+                && step.at_once()
+                && read.keys.is_empty()
+                && !read.validated
+            {
+                match memory.with_held(read.machine, read.id, |loaded, slot| held::plan(step, loaded, attempt, slot))? {
+                    held::Planned::Committed(value) => return Ok((value, attempt)),
+                    held::Planned::Failed(error) => return Err(error),
+                    // Not ready at once after all: planned again below.
+                    held::Planned::Later => {}
+                }
+            }
             let mut loaded = Vec::with_capacity(reads.len());
             let mut recalled = Vec::new();
             let mut checks: Vec<Check<'_>> = Vec::new();

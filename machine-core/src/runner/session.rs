@@ -5,7 +5,7 @@
 use super::pipeline::{Keyed, Planned, Recalled};
 use crate::error::StoreError;
 use crate::store::body::Loaded;
-use crate::store::memory::{KeyPut, Put};
+use crate::store::memory::{KeyPut, Memory, Put};
 use crate::store::{Check, Commit, Native, Remove, Store};
 use std::future::Future;
 
@@ -15,6 +15,13 @@ pub(crate) trait Session: Send {
     /// Whether plans may hand over typed values instead of JSON.
     fn typed(&self) -> bool {
         false
+    }
+
+    /// The in-process store, when this session writes straight to one (not
+    /// in a caller's transaction): a plan that is ready at once is then
+    /// planned and committed under the record's lock.
+    fn memory(&self) -> Option<&Memory> {
+        None
     }
 
     fn load(&mut self, machine: &str, id: &str) -> impl Future<Output = Result<Option<Loaded>, StoreError>> + Send;
@@ -80,6 +87,13 @@ impl<'s, St: Store> Direct<'s, St> {
 impl<St: Store> Session for Direct<'_, St> {
     fn typed(&self) -> bool {
         matches!(self.store.native(), Native::Memory(_))
+    }
+
+    fn memory(&self) -> Option<&Memory> {
+        match self.store.native() {
+            Native::Memory(memory) => Some(memory),
+            _ => None,
+        }
     }
 
     async fn load(&mut self, machine: &str, id: &str) -> Result<Option<Loaded>, StoreError> {
@@ -162,7 +176,7 @@ fn key_put<'k>(keyed: &'k Keyed<'_>) -> KeyPut<'k> {
 }
 
 /// A planned write in the memory store's terms, its values moved out.
-fn put<'w>(planned: &'w mut Planned<'_>) -> Put<'w> {
+pub(crate) fn put<'w>(planned: &'w mut Planned<'_>) -> Put<'w> {
     let state = std::mem::replace(&mut planned.state, super::pipeline::Staged::Json("".into()));
     let command = std::mem::replace(&mut planned.command, super::pipeline::Staged::Json("".into()));
     Put {

@@ -4,7 +4,10 @@
 //! no JSON unless something reads the store as JSON.
 
 mod checkpoint;
+mod held;
 mod log;
+
+pub(crate) use held::Slot;
 
 pub use log::Retention;
 
