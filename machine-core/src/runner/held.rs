@@ -6,7 +6,6 @@
 use super::pipeline::{Plan, Step};
 use super::session::put;
 use crate::error::Error;
-use crate::store::body::Loaded;
 use crate::store::memory::Slot;
 use std::future::Future;
 use std::pin::pin;
@@ -23,17 +22,12 @@ pub(crate) enum Planned<T, E> {
     Later,
 }
 
-/// Plans `step`'s attempt `attempt` on `loaded` and writes what it planned
+/// Plans `step`'s attempt `attempt` on the held record and writes what it planned
 /// to `slot`, all while the record is locked. The plan is polled once with
 /// a waker that does nothing: a step whose [`Step::at_once`] holds is ready
 /// then.
-pub(crate) fn plan<P: Step>(
-    step: &mut P,
-    loaded: Option<Loaded>,
-    attempt: u32,
-    slot: Slot<'_>,
-) -> Planned<P::Value, P::Error> {
-    let mut planning = pin!(step.plan(vec![loaded], Vec::new(), attempt, true));
+pub(crate) fn plan<P: Step>(step: &mut P, attempt: u32, slot: Slot<'_>) -> Planned<P::Value, P::Error> {
+    let mut planning = pin!(step.plan(vec![slot.loaded()], Vec::new(), attempt, true));
     let Poll::Ready(planned) = planning.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
         return Planned::Later;
     };

@@ -335,7 +335,7 @@ impl Pipeline<'_> {
                 && read.keys.is_empty()
                 && !read.validated
             {
-                match memory.with_held(read.machine, read.id, |loaded, slot| held::plan(step, loaded, attempt, slot))? {
+                match memory.with_held(read.machine, read.id, |slot| held::plan(step, attempt, slot))? {
                     held::Planned::Committed(value) => return Ok((value, attempt)),
                     held::Planned::Failed(error) => return Err(error),
                     // Not ready at once after all: planned again below.

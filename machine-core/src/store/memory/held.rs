@@ -25,29 +25,35 @@ enum At<'h> {
 }
 
 impl Memory {
-    /// Runs `work` on record `(machine, id)` (as loaded, `None` if never
-    /// written) with its shard locked, handing it the [`Slot`] its write
-    /// goes to. `work` must not wait on anything: the lock is held
-    /// throughout.
+    /// Runs `work` with record `(machine, id)`'s shard locked, handing it
+    /// the [`Slot`] the record is read from and written to. `work` must not
+    /// wait on anything: the lock is held throughout.
     pub(crate) fn with_held<R>(
         &self,
         machine: &str,
         id: &str,
-        work: impl FnOnce(Option<Loaded>, Slot<'_>) -> R,
+        work: impl FnOnce(Slot<'_>) -> R,
     ) -> Result<R, StoreError> {
         validate_machine(machine)?;
         validate_id(id)?;
         let mut shard = self.lock(self.shard_of(machine, id));
         let (name, ids) = shard.ids_mut(machine);
         if let Some(entry) = ids.get_mut(id) {
-            let loaded = entry.loaded();
-            return Ok(work(Some(loaded), Slot { store: self, machine: name, at: At::Existing(entry) }));
+            return Ok(work(Slot { store: self, machine: name, at: At::Existing(entry) }));
         }
-        Ok(work(None, Slot { store: self, machine: name, at: At::Absent(ids) }))
+        Ok(work(Slot { store: self, machine: name, at: At::Absent(ids) }))
     }
 }
 
 impl Slot<'_> {
+    /// The held record as stored (`None`: never written).
+    pub(crate) fn loaded(&self) -> Option<Loaded> {
+        match &self.at {
+            At::Existing(entry) => Some(entry.loaded()),
+            At::Absent(_) => None,
+        }
+    }
+
     /// Writes `put`, the held record's next version, under the lock its
     /// load took: the [`Store::commit`](crate::store::Store::commit) rules
     /// for one write, without a second lookup.

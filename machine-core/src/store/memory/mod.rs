@@ -457,24 +457,7 @@ impl Memory {
 
     /// The common case, a single write: one hash, one lock, one lookup.
     fn put_one(&self, put: Put<'_>) -> Result<(), StoreError> {
-        validate_machine(put.machine)?;
-        validate_id(put.id)?;
-        let mut shard = self.lock(self.shard_of(put.machine, put.id));
-        let (machine, ids) = shard.ids_mut(put.machine);
-        let entry = ids.get_mut(put.id);
-        let current = entry.as_ref().map_or(0, |entry| entry.version);
-        if current != put.expected {
-            return Err(conflict(put.machine, put.id, put.expected, current));
-        }
-        next_version(&put)?;
-        let now = now_millis();
-        let mut log = self.log();
-        let logged = match entry {
-            Some(entry) => self.update(entry, machine, put, log.next_seq(), now),
-            None => self.create(ids, machine, put, log.next_seq(), now),
-        };
-        log.push(logged, self.inner.retention.feed_changes());
-        Ok(())
+        self.with_held(put.machine, put.id, |slot| slot.put(put))?
     }
 
     /// Stores `put` in its record (validated by the caller: the version holds
