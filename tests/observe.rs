@@ -140,6 +140,38 @@ fn a_committed_command_is_counted_timed_and_spanned() {
     assert!(seen.events.iter().all(|e| e.level > Level::INFO), "INFO stays quiet: {:?}", seen.events);
 }
 
+/// The pipeline keeps each label set's metric keys per thread: keys made
+/// while no recorder was installed must reach one installed later, and two
+/// machines' or outcomes' keys must never be mixed up.
+#[test]
+fn metrics_reach_a_recorder_installed_later_with_each_label_set_apart() {
+    let before = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    before.block_on(async {
+        let runner = Runner::<Tallies, _>::new(Memory::new(), up());
+        runner.handle("t-1", &Step::Add(1)).await.expect("commits");
+        let _ = runner.handle("t-1", &Step::Add(0)).await;
+    });
+    let ((), seen) = observe(async {
+        let tallies = Runner::<Tallies, _>::new(Memory::new(), up());
+        let secrets = Runner::<Secrets, _>::new(Memory::new(), up());
+        for _ in 0..3 {
+            tallies.handle("t-1", &Step::Add(1)).await.expect("commits");
+        }
+        secrets.handle("s-1", &Step::Add(1)).await.expect("commits");
+        for _ in 0..2 {
+            assert!(tallies.handle("t-1", &Step::Add(0)).await.is_err());
+        }
+    });
+    let counted =
+        |machine, outcome| seen.counter(COMMANDS, &[("machine", machine), ("command", "Add"), ("outcome", outcome)]);
+    assert_eq!(counted(MACHINE, "committed"), 3);
+    assert_eq!(counted("Secret", "committed"), 1);
+    assert_eq!(counted(MACHINE, "refused"), 2);
+    assert_eq!(counted("Secret", "refused"), 0);
+    let attempts = seen.histogram(COMMAND_ATTEMPTS, &[("machine", MACHINE), ("command", "Add")]);
+    assert_eq!(attempts, vec![1.0; 3], "only the commits count their attempts");
+}
+
 #[test]
 fn refusals_are_counted_by_kind_and_log_nothing() {
     let ((), seen) = observe(async {

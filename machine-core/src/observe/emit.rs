@@ -14,11 +14,10 @@
 #![allow(clippy::cast_precision_loss)]
 
 use super::names::{
-    CIRCUIT_TRANSITIONS, CIRCUITS_OPEN, COMMAND_ATTEMPTS, COMMAND_DURATION, COMMANDS, CONFLICT_GAP, CONFLICTS,
-    DEAD_LETTERS, DEAD_LETTERS_TOTAL, DECISION_ATTEMPTS, DECISION_DURATION, DECISIONS, GIVE_UPS, GROUP_COMMIT_SIZE,
-    PROCESSED, PROCESSOR_LAG, PROCESSOR_LEASES, QUEUE_DEPTH, RECOVERIES, TIMERS,
+    CIRCUIT_TRANSITIONS, CIRCUITS_OPEN, DEAD_LETTERS, DEAD_LETTERS_TOTAL, PROCESSED, PROCESSOR_LAG, PROCESSOR_LEASES,
+    QUEUE_DEPTH,
 };
-use super::{Ended, Op, Phase, outcome};
+use super::{Ended, Op, Phase, keys, outcome};
 use crate::error::{Error, VersionConflict};
 use std::fmt::Display;
 use std::future::Future;
@@ -60,7 +59,7 @@ impl Watch {
             Op::Decide { reads } => tracing::debug_span!(target: TARGET, "decision",
                 machine, id = Empty, reads, attempts = Empty, outcome = Empty, gap = Empty),
             Op::Group { size } => {
-                metrics::histogram!(GROUP_COMMIT_SIZE, "machine" => machine).record(size as f64);
+                keys::emit(&keys::GROUP, [machine], |emit| emit.histogram(0).record(size as f64));
                 tracing::debug_span!(target: TARGET, "group_commit",
                     machine, id = Empty, size, from = Empty, to = Empty,
                     attempts = Empty, outcome = Empty, gap = Empty)
@@ -103,30 +102,31 @@ impl Watch {
         let (machine, outcome) = (self.machine, ended.outcome);
         match self.op {
             Op::Handle(command) | Op::HandleIn(command) => {
-                metrics::counter!(COMMANDS, "machine" => machine, "command" => command, "outcome" => outcome)
-                    .increment(1);
-                metrics::histogram!(COMMAND_DURATION, "machine" => machine, "command" => command, "outcome" => outcome)
-                    .record(seconds);
-                if let Some(attempts) = ended.attempts {
-                    metrics::histogram!(COMMAND_ATTEMPTS, "machine" => machine, "command" => command)
-                        .record(f64::from(attempts));
-                }
+                keys::emit(&keys::COMMAND, [machine, command, outcome], |emit| {
+                    emit.counter(0).increment(1);
+                    emit.histogram(1).record(seconds);
+                    if let Some(attempts) = ended.attempts {
+                        emit.histogram(2).record(f64::from(attempts));
+                    }
+                });
             }
             Op::Recover => {
-                metrics::counter!(RECOVERIES, "machine" => machine, "outcome" => outcome).increment(1);
+                keys::emit(&keys::RECOVERY, [machine, outcome], |emit| emit.counter(0).increment(1));
                 if outcome == "committed" {
                     span.in_scope(|| self.recovered(id, ended.version));
                 }
             }
             Op::Fire => {
-                metrics::counter!(TIMERS, "machine" => machine, "outcome" => outcome).increment(1);
+                keys::emit(&keys::TIMER, [machine, outcome], |emit| emit.counter(0).increment(1));
             }
             Op::Decide { .. } => {
-                metrics::counter!(DECISIONS, "machine" => machine, "outcome" => outcome).increment(1);
-                metrics::histogram!(DECISION_DURATION, "machine" => machine, "outcome" => outcome).record(seconds);
-                if let Some(attempts) = ended.attempts {
-                    metrics::histogram!(DECISION_ATTEMPTS, "machine" => machine).record(f64::from(attempts));
-                }
+                keys::emit(&keys::DECISION, [machine, outcome], |emit| {
+                    emit.counter(0).increment(1);
+                    emit.histogram(1).record(seconds);
+                    if let Some(attempts) = ended.attempts {
+                        emit.histogram(2).record(f64::from(attempts));
+                    }
+                });
             }
             // A group's callers are each counted by their own watch; a
             // migration or a removal run reports its progress to its caller.
@@ -187,8 +187,10 @@ pub(super) fn conflict(
     sensitive: bool,
 ) {
     let gap = conflict.gap();
-    metrics::counter!(CONFLICTS, "machine" => machine).increment(1);
-    metrics::histogram!(CONFLICT_GAP, "machine" => machine).record(gap as f64);
+    keys::emit(&keys::CONFLICT, [machine], |emit| {
+        emit.counter(0).increment(1);
+        emit.histogram(1).record(gap as f64);
+    });
     on_ours(|span| {
         span.record("gap", gap);
     });
@@ -209,7 +211,7 @@ pub(super) fn gave_up(
     elapsed: Duration,
     sensitive: bool,
 ) {
-    metrics::counter!(GIVE_UPS, "machine" => machine, "reason" => reason).increment(1);
+    keys::emit(&keys::GIVE_UP, [machine, reason], |emit| emit.counter(0).increment(1));
     let gap = conflict.gap();
     if sensitive {
         tracing::warn!(target: TARGET, machine, attempts, reason, gap, ?elapsed, "gave up after conflicts");

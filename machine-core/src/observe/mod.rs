@@ -8,9 +8,10 @@
 //! Everything here sits behind the `observe` cargo feature. Without it the
 //! hooks below are empty inline functions and zero-sized values: the default
 //! build links neither `tracing` nor `metrics` and pays nothing. With it, the
-//! hooks cost a few atomic loads when no subscriber or recorder is installed
-//! (both crates check that first), and a few hash lookups per command when a
-//! recorder is (figures in `docs/performance.md`).
+//! hooks cost a few atomic loads and one lookup of the call's metric keys,
+//! kept per thread (`keys`), when no subscriber or recorder is installed,
+//! and the recorder's own lookups when one is (figures in
+//! `docs/performance.md`).
 //!
 //! The metric names are the constants of this module (with the feature on);
 //! `docs/observability.md` lists every metric, span and event with its
@@ -29,6 +30,8 @@
 
 #[cfg(feature = "observe")]
 mod emit;
+#[cfg(feature = "observe")]
+mod keys;
 #[cfg(feature = "observe")]
 mod names;
 #[cfg(feature = "observe")]
