@@ -190,3 +190,63 @@ async fn writers_in_one_process_queue_without_a_lost_update() {
     // Within the process nobody lost a race: one attempt per command.
     assert_eq!(attempts.load(Ordering::Relaxed), 320);
 }
+
+/// The writers keep a connection of their own between writes. Closing the
+/// pool must still finish (that connection is outside it) and must end the
+/// writes too: nothing is written through a store whose pool is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_pool_ends_the_writers_connection_too() {
+    let (store, path) = file_store("closed").await;
+    let runner = Runner::<Quick, _>::new(store.clone(), ());
+    runner.handle("t", &Step::Add).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(2), store.pool().close()).await;
+    assert!(closed.is_ok(), "the pool waited for the writers' connection");
+    let after = runner.handle("t", &Step::Add).await;
+    assert!(matches!(after, Err(Error::Store(_))), "wrote through a closed pool: {after:?}");
+    let reopened = Runner::<Quick, _>::new(Sqlite::open(&path).await.unwrap(), ());
+    assert_eq!(reopened.get("t").await.unwrap().unwrap().version, 1);
+}
+
+/// Readers and writers share the pool: with the writers' own connection out
+/// of it, reads still get theirs, and with a pool of one connection (which
+/// the writers must give back after every write) nothing waits for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_interleave_whatever_the_pool_size() {
+    for connections in [1, 2] {
+        let dir = std::env::temp_dir().join(format!("machine-writer-{}-pool{connections}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Sqlite::options().max_connections(connections).open(dir.join("w.db")).await.unwrap();
+        let runner = Runner::<Quick, _>::new(store.clone(), ());
+        let writers: Vec<_> = (0..4)
+            .map(|writer| {
+                let runner = runner.clone();
+                tokio::spawn(async move {
+                    for _ in 0..25 {
+                        runner.handle(&format!("w-{writer}"), &Step::Add).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..4)
+            .map(|reader| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..25 {
+                        store.load("Tally", &format!("w-{reader}")).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let all = async {
+            for task in writers.into_iter().chain(readers) {
+                task.await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), all).await.expect("a reader or writer waited for ever");
+        for writer in 0..4 {
+            assert_eq!(runner.get(&format!("w-{writer}")).await.unwrap().unwrap().version, 25, "{connections}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -106,11 +106,15 @@ impl<St: Store> Session for Direct<'_, St> {
             Native::Sqlite(sqlite) if self.quick => {
                 // Boxed: sqlx's futures are large, and every session's
                 // future would otherwise carry their size.
-                let held = match &mut self.held {
-                    Some(held) => held,
-                    none => none.insert(Box::pin(sqlite.hold()).await?),
+                let record = match &mut self.held {
+                    Some(held) => Box::pin(held.load(machine, id)).await?,
+                    None => {
+                        let (held, record) = Box::pin(sqlite.hold_and_load(machine, id)).await?;
+                        self.held = Some(held);
+                        record
+                    }
                 };
-                Box::pin(held.load(machine, id)).await.map(|record| record.map(Loaded::from))
+                Ok(record.map(Loaded::from))
             }
             _ => Ok(self.store.load(machine, id).await?.map(Loaded::from)),
         }
