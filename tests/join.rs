@@ -3,7 +3,7 @@
 
 mod conformance;
 
-use conformance::{Counter, CounterCommand, Counters, M};
+use conformance::{Counter, CounterCommand, Counters, M, TicketCommand, Tickets};
 use machine_core::Runner;
 use machine_core::store::{Postgres, Store};
 
@@ -118,5 +118,69 @@ async fn an_idempotency_key_commits_and_rolls_back_with_the_callers_transaction(
     let after = runner.handle_with("order-1", &CounterCommand::Increment, keyed).await.unwrap();
     assert_eq!((after.version, after.replayed), (1, true));
     assert_eq!(runner.store().history(M, "order-1").await.unwrap().len(), 1);
+    teardown(&runner).await;
+}
+
+/// A quick command loads and commits through one pooled connection it
+/// keeps meanwhile. With a pool of one connection every path must still
+/// finish: a command, the same command again under its idempotency key
+/// (the key is read on that connection), a decision over two records, a
+/// removal (which takes a connection of its own), and writers in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(postgres_tests), ignore = "set DATABASE_URL to run the PostgreSQL tests")]
+async fn every_path_finishes_with_a_pool_of_one_connection() {
+    use machine_core::Request;
+    use machine_core::decision::{Decision, Key, Verdict};
+    use std::time::Duration;
+
+    let url = conformance::database_url();
+    let schema = format!("mcpool_{}_{}", std::process::id(), rand_suffix());
+    let store = Postgres::options()
+        .schema(schema.clone())
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(&url)
+        .await
+        .unwrap();
+    let runner = Runner::<Counters, _>::new(store.clone(), ());
+    let all = async {
+        assert_eq!(runner.handle("c-1", &CounterCommand::Increment).await.unwrap().version, 1);
+        let keyed = || runner.handle_with("c-1", &CounterCommand::Increment, Request::new().key("k-1"));
+        assert_eq!(keyed().await.unwrap().version, 2);
+        assert_eq!(keyed().await.unwrap().version, 2, "the key replays the first outcome");
+        let (a, b) = (Key::<Counters>::new("c-1"), Key::<Counters>::new("c-2"));
+        Decision::new(&store)
+            .read(&a)
+            .read(&b)
+            .attempt(|draft| {
+                draft.apply(&a, &(), &CounterCommand::Increment)?;
+                draft.apply(&b, &(), &CounterCommand::Increment)?;
+                Ok(Verdict::Commit(()))
+            })
+            .await
+            .unwrap();
+        let tickets = Runner::<Tickets, _>::new(store.clone(), ());
+        tickets.handle("t-1", &TicketCommand::Open).await.unwrap();
+        tickets.handle("t-1", &TicketCommand::Flag).await.unwrap();
+        assert_eq!(tickets.remove("t-1").await.unwrap().version, 2);
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let runner = runner.clone();
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        runner.handle(&format!("w-{writer}"), &CounterCommand::Increment).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all).await.expect("a path waited for the pool's only connection");
+    assert_eq!(store.load(M, "c-1").await.unwrap().unwrap().version, 3);
+    assert_eq!(store.load(M, "c-2").await.unwrap().unwrap().version, 1);
+    assert_eq!(store.load("Ticket", "t-1").await.unwrap(), None);
+    assert_eq!(store.load(M, "w-7").await.unwrap().unwrap().version, 10);
     teardown(&runner).await;
 }

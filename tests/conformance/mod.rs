@@ -46,6 +46,8 @@ pub(crate) use recovery::{
     concurrent_recoveries_replay_each_failure_once, failures_are_replayed_after_their_backoff_then_left,
 };
 #[allow(unused_imports)]
+pub(crate) use retention::{TicketCommand, Tickets};
+#[allow(unused_imports)]
 pub(crate) use retention::{
     a_lost_removal_reply_is_not_found_when_asked_again, a_removed_id_starts_afresh,
     a_removed_record_stays_in_the_feed_until_pruned, a_terminal_record_is_removed_whole,

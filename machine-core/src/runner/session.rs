@@ -1,6 +1,7 @@
 //! Where the loop loads and commits: through the [`Store`] trait, or through
 //! the fast path of one of this crate's stores (typed values in memory, one
-//! immediate transaction in SQLite). The loop is the same; only this differs.
+//! immediate transaction in SQLite, one pooled connection in PostgreSQL).
+//! The loop is the same; only this differs.
 
 use super::pipeline::{Keyed, Planned, Recalled};
 use crate::error::StoreError;
@@ -66,11 +67,20 @@ pub(crate) fn store_commit<'w>(
 pub(crate) struct Direct<'s, St> {
     store: &'s St,
     /// The plan is quick (a synchronous transition): SQLite may hold its
-    /// write lock from the load to the commit.
-    #[cfg_attr(not(feature = "sqlite"), expect(dead_code, reason = "only SQLite has a held-lock path"))]
+    /// write lock from the load to the commit, PostgreSQL a connection.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        expect(dead_code, reason = "only SQLite and PostgreSQL have a held path")
+    )]
     quick: bool,
     #[cfg(feature = "sqlite")]
     held: Option<crate::store::sqlite::Held>,
+    /// PostgreSQL: the pooled connection a quick plan loads and commits
+    /// through. The pool checks every connection it gets back with a round
+    /// trip to the server; one connection per command pays that once, not
+    /// once for the load and again for the commit.
+    #[cfg(feature = "postgres")]
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
 }
 
 impl<'s, St: Store> Direct<'s, St> {
@@ -80,6 +90,8 @@ impl<'s, St: Store> Direct<'s, St> {
             quick,
             #[cfg(feature = "sqlite")]
             held: None,
+            #[cfg(feature = "postgres")]
+            conn: None,
         }
     }
 }
@@ -106,15 +118,24 @@ impl<St: Store> Session for Direct<'_, St> {
             Native::Sqlite(sqlite) if self.quick => {
                 // Boxed: sqlx's futures are large, and every session's
                 // future would otherwise carry their size.
-                let record = match &mut self.held {
-                    Some(held) => Box::pin(held.load(machine, id)).await?,
-                    None => {
-                        let (held, record) = Box::pin(sqlite.hold_and_load(machine, id)).await?;
-                        self.held = Some(held);
-                        record
-                    }
+                let record = if let Some(held) = &mut self.held {
+                    Box::pin(held.load(machine, id)).await?
+                } else {
+                    let (held, record) = Box::pin(sqlite.hold_and_load(machine, id)).await?;
+                    self.held = Some(held);
+                    record
                 };
                 Ok(record.map(Loaded::from))
+            }
+            // Only for a quick plan: a slow one would keep the connection
+            // from the pool while it waits.
+            #[cfg(feature = "postgres")]
+            Native::Postgres(postgres) if self.quick => {
+                let conn = match &mut self.conn {
+                    Some(conn) => conn,
+                    none => none.insert(Box::pin(postgres.acquire()).await?),
+                };
+                Ok(Box::pin(postgres.load_in(conn, machine, id)).await?.map(Loaded::from))
             }
             _ => Ok(self.store.load(machine, id).await?.map(Loaded::from)),
         }
@@ -128,6 +149,11 @@ impl<St: Store> Session for Direct<'_, St> {
             #[cfg(feature = "sqlite")]
             Native::Sqlite(_) if self.held.is_some() => match &mut self.held {
                 Some(held) => Ok(Box::pin(held.recall(machine, id, key)).await?.map(Recalled::from)),
+                None => Ok(None),
+            },
+            #[cfg(feature = "postgres")]
+            Native::Postgres(postgres) if self.conn.is_some() => match &mut self.conn {
+                Some(conn) => Ok(Box::pin(postgres.recall_in(conn, machine, id, key)).await?.map(Recalled::from)),
                 None => Ok(None),
             },
             _ => Ok(self.store.recall(machine, id, key).await?.map(Recalled::from)),
@@ -148,6 +174,10 @@ impl<St: Store> Session for Direct<'_, St> {
         if let Some(held) = self.held.take() {
             return Box::pin(held.commit(&commit)).await;
         }
+        #[cfg(feature = "postgres")]
+        if let (Native::Postgres(postgres), Some(mut conn)) = (self.store.native(), self.conn.take()) {
+            return Box::pin(postgres.commit_in(&mut conn, commit)).await;
+        }
         self.store.commit(commit).await
     }
 
@@ -160,6 +190,10 @@ impl<St: Store> Session for Direct<'_, St> {
         if let Some(held) = self.held.take() {
             return Box::pin(held.remove(remove)).await;
         }
+        // The removal takes a connection of its own: give this one back
+        // first (a pool of one would otherwise wait for ever).
+        #[cfg(feature = "postgres")]
+        drop(self.conn.take());
         self.store.remove(*remove).await
     }
 }

@@ -167,7 +167,8 @@ pub trait Store: Send + Sync + 'static {
 
 /// A store the runner has a fast path for (see [`Store::native`]): the
 /// memory store keeps typed values; SQLite loads and writes in one
-/// immediate transaction. Not part of the API.
+/// immediate transaction; PostgreSQL loads and writes through one pooled
+/// connection. Not part of the API.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -179,6 +180,9 @@ pub enum Native<'a> {
     /// The SQLite store.
     #[cfg(feature = "sqlite")]
     Sqlite(&'a Sqlite),
+    /// The PostgreSQL store.
+    #[cfg(feature = "postgres")]
+    Postgres(&'a Postgres),
 }
 
 /// A store-wide, ordered change feed: every write of every record, for

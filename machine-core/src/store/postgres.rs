@@ -313,6 +313,11 @@ impl Postgres {
         migrate::check(&mut conn, &self.sql.schema).await
     }
 
+    /// A connection from the pool, its wait bounded as every operation's is.
+    pub(crate) async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))
+    }
+
     /// Loads a record through `conn`, for example inside your own transaction.
     pub async fn load_in(
         &self,
@@ -798,6 +803,10 @@ fn change(row: &PgRow) -> Result<Change, StoreError> {
 }
 
 impl Store for Postgres {
+    fn native(&self) -> super::Native<'_> {
+        super::Native::Postgres(self)
+    }
+
     async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
         self.load_in(&mut conn, machine, id).await

@@ -9,7 +9,6 @@ use super::{Remember, Remembered};
 use crate::error::{StoreError, VersionConflict};
 use sqlx::{Decode, Row, Type, TypeInfo, ValueRef};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Reads the columns of one stored row of record `(machine, id)`.
 ///
@@ -353,6 +352,7 @@ fn overflow(machine: &str, id: &str, version: u64) -> StoreError {
     StoreError::VersionOverflow { machine: machine.to_owned(), id: id.to_owned(), version }
 }
 
+#[cfg(feature = "postgres")]
 /// A stored version of record `(machine, id)`; below 1 it can only have been
 /// written by something other than this store.
 pub(crate) fn version_from_db(machine: &str, id: &str, version: i64) -> Result<u64, StoreError> {
@@ -366,7 +366,10 @@ pub(crate) fn version_from_db(machine: &str, id: &str, version: i64) -> Result<u
     }
 }
 
+/// Now, in milliseconds since the Unix epoch, as SQLite's schema keeps times.
+#[cfg(feature = "sqlite")]
 pub(crate) fn now_millis() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
     let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
@@ -417,11 +420,13 @@ pub(crate) fn acquire_error<DB: sqlx::Database>(
     }
 }
 
+#[cfg(feature = "postgres")]
 /// A connect that did not finish within `limit`.
 pub(crate) fn connect_timeout(limit: std::time::Duration) -> StoreError {
     Timeout::new(Wait::Connect, Some(limit), None).into()
 }
 
+#[cfg(feature = "postgres")]
 /// Whether `name` may be used as an SQL identifier unquoted: lowercase ASCII
 /// letters, digits and `_`, not starting with a digit, at most 48 bytes (so
 /// derived index names stay under PostgreSQL's 63-byte limit).

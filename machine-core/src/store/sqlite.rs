@@ -130,8 +130,10 @@ impl SqliteOptions {
         self
     }
 
-    /// The pool size for a file (8 by default); an in-memory database
-    /// always has one connection.
+    /// The pool size for a file (8 by default); with more than one, the
+    /// writers take one out of it to keep between writes, and the pool
+    /// opens another in its place. An in-memory database always has one
+    /// connection, which readers and writers share.
     #[must_use]
     pub fn max_connections(mut self, connections: u32) -> Self {
         self.max_connections = connections.max(1);
