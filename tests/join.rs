@@ -4,8 +4,8 @@
 mod conformance;
 
 use conformance::{Counter, CounterCommand, Counters, M, TicketCommand, Tickets};
-use machine_core::Runner;
 use machine_core::store::{Postgres, Store};
+use machine_core::{Coalescing, Runner};
 
 async fn setup() -> (Runner<Counters, Postgres>, String) {
     let url = conformance::database_url();
@@ -125,7 +125,8 @@ async fn an_idempotency_key_commits_and_rolls_back_with_the_callers_transaction(
 /// keeps meanwhile. With a pool of one connection every path must still
 /// finish: a command, the same command again under its idempotency key
 /// (the key is read on that connection), a decision over two records, a
-/// removal (which takes a connection of its own), and writers in parallel.
+/// removal (which takes a connection of its own), writers in parallel, and
+/// coalesced writers on one record (several versions in one commit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(postgres_tests), ignore = "set DATABASE_URL to run the PostgreSQL tests")]
 async fn every_path_finishes_with_a_pool_of_one_connection() {
@@ -173,7 +174,17 @@ async fn every_path_finishes_with_a_pool_of_one_connection() {
                 })
             })
             .collect();
-        for writer in writers {
+        // A coalesced group commits several versions through the connection.
+        let grouped = Runner::<Counters, _>::new(store.clone(), ()).coalesce(Coalescing::default());
+        let writers = writers.into_iter().chain((0..8).map(|_| {
+            let grouped = grouped.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    grouped.handle("hot", &CounterCommand::Increment).await.unwrap();
+                }
+            })
+        }));
+        for writer in writers.collect::<Vec<_>>() {
             writer.await.unwrap();
         }
     };
@@ -182,5 +193,6 @@ async fn every_path_finishes_with_a_pool_of_one_connection() {
     assert_eq!(store.load(M, "c-2").await.unwrap().unwrap().version, 1);
     assert_eq!(store.load("Ticket", "t-1").await.unwrap(), None);
     assert_eq!(store.load(M, "w-7").await.unwrap().unwrap().version, 10);
+    assert_eq!(store.load(M, "hot").await.unwrap().unwrap().version, 80);
     teardown(&runner).await;
 }

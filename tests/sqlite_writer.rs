@@ -194,6 +194,8 @@ async fn writers_in_one_process_queue_without_a_lost_update() {
 /// The writers keep a connection of their own between writes. Closing the
 /// pool must still finish (that connection is outside it) and must end the
 /// writes too: nothing is written through a store whose pool is closed.
+/// `Sqlite::close` closes that connection as well: no descriptor of this
+/// process points at the file afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_pool_ends_the_writers_connection_too() {
     let (store, path) = file_store("closed").await;
@@ -205,18 +207,35 @@ async fn closing_the_pool_ends_the_writers_connection_too() {
     assert!(matches!(after, Err(Error::Store(_))), "wrote through a closed pool: {after:?}");
     let reopened = Runner::<Quick, _>::new(Sqlite::open(&path).await.unwrap(), ());
     assert_eq!(reopened.get("t").await.unwrap().unwrap().version, 1);
+
+    reopened.handle("t", &Step::Add).await.unwrap();
+    assert!(open_descriptors(&path) > 0, "the writers keep a connection");
+    tokio::time::timeout(Duration::from_secs(2), reopened.store().close()).await.expect("close finishes");
+    assert_eq!(open_descriptors(&path), 0, "the store still holds the file open");
+}
+
+/// Descriptors of this process open on `path` (Linux).
+fn open_descriptors(path: &std::path::Path) -> usize {
+    let path = path.canonicalize().unwrap();
+    let fds = std::fs::read_dir("/proc/self/fd").unwrap();
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok()).filter(|target| *target == path).count()
 }
 
 /// Readers and writers share the pool: with the writers' own connection out
-/// of it, reads still get theirs, and with a pool of one connection (which
-/// the writers must give back after every write) nothing waits for ever.
+/// of it, reads still get theirs and see every write, and with a pool of
+/// one connection (which the writers must give back after every write; for
+/// an in-memory database the only one that sees its data) nothing waits for
+/// ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_writes_interleave_whatever_the_pool_size() {
-    for connections in [1, 2] {
+    for connections in [0, 1, 2] {
         let dir = std::env::temp_dir().join(format!("machine-writer-{}-pool{connections}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let store = Sqlite::options().max_connections(connections).open(dir.join("w.db")).await.unwrap();
+        let store = match connections {
+            0 => Sqlite::memory().await.unwrap(),
+            n => Sqlite::options().max_connections(n).open(dir.join("w.db")).await.unwrap(),
+        };
         let runner = Runner::<Quick, _>::new(store.clone(), ());
         let writers: Vec<_> = (0..4)
             .map(|writer| {
@@ -245,8 +264,28 @@ async fn reads_and_writes_interleave_whatever_the_pool_size() {
         };
         tokio::time::timeout(Duration::from_secs(20), all).await.expect("a reader or writer waited for ever");
         for writer in 0..4 {
-            assert_eq!(runner.get(&format!("w-{writer}")).await.unwrap().unwrap().version, 25, "{connections}");
+            let read = store.load("Tally", &format!("w-{writer}")).await.unwrap();
+            assert_eq!(read.map(|record| record.version), Some(25), "pool of {connections}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// A write that fails inside its transaction (here: a history row left by
+/// someone who deleted the record row by hand collides with the new first
+/// version) is rolled back and reported, and the store goes on working:
+/// on an in-memory database, closing the connection to roll back would
+/// have lost every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_failing_inside_its_transaction_keeps_an_in_memory_database() {
+    let store = Sqlite::memory().await.unwrap();
+    let runner = Runner::<Quick, _>::new(store.clone(), ());
+    runner.handle("kept", &Step::Add).await.unwrap();
+    runner.handle("orphan", &Step::Add).await.unwrap();
+    sqlx::query("DELETE FROM machine_records WHERE id = 'orphan'").execute(store.pool()).await.unwrap();
+    let failed = runner.handle("orphan", &Step::Add).await;
+    assert!(matches!(failed, Err(Error::Store(_))), "{failed:?}");
+    assert_eq!(runner.get("kept").await.unwrap().unwrap().version, 1, "the database survived");
+    assert_eq!(runner.get("orphan").await.unwrap(), None, "the failed write was rolled back");
+    assert_eq!(runner.handle("kept", &Step::Add).await.unwrap().version, 2, "and still takes writes");
 }

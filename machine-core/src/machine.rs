@@ -125,8 +125,10 @@ pub trait AsyncMachine {
     /// Whether `transition` finishes without waiting on anything slow (no
     /// network, no disk): a store that admits one writer at a time (SQLite)
     /// may then hold its write lock from the load to the commit, so
-    /// conflicts within the process cannot happen. True for every
-    /// [`Machine`]; set it on an async machine whose awaits are quick.
+    /// conflicts within the process cannot happen, and PostgreSQL keeps the
+    /// load's pooled connection for the commit. True for every
+    /// [`Machine`]; set it on an async machine whose awaits are quick
+    /// (a slow one would keep the lock, or the connection, while it waits).
     const QUICK: bool = false;
 
     /// Whether this is a synchronous [`Machine`]: its transition never

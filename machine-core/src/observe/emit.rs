@@ -28,6 +28,10 @@ use tracing::{Instrument, Span};
 /// The target of every span and event.
 const TARGET: &str = "machine_core";
 
+/// This module's path: the `metrics` macros' target for what it emits, kept
+/// by the metrics made with prepared keys too (`keys`).
+pub(super) const MODULE: &str = module_path!();
+
 pub(super) struct Watch {
     started: Instant,
     span: Span,

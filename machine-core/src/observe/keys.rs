@@ -52,8 +52,7 @@ pub(super) static GIVE_UP: Family = Family(&[(GIVE_UPS, &["machine", "reason"])]
 
 /// What the `metrics` macros attach to the metrics `emit` still makes with
 /// them: its module as target and path, `INFO`.
-const EMITTER: &str = "machine_core::observe::emit";
-static METADATA: Metadata<'static> = Metadata::new(EMITTER, Level::INFO, Some(EMITTER));
+static METADATA: Metadata<'static> = Metadata::new(super::emit::MODULE, Level::INFO, Some(super::emit::MODULE));
 
 /// A family's identity and its values' addresses and lengths. Equal
 /// strings at different addresses only make two equal sets of keys.
@@ -82,11 +81,13 @@ pub(super) struct Emit<'r> {
 impl Emit<'_> {
     /// The family's `index`th metric as a counter.
     pub(super) fn counter(&self, index: usize) -> Counter {
+        debug_assert!(index < self.keys.len(), "no metric {index} in this family");
         self.keys.get(index).map_or_else(Counter::noop, |key| self.recorder.register_counter(key, &METADATA))
     }
 
     /// The family's `index`th metric as a histogram.
     pub(super) fn histogram(&self, index: usize) -> Histogram {
+        debug_assert!(index < self.keys.len(), "no metric {index} in this family");
         self.keys.get(index).map_or_else(Histogram::noop, |key| self.recorder.register_histogram(key, &METADATA))
     }
 }
@@ -104,21 +105,22 @@ fn kept<const N: usize>(family: &'static Family, values: [&'static str; N]) -> R
     for (slot, value) in words[1..].chunks_exact_mut(2).zip(values) {
         slot.copy_from_slice(&[value.as_ptr().addr(), value.len()]);
     }
-    KEPT.with(|kept| {
-        // The borrow ends in here, before any recorder code runs.
-        let mut kept = kept.borrow_mut();
-        Rc::clone(kept.entry(Signature(words)).or_insert_with(|| {
-            family
-                .0
-                .iter()
-                .map(|&(name, labels)| {
-                    let labels: Vec<Label> =
-                        labels.iter().zip(values).map(|(&key, value)| Label::from_static_parts(key, value)).collect();
-                    Key::from_parts(name, labels)
-                })
-                .collect()
-        }))
-    })
+    let make = || -> Rc<[Key]> {
+        family
+            .0
+            .iter()
+            .map(|&(name, labels)| {
+                let labels: Vec<Label> =
+                    labels.iter().zip(values).map(|(&key, value)| Label::from_static_parts(key, value)).collect();
+                Key::from_parts(name, labels)
+            })
+            .collect()
+    };
+    // The borrow ends in here, before any recorder code runs. A thread
+    // whose locals are being torn down (a metric from a destructor) gets
+    // keys made afresh.
+    KEPT.try_with(|kept| Rc::clone(kept.borrow_mut().entry(Signature(words)).or_insert_with(make)))
+        .unwrap_or_else(|_| make())
 }
 
 /// A multiply-and-rotate hash over the signature's words: they are

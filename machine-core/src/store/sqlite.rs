@@ -327,19 +327,17 @@ impl Held {
             .bind(write.origin.as_str())
             .execute(self.conn()?)
             .await;
-        let done = match done {
-            Ok(done) => done,
-            // Where it stopped is not known: that connection goes (closing
-            // it rolls back whatever it left open).
-            Err(error) => {
-                self.forget();
-                return Err(sqlite_error(error));
-            }
-        };
+        // On an error the transaction is left marked open: dropping `self`
+        // rolls back whatever the query left open (an error stops it before
+        // `COMMIT`), keeping the connection, and with it an in-memory
+        // database, which closing the connection would lose.
+        let done = done.map_err(sqlite_error)?;
         if let Some(turn) = self.turn.as_mut() {
             turn.open = false;
         }
         if done.rows_affected() == 0 {
+            // Read after the commit, so possibly newer than what beat this
+            // write: the conflict only tells the loop to load again.
             let current = current_version(self.conn()?, machine, id).await?;
             return Err(VersionConflict::new(machine, id, write.expected.saturating_add(1), current).into());
         }
@@ -350,13 +348,6 @@ impl Held {
     fn mark_open(&mut self) {
         if let Some(turn) = self.turn.as_mut() {
             turn.open = true;
-        }
-    }
-
-    /// Gives up the connection (closing it rolls back what it left open).
-    fn forget(&mut self) {
-        if let Some(turn) = self.turn.as_mut() {
-            forget(turn);
         }
     }
 
@@ -403,7 +394,7 @@ impl Drop for Held {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     let rolled_back = match turn.conn.as_mut() {
-                        Some(conn) => sqlx::query("ROLLBACK").execute(conn.conn()).await.is_ok(),
+                        Some(conn) => rolled_back(sqlx::query("ROLLBACK").execute(conn.conn()).await),
                         None => false,
                     };
                     if rolled_back {
@@ -418,6 +409,18 @@ impl Drop for Held {
             }
             Err(_) => forget(&mut turn),
         }
+    }
+}
+
+/// Whether a `ROLLBACK` left the connection outside any transaction: it
+/// ran, or there was none to roll back (a query that failed before its
+/// `BEGIN`, or was dropped after its `COMMIT`). SQLite says the latter with
+/// a generic error code, so it is told by its message.
+fn rolled_back(result: Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(sqlx::Error::Database(error)) => error.message().contains("no transaction is active"),
+        Err(_) => false,
     }
 }
 
@@ -480,10 +483,21 @@ impl Sqlite {
         schema::check(&self.pool).await
     }
 
-    /// The pool, for your own queries next to the machine tables.
+    /// The pool, for your own queries next to the machine tables. The
+    /// writers' own connection is not in it: [`close`](Self::close) closes
+    /// both (closing only the pool ends that connection at the next write,
+    /// or when the last clone of the store is dropped).
     #[must_use]
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Closes the pool (waiting for the connections in use to come back)
+    /// and the writers' own connection: afterwards nothing of this store
+    /// holds the file open, and every operation fails.
+    pub async fn close(&self) {
+        self.pool.close().await;
+        forget(&mut *self.writer.lock().await);
     }
 
     /// This process's turn to write, then SQLite's write lock.
@@ -508,18 +522,11 @@ impl Sqlite {
         .bind(id)
         .fetch_optional(held.conn()?)
         .await;
-        match row {
-            Ok(row) => {
-                let record = row.map(|row| super::sql::record(&row, machine, id, sqlite_error)).transpose()?;
-                Ok((held, record))
-            }
-            // Whether the transaction began is not known: that connection
-            // goes (closing it rolls back whatever it began).
-            Err(error) => {
-                held.forget();
-                Err(sqlite_error(error))
-            }
-        }
+        // On an error (a busy timeout on `BEGIN`, say) `held` is dropped
+        // marked open: its rollback finds a transaction or none, and either
+        // way the connection stays.
+        let record = row.map_err(sqlite_error)?.map(|row| super::sql::record(&row, machine, id, sqlite_error));
+        Ok((held, record.transpose()?))
     }
 
     /// This process's turn to write, with the writers' connection; no
@@ -560,6 +567,10 @@ impl Sqlite {
 /// `RETURNING` would say so more directly, but costs SQLite a temporary
 /// table per call; `BEGIN` is not part of it because it would add the
 /// count of whatever the connection last wrote.
+///
+/// Parameters are numbered (`?NNN`) throughout: sqlx binds a slot a
+/// statement skips (8 and 9 in the history row) as if it were a plain `?`,
+/// harmlessly here, but a plain `?` added after one would be bound wrongly.
 ///
 /// Several statements in one prepared query are what only sqlx's SQLite
 /// driver allows (and its docs call deprecated, sqlx issue 3108); the
