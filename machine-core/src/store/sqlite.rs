@@ -424,6 +424,19 @@ fn rolled_back(result: Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>) -> 
     }
 }
 
+/// Closes the slot's connection and waits until SQLite has let go of the
+/// file (dropping it would close it on SQLite's thread, some time later).
+async fn close_writer(slot: &mut Slot) {
+    let conn = match slot.conn.take() {
+        Some(Writer::Kept(conn)) => conn,
+        Some(Writer::Pooled(conn)) => conn.detach(),
+        None => return,
+    };
+    slot.open = false;
+    // An error closing a connection that is going anyway changes nothing.
+    let _ = sqlx::Connection::close(conn).await;
+}
+
 /// Drops the slot's connection without returning it to the pool: closing
 /// it rolls back whatever it left open.
 fn forget(slot: &mut Slot) {
@@ -497,7 +510,7 @@ impl Sqlite {
     /// holds the file open, and every operation fails.
     pub async fn close(&self) {
         self.pool.close().await;
-        forget(&mut *self.writer.lock().await);
+        close_writer(&mut *self.writer.lock().await).await;
     }
 
     /// This process's turn to write, then SQLite's write lock.
@@ -547,7 +560,7 @@ impl Sqlite {
         if self.pool.is_closed() {
             // A closed pool ends the writers' own connection too (the
             // acquire below then fails as any other would).
-            forget(&mut turn);
+            close_writer(&mut turn).await;
         }
         if turn.conn.is_none() {
             let pooled = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, sqlite_error))?;
