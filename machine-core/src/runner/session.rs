@@ -142,22 +142,21 @@ impl<St: Store> Session for Direct<'_, St> {
     }
 
     async fn recall(&mut self, machine: &str, id: &str, key: &str) -> Result<Option<Recalled>, StoreError> {
-        match self.store.native() {
-            Native::Memory(memory) => memory.recall_body(machine, id, key),
-            // Inside the held transaction, when there is one: the key and
-            // the record are then read from one snapshot.
-            #[cfg(feature = "sqlite")]
-            Native::Sqlite(_) if self.held.is_some() => match &mut self.held {
-                Some(held) => Ok(Box::pin(held.recall(machine, id, key)).await?.map(Recalled::from)),
-                None => Ok(None),
-            },
-            #[cfg(feature = "postgres")]
-            Native::Postgres(postgres) if self.conn.is_some() => match &mut self.conn {
-                Some(conn) => Ok(Box::pin(postgres.recall_in(conn, machine, id, key)).await?.map(Recalled::from)),
-                None => Ok(None),
-            },
-            _ => Ok(self.store.recall(machine, id, key).await?.map(Recalled::from)),
+        if let Native::Memory(memory) = self.store.native() {
+            return memory.recall_body(machine, id, key);
         }
+        // Inside the held transaction, when there is one: the key and the
+        // record are then read from one snapshot.
+        #[cfg(feature = "sqlite")]
+        if let Some(held) = &mut self.held {
+            return Ok(Box::pin(held.recall(machine, id, key)).await?.map(Recalled::from));
+        }
+        // On the connection the load took, when there is one.
+        #[cfg(feature = "postgres")]
+        if let (Native::Postgres(postgres), Some(conn)) = (self.store.native(), &mut self.conn) {
+            return Ok(Box::pin(postgres.recall_in(conn, machine, id, key)).await?.map(Recalled::from));
+        }
+        Ok(self.store.recall(machine, id, key).await?.map(Recalled::from))
     }
 
     async fn commit(

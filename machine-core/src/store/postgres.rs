@@ -301,7 +301,7 @@ impl Postgres {
     /// instances that start together apply each once. Needs a role that may
     /// create the schema and its tables.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        let mut conn = self.acquire().await?;
         migrate::migrate(&mut conn, &self.sql.schema).await
     }
 
@@ -309,7 +309,7 @@ impl Postgres {
     /// applied: [`StoreError::Unmigrated`] naming the missing ones if not.
     /// Connecting with [`PostgresOptions::migrate`]`(false)` does this.
     pub async fn check_schema(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        let mut conn = self.acquire().await?;
         migrate::check(&mut conn, &self.sql.schema).await
     }
 
@@ -808,14 +808,14 @@ impl Store for Postgres {
     }
 
     async fn load(&self, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        let mut conn = self.acquire().await?;
         self.load_in(&mut conn, machine, id).await
     }
 
     async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         // On a pooled connection a single write is its own transaction (one
         // statement), and `commit_in` opens a real transaction for the rest.
-        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        let mut conn = self.acquire().await?;
         self.commit_in(&mut conn, commit).await
     }
 
@@ -838,7 +838,7 @@ impl Store for Postgres {
         let (machine, id) = (remove.machine, remove.id);
         validate_machine(machine)?;
         validate_id(id)?;
-        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        let mut conn = self.acquire().await?;
         let removed = Statements::query(&self.sql.remove)
             .bind(machine)
             .bind(id)
@@ -864,7 +864,7 @@ impl Store for Postgres {
         if limit == 0 {
             return Ok(0);
         }
-        let mut conn = self.pool.acquire().await.map_err(|e| acquire_error(&self.pool, e, pg_error))?;
+        let mut conn = self.acquire().await?;
         // Dropped unfinished, the transaction rolls back: watermark and
         // deletions commit together or not at all.
         let mut tx = conn.begin().await.map_err(pg_error)?;

@@ -352,9 +352,9 @@ fn overflow(machine: &str, id: &str, version: u64) -> StoreError {
     StoreError::VersionOverflow { machine: machine.to_owned(), id: id.to_owned(), version }
 }
 
-#[cfg(feature = "postgres")]
 /// A stored version of record `(machine, id)`; below 1 it can only have been
 /// written by something other than this store.
+#[cfg(feature = "postgres")]
 pub(crate) fn version_from_db(machine: &str, id: &str, version: i64) -> Result<u64, StoreError> {
     match u64::try_from(version) {
         Ok(version) if version > 0 => Ok(version),
@@ -420,16 +420,16 @@ pub(crate) fn acquire_error<DB: sqlx::Database>(
     }
 }
 
-#[cfg(feature = "postgres")]
 /// A connect that did not finish within `limit`.
+#[cfg(feature = "postgres")]
 pub(crate) fn connect_timeout(limit: std::time::Duration) -> StoreError {
     Timeout::new(Wait::Connect, Some(limit), None).into()
 }
 
-#[cfg(feature = "postgres")]
 /// Whether `name` may be used as an SQL identifier unquoted: lowercase ASCII
 /// letters, digits and `_`, not starting with a digit, at most 48 bytes (so
 /// derived index names stay under PostgreSQL's 63-byte limit).
+#[cfg(feature = "postgres")]
 pub(crate) fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 48

@@ -21,6 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 
+/// A record's row: `machine` and `id` are its two parameters.
+macro_rules! load_sql {
+    () => {
+        "SELECT version, kind, state, updated_at, schema_version FROM machine_records WHERE machine = ? AND id = ?"
+    };
+}
+
 /// A [`Store`] in a SQLite database (feature `sqlite`).
 ///
 /// The file is opened in WAL mode, so readers never block the writer, with a
@@ -238,6 +245,14 @@ impl Writer {
             Self::Pooled(conn) => conn,
         }
     }
+
+    /// The connection, out of the pool's accounting, to be closed.
+    fn into_conn(self) -> SqliteConnection {
+        match self {
+            Self::Kept(conn) => conn,
+            Self::Pooled(conn) => conn.detach(),
+        }
+    }
 }
 
 /// The write lock, taken before a quick plan loads: the runner's fast path
@@ -288,13 +303,11 @@ impl Held {
         if self.turn.as_ref().is_some_and(|turn| turn.open) {
             return Ok(());
         }
-        self.mark_open();
+        self.set_open(true);
         let begun = sqlx::query("BEGIN IMMEDIATE").execute(self.conn()?).await;
         if let Err(error) = begun {
             // Nothing was begun: the connection stays with the writers.
-            if let Some(turn) = self.turn.as_mut() {
-                turn.open = false;
-            }
+            self.set_open(false);
             return Err(sqlite_error(error));
         }
         Ok(())
@@ -332,9 +345,7 @@ impl Held {
         // `COMMIT`), keeping the connection, and with it an in-memory
         // database, which closing the connection would lose.
         let done = done.map_err(sqlite_error)?;
-        if let Some(turn) = self.turn.as_mut() {
-            turn.open = false;
-        }
+        self.set_open(false);
         if done.rows_affected() == 0 {
             // Read after the commit, so possibly newer than what beat this
             // write: the conflict only tells the loop to load again.
@@ -344,10 +355,11 @@ impl Held {
         Ok(())
     }
 
-    /// From here on a transaction may be open on the connection.
-    fn mark_open(&mut self) {
+    /// Whether a transaction may be open on the connection (a dropped
+    /// `Held` then rolls back).
+    fn set_open(&mut self, open: bool) {
         if let Some(turn) = self.turn.as_mut() {
-            turn.open = true;
+            turn.open = open;
         }
     }
 
@@ -427,24 +439,17 @@ fn rolled_back(result: Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>) -> 
 /// Closes the slot's connection and waits until SQLite has let go of the
 /// file (dropping it would close it on SQLite's thread, some time later).
 async fn close_writer(slot: &mut Slot) {
-    let conn = match slot.conn.take() {
-        Some(Writer::Kept(conn)) => conn,
-        Some(Writer::Pooled(conn)) => conn.detach(),
-        None => return,
-    };
     slot.open = false;
-    // An error closing a connection that is going anyway changes nothing.
-    let _ = sqlx::Connection::close(conn).await;
+    if let Some(writer) = slot.conn.take() {
+        // An error closing a connection that is going anyway changes nothing.
+        let _ = sqlx::Connection::close(writer.into_conn()).await;
+    }
 }
 
 /// Drops the slot's connection without returning it to the pool: closing
 /// it rolls back whatever it left open.
 fn forget(slot: &mut Slot) {
-    match slot.conn.take() {
-        Some(Writer::Pooled(conn)) => drop(conn.detach()),
-        Some(Writer::Kept(conn)) => drop(conn),
-        None => {}
-    }
+    drop(slot.conn.take().map(Writer::into_conn));
     slot.open = false;
 }
 
@@ -523,23 +528,16 @@ impl Sqlite {
     /// [`hold`](Self::hold), and the record read inside the transaction, in
     /// one round trip to SQLite's thread instead of two.
     pub(crate) async fn hold_and_load(&self, machine: &str, id: &str) -> Result<(Held, Option<Record>), StoreError> {
+        // Before the turn: bad input never takes the write lock.
         validate_machine(machine)?;
         validate_id(id)?;
         let mut held = self.turn().await?;
-        held.mark_open();
-        let row = sqlx::query(
-            "BEGIN IMMEDIATE; \
-             SELECT version, kind, state, updated_at, schema_version FROM machine_records WHERE machine = ? AND id = ?",
-        )
-        .bind(machine)
-        .bind(id)
-        .fetch_optional(held.conn()?)
-        .await;
+        held.set_open(true);
         // On an error (a busy timeout on `BEGIN`, say) `held` is dropped
         // marked open: its rollback finds a transaction or none, and either
         // way the connection stays.
-        let record = row.map_err(sqlite_error)?.map(|row| super::sql::record(&row, machine, id, sqlite_error));
-        Ok((held, record.transpose()?))
+        let record = fetch_record(held.conn()?, concat!("BEGIN IMMEDIATE; ", load_sql!()), machine, id).await?;
+        Ok((held, record))
     }
 
     /// This process's turn to write, with the writers' connection; no
@@ -607,14 +605,18 @@ const INSERT_AND_COMMIT: &str = "\
 async fn load_on(conn: &mut SqliteConnection, machine: &str, id: &str) -> Result<Option<Record>, StoreError> {
     validate_machine(machine)?;
     validate_id(id)?;
-    let row = sqlx::query(
-        "SELECT version, kind, state, updated_at, schema_version FROM machine_records WHERE machine = ? AND id = ?",
-    )
-    .bind(machine)
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-    .map_err(sqlite_error)?;
+    fetch_record(conn, load_sql!(), machine, id).await
+}
+
+/// The record `sql` reads (its only row, if any), bound to `machine` and
+/// `id` in that order, both validated by the caller.
+async fn fetch_record(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    machine: &str,
+    id: &str,
+) -> Result<Option<Record>, StoreError> {
+    let row = sqlx::query(sql).bind(machine).bind(id).fetch_optional(conn).await.map_err(sqlite_error)?;
     row.map(|row| super::sql::record(&row, machine, id, sqlite_error)).transpose()
 }
 
