@@ -119,6 +119,9 @@ async fn an_exhausted_pool_times_out_on_acquire() {
     assert_eq!(error.timeout().and_then(machine_core::store::Timeout::limit), Some(BOUND));
     let (error, took) = failing(store.commit(Commit::write(write("o-1", 1)))).await;
     assert_timeout(&error, took, Wait::Acquire, BOUND);
+    let (error, took) = failing(store.recall("Order", "o-1", "key-1")).await;
+    assert_timeout(&error, took, Wait::Acquire, BOUND);
+    assert_eq!(error.timeout().and_then(machine_core::store::Timeout::limit), Some(BOUND), "recall names its bound");
     drop(held);
     assert_eq!(store.load("Order", "o-1").await.unwrap().unwrap().version, 1, "nothing was written");
     drop_schema(&url, &schema).await;

@@ -830,7 +830,7 @@ impl Store for Postgres {
     }
 
     async fn recall(&self, machine: &str, id: &str, key: &str) -> Result<Option<Remembered>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(pg_error)?;
+        let mut conn = self.acquire().await?;
         self.recall_in(&mut conn, machine, id, key).await
     }
 
