@@ -8,7 +8,7 @@ mod conformance;
 
 use machine_core::decision::{Decided, Decision, Key, Rejection, Verdict};
 use machine_core::prelude::*;
-use machine_core::retry::{Action, Attempt, Budget, Call, Finish, Policy, Refused};
+use machine_core::retry::{Action, Attempt, Budget, Call, Finish, ManualClock, Policy, Refused};
 use machine_core::store::{Change, Commit, Memory, Origin, Record, Store, Write};
 use machine_core::testing::{FaultyStore, Schedule};
 use machine_core::{Coalescing, StoreError};
@@ -331,6 +331,44 @@ async fn coalesced_callers_get_the_policys_own_give_up() {
             assert!(error.conflict().is_some(), "coalesce={coalesce}: {error:?}");
             assert!(error.is_retryable());
         }
+    }
+}
+
+/// An account whose transition takes 50 ms on the retry clock it is given,
+/// as a call to a slow service would.
+struct SlowAccounts;
+
+impl machine_core::AsyncMachine for SlowAccounts {
+    type State = Account;
+    type Command = Money;
+    type Deps = ManualClock;
+    type Error = std::convert::Infallible;
+
+    async fn transition(clock: &ManualClock, command: &Money, state: &Account) -> Result<Account, Self::Error> {
+        clock.advance(Duration::from_millis(50));
+        <Accounts as Machine>::transition(&(), command, state)
+    }
+}
+
+/// The deadline counts from the call's start, the first attempt's own
+/// planning included (the clock is read lazily, after a held attempt, so
+/// this is the case that would break): a first attempt that took longer
+/// than the deadline and lost its race is not retried.
+#[tokio::test]
+async fn the_deadline_counts_the_first_attempts_own_time() {
+    for coalesce in [false, true] {
+        let clock = ManualClock::new();
+        let store = FaultyStore::new(Memory::new()).conflicts(Schedule::every(1));
+        let mut runner = Runner::<SlowAccounts, _>::new(store, clock.clone())
+            .retry(Retry::fixed(Duration::ZERO).max_attempts(10).deadline(Duration::from_millis(10)))
+            .retry_clock(clock.clone());
+        if coalesce {
+            runner = runner.coalesce(Coalescing::default());
+        }
+        let error = runner.handle("slow", &Money::Add(1)).await.unwrap_err();
+        let Error::DeadlineExceeded { attempts, elapsed, .. } = error else { panic!("coalesce={coalesce}: {error:?}") };
+        assert_eq!(attempts, 1, "coalesce={coalesce}: 50 ms spent in the first attempt");
+        assert_eq!(elapsed, Duration::from_millis(50), "coalesce={coalesce}");
     }
 }
 

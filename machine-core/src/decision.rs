@@ -7,9 +7,8 @@ use crate::evolution::Payload;
 use crate::machine::{AsyncMachine, Machine, checked, checked_sync};
 use crate::retry::{Clock, Policy, Retry, TokioClock};
 use crate::runner::codec::decode;
-use crate::runner::pipeline::{Direct, Keyed, Pipeline, Plan, Planned, Read, Recalled, Session, Staged, Step};
+use crate::runner::pipeline::{Direct, Keyed, Loads, Pipeline, Plan, Planned, Read, Recalled, Session, Staged, Step};
 use crate::runner::request::fingerprint;
-use crate::store::body::Loaded as Stored;
 use crate::store::{Origin, Store};
 use crate::{Kind, State};
 use serde::Serialize;
@@ -647,7 +646,7 @@ impl<T, D: Decide<T>> Step for Deliberation<'_, T, D> {
 
     async fn plan(
         &mut self,
-        loaded: Vec<Option<Stored>>,
+        loaded: Loads,
         recalled: Vec<Option<Recalled>>,
         _attempt: u32,
         _typed: bool,

@@ -3,13 +3,13 @@
 //! runner's step of the pipeline.
 
 use super::codec::{decode_record, decode_state, encode};
-use super::pipeline::{Keyed, Plan, Planned, Recalled, Staged, Step};
+use super::pipeline::{Keyed, Loads, Plan, Planned, Recalled, Staged, Step};
 use super::request::{Must, Request, fingerprint};
 use crate::error::{Error, StoreError};
 use crate::machine::{AsyncMachine, checked};
 use crate::observe::{self, Op};
 use crate::store::Origin;
-use crate::store::body::{Body, Loaded};
+use crate::store::body::Body;
 use crate::timers::Deadline;
 use crate::{Command, Kind, State, Transitions};
 use serde::Serialize;
@@ -357,7 +357,7 @@ where
 
     async fn plan(
         &mut self,
-        loaded: Vec<Option<Loaded>>,
+        loaded: Loads,
         recalled: Vec<Option<Recalled>>,
         _attempt: u32,
         typed: bool,

@@ -3,7 +3,7 @@
 //! and no race with another writer of this process. The loop's other rules
 //! (what a plan may write, how errors map) are the same as on every store.
 
-use super::pipeline::{Plan, Step};
+use super::pipeline::{Loads, Plan, Step};
 use super::session::put;
 use crate::error::Error;
 use crate::store::memory::Slot;
@@ -27,7 +27,7 @@ pub(crate) enum Planned<T, E> {
 /// a waker that does nothing: a step whose [`Step::at_once`] holds is ready
 /// then.
 pub(crate) fn plan<P: Step>(step: &mut P, attempt: u32, slot: Slot<'_>) -> Planned<P::Value, P::Error> {
-    let mut planning = pin!(step.plan(vec![slot.loaded()], Vec::new(), attempt, true));
+    let mut planning = pin!(step.plan(Loads::one(slot.loaded()), Vec::new(), attempt, true));
     let Poll::Ready(planned) = planning.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
         return Planned::Later;
     };

@@ -181,6 +181,41 @@ pub(crate) struct Plan<'a, T> {
     pub(crate) value: T,
 }
 
+/// The records an attempt loaded, one per read in order (`None`: never
+/// written). A held attempt reads one record and hands it over without
+/// allocating a list for it.
+pub(crate) enum Loads {
+    One(std::option::IntoIter<Option<Loaded>>),
+    Many(std::vec::IntoIter<Option<Loaded>>),
+}
+
+impl Loads {
+    /// The one record a held attempt read.
+    pub(crate) fn one(record: Option<Loaded>) -> Self {
+        Self::One(Some(record).into_iter())
+    }
+}
+
+impl Iterator for Loads {
+    type Item = Option<Loaded>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::One(one) => one.next(),
+            Self::Many(many) => many.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Self::One(one) => one.size_hint(),
+            Self::Many(many) => many.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Loads {}
+
 /// A driver's planning of one attempt, from the records it named. The plan
 /// borrows from the step (no lifetime parameter on the trait: with one, the
 /// compiler cannot show that a spawned group commit is `Send`).
@@ -211,7 +246,7 @@ pub(crate) trait Step {
     /// typed. An `Err` ends the call; it is never retried.
     fn plan(
         &mut self,
-        loaded: Vec<Option<Loaded>>,
+        loaded: Loads,
         recalled: Vec<Option<Recalled>>,
         attempt: u32,
         typed: bool,
@@ -327,7 +362,7 @@ impl Pipeline<'_> {
         S: Session,
         P: Step,
     {
-        let mut tries = Tries::new(self.clock, self.sensitive);
+        let mut tries = Tries::new(self.sensitive);
         loop {
             let attempt = tries.start();
             if let (Some(memory), [read]) = (session.memory(), reads)
@@ -342,6 +377,9 @@ impl Pipeline<'_> {
                     held::Planned::Later => {}
                 }
             }
+            // The call's time starts here: a held attempt that committed
+            // never needed it, and the one that did not took microseconds.
+            tries.clock_from(self.clock);
             let mut loaded = Vec::with_capacity(reads.len());
             let mut recalled = Vec::new();
             let mut checks: Vec<Check<'_>> = Vec::new();
@@ -358,7 +396,7 @@ impl Pipeline<'_> {
                 }
                 loaded.push(record);
             }
-            let mut plan = step.plan(loaded, recalled, attempt, session.typed()).await?;
+            let mut plan = step.plan(Loads::Many(loaded.into_iter()), recalled, attempt, session.typed()).await?;
             // A record the plan writes is checked by its compare-and-set.
             checks.retain(|check| !plan.writes.iter().any(|w| w.machine == check.machine && w.id == check.id));
             let committed = match &plan.remove {

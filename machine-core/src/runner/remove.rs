@@ -6,7 +6,7 @@
 //! not a loop of its own.
 
 use super::codec::{decode_change, decode_record};
-use super::pipeline::{Plan, Read, Recalled, Step};
+use super::pipeline::{Loads, Plan, Read, Recalled, Step};
 use super::retention::{Archive, Archived, Progress, Removed, Terminal};
 use super::{Runner, Versioned, widen};
 use crate::error::Error;
@@ -76,7 +76,7 @@ where
 
     async fn plan(
         &mut self,
-        loaded: Vec<Option<Loaded>>,
+        loaded: Loads,
         _: Vec<Option<Recalled>>,
         _: u32,
         _: bool,

@@ -8,7 +8,8 @@ use crate::retry::{Action, Attempt, Clock, Policy};
 use std::time::Duration;
 
 pub(crate) struct Tries {
-    started: Duration,
+    /// When the call's first attempt that needed the clock began.
+    started: Option<Duration>,
     conflicts: Vec<VersionConflict>,
     previous_wait: Duration,
     attempts: u32,
@@ -17,9 +18,17 @@ pub(crate) struct Tries {
 }
 
 impl Tries {
-    /// A call starting now on `clock`.
-    pub(crate) fn new(clock: &dyn Clock, sensitive: bool) -> Self {
-        Self { started: clock.now(), conflicts: Vec::new(), previous_wait: Duration::ZERO, attempts: 0, sensitive }
+    /// A call about to make its first attempt.
+    pub(crate) fn new(sensitive: bool) -> Self {
+        Self { started: None, conflicts: Vec::new(), previous_wait: Duration::ZERO, attempts: 0, sensitive }
+    }
+
+    /// Starts the call's elapsed time on `clock`, the first time only: a
+    /// command committed under a held lock never reads the clock.
+    pub(crate) fn clock_from(&mut self, clock: &dyn Clock) {
+        if self.started.is_none() {
+            self.started = Some(clock.now());
+        }
     }
 
     /// Counts a new attempt and returns its number (the first is 1).
@@ -40,7 +49,8 @@ impl Tries {
         machine: &'static str,
     ) -> Result<(), Error<E>> {
         self.conflicts.push(conflict);
-        let elapsed = clock.now().saturating_sub(self.started);
+        let now = clock.now();
+        let elapsed = now.saturating_sub(*self.started.get_or_insert(now));
         let decision = match self.conflicts.last() {
             Some(conflict) => policy.decide(&Attempt {
                 number: self.attempts,

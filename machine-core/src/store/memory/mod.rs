@@ -285,13 +285,28 @@ impl Memory {
         self.inner.retention
     }
 
-    /// The shard of a key: FNV-1a over the id, salted per store. A shard
-    /// only spreads lock contention (each shard's map hashes ids with a
-    /// random key of its own), so a cheap hash is enough here.
+    /// The shard of a key: a multiply-and-fold hash over the machine and the
+    /// id eight bytes at a time, salted per store. A shard only spreads lock
+    /// contention (each shard's map hashes ids with a random key of its
+    /// own), so a cheap hash is enough here; a byte at a time it was 4 % of
+    /// an in-process command.
     fn shard_of(&self, machine: &str, id: &str) -> usize {
+        const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut hash = self.inner.salt;
-        for byte in machine.bytes().chain([0xff]).chain(id.bytes()) {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        for part in [machine.as_bytes(), id.as_bytes()] {
+            let mut words = part.chunks_exact(8);
+            for word in &mut words {
+                let mut bytes = [0; 8];
+                bytes.copy_from_slice(word);
+                hash = (hash ^ u64::from_le_bytes(bytes)).wrapping_mul(MIX).rotate_left(29);
+            }
+            // The tail, and the part's length, so that ("ab", "c") and
+            // ("a", "bc") are different keys.
+            let mut bytes = [0; 8];
+            let tail = words.remainder();
+            bytes[..tail.len()].copy_from_slice(tail);
+            hash = (hash ^ u64::from_le_bytes(bytes)).wrapping_mul(MIX).rotate_left(29);
+            hash = (hash ^ part.len() as u64).wrapping_mul(MIX);
         }
         // The modulo keeps the value below SHARDS, so the cast cannot truncate.
         #[allow(clippy::cast_possible_truncation)]
@@ -878,6 +893,28 @@ mod tests {
 
     async fn version(store: &Memory, id: &str) -> u64 {
         store.load("M", id).await.unwrap().map_or(0, |r| r.version)
+    }
+
+    /// Ids that differ in one character (`order-1` … `order-1000`, the
+    /// common case) and long ids that differ only past their first eight
+    /// bytes spread over every shard, roughly evenly.
+    #[test]
+    fn similar_ids_spread_over_the_shards() {
+        // Each store has its own salt: try a few.
+        for store in std::iter::repeat_with(Memory::new).take(20) {
+            spread(&store);
+        }
+    }
+
+    fn spread(store: &Memory) {
+        for id in [|n: usize| format!("order-{n}"), |n: usize| format!("customer-0000000000-{n:06}")] {
+            let mut per_shard = [0_usize; SHARDS];
+            for n in 0..SHARDS * 100 {
+                per_shard[store.shard_of("Orders", &id(n))] += 1;
+            }
+            let (least, most) = (per_shard.iter().min().unwrap(), per_shard.iter().max().unwrap());
+            assert!(*least >= 50 && *most <= 170, "{least} .. {most}: {per_shard:?}");
+        }
     }
 
     #[tokio::test]
