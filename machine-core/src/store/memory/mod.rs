@@ -70,9 +70,9 @@ pub struct Memory {
 struct Inner {
     /// The shard hash's starting value, random per store.
     salt: u64,
-    shards: [Mutex<Shard>; SHARDS],
+    shards: [Padded<Mutex<Shard>>; SHARDS],
     /// The store-wide change feed, in commit order.
-    log: Mutex<Log>,
+    log: Padded<Mutex<Log>>,
     /// Records with a due time, in due order per machine: the index
     /// [`Query::due`] reads. Taken last, after a shard (and the feed).
     timers: Mutex<BTreeSet<TimerKey>>,
@@ -81,6 +81,13 @@ struct Inner {
     retention: Retention,
 }
 
+/// A value alone on its cache lines (two of them: adjacent lines are
+/// fetched in pairs), so that locking one shard (or the feed) does not
+/// slow a writer of the next one on another core.
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded<T>(T);
+
 /// `(machine, due, id)`: one machine's timers sort together, earliest first.
 type TimerKey = (Arc<str>, u64, Arc<str>);
 
@@ -88,8 +95,8 @@ impl Default for Inner {
     fn default() -> Self {
         Self {
             salt: RandomState::new().hash_one(0xcbf2_9ce4_8422_2325_u64),
-            shards: std::array::from_fn(|_| Mutex::default()),
-            log: Mutex::default(),
+            shards: std::array::from_fn(|_| Padded::default()),
+            log: Padded::default(),
             timers: Mutex::default(),
             processors: Mutex::default(),
             retention: Retention::default(),
@@ -318,7 +325,7 @@ impl Memory {
     /// them, so a sequence number is handed out and appended in one step and
     /// the feed never shows a later change before an earlier one.
     fn log(&self) -> MutexGuard<'_, Log> {
-        self.inner.log.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.log.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn timers(&self) -> MutexGuard<'_, BTreeSet<TimerKey>> {
@@ -343,7 +350,7 @@ impl Memory {
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
         // A panic elsewhere cannot leave a shard half-written (every commit
         // validates before it mutates), so a poisoned lock is still consistent.
-        self.inner.shards[shard].lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.shards[shard].0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The record with its state as stored (typed or JSON), for the runner.
