@@ -68,11 +68,12 @@ impl Slot<'_> {
         next_version(&put)?;
         let now = now_millis();
         let mut log = self.store.log();
+        let seq = log.next_seq();
         let logged = match self.at {
-            At::Existing(entry) => self.store.update(entry, self.machine, put, log.next_seq(), now),
-            At::Absent(ids) => self.store.create(ids, self.machine, put, log.next_seq(), now),
+            At::Existing(entry) => self.store.update(entry, self.machine, put, seq, now),
+            At::Absent(ids) => self.store.create(ids, self.machine, put, seq, now),
         };
-        log.push(logged, self.store.inner.retention.feed_changes());
+        log.append(seq, logged, self.store.inner.retention.feed_changes());
         Ok(())
     }
 }

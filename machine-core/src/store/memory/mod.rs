@@ -468,8 +468,9 @@ impl Memory {
         let now = now_millis();
         let mut log = self.log();
         for (put, at) in puts.into_iter().zip(put_at) {
-            let logged = self.apply(&mut guards[at].1, put, log.next_seq(), now);
-            log.push(logged, self.inner.retention.feed_changes());
+            let seq = log.next_seq();
+            let logged = self.apply(&mut guards[at].1, put, seq, now);
+            log.append(seq, logged, self.inner.retention.feed_changes());
         }
         for (key, at) in idempotency.into_iter().zip(key_at) {
             guards[at].1.keys.insert(key);
@@ -483,8 +484,9 @@ impl Memory {
     }
 
     /// Stores `put` in its record (validated by the caller: the version holds
-    /// and does not overflow) and returns its history entry for the feed.
-    fn apply(&self, shard: &mut Shard, put: Put<'_>, seq: u64, at: u64) -> Arc<Logged> {
+    /// and does not overflow) and returns its history entry for the feed
+    /// (`None` when retention keeps no entries).
+    fn apply(&self, shard: &mut Shard, put: Put<'_>, seq: u64, at: u64) -> Option<Arc<Logged>> {
         let (machine, ids) = shard.ids_mut(put.machine);
         match ids.get_mut(put.id) {
             Some(entry) => self.update(entry, machine, put, seq, at),
@@ -493,10 +495,16 @@ impl Memory {
     }
 
     /// [`apply`](Self::apply) to an existing record.
-    fn update(&self, entry: &mut Entry, machine: Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Arc<Logged> {
+    fn update(&self, entry: &mut Entry, machine: Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Option<Arc<Logged>> {
         let version = put.expected.saturating_add(1);
         // Kinds repeat from version to version: share the stored string.
         let kind = if &*entry.kind == put.kind { entry.kind.clone() } else { Arc::from(put.kind) };
+        self.retime(&machine, &entry.id, entry.due, put.due);
+        if !self.inner.retention.keeps_entries() {
+            (entry.version, entry.kind, entry.state, entry.updated_at, entry.schema, entry.due) =
+                (version, kind, put.state, at, put.schema, put.due);
+            return None;
+        }
         let logged = Arc::new(Logged {
             seq,
             machine,
@@ -511,15 +519,24 @@ impl Memory {
             schema: put.schema,
         });
         remember(&mut entry.history, logged.clone(), self.inner.retention.entries_per_record());
-        self.retime(&logged.machine, &entry.id, entry.due, put.due);
         (entry.version, entry.kind, entry.state, entry.updated_at, entry.schema, entry.due) =
             (version, kind, put.state, at, put.schema, put.due);
-        logged
+        Some(logged)
     }
 
     /// [`apply`](Self::apply) creating the record.
-    fn create(&self, ids: &mut Ids, machine: Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Arc<Logged> {
+    fn create(&self, ids: &mut Ids, machine: Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Option<Arc<Logged>> {
         let (id, kind): (Arc<str>, Arc<str>) = (Arc::from(put.id), Arc::from(put.kind));
+        let (schema, due) = (put.schema, put.due);
+        self.retime(&machine, &id, None, due);
+        let mut history = VecDeque::new();
+        if !self.inner.retention.keeps_entries() {
+            ids.insert(
+                id.clone(),
+                Entry { id, version: 1, kind, state: put.state, updated_at: at, schema, due, history },
+            );
+            return None;
+        }
         let logged = Arc::new(Logged {
             seq,
             machine,
@@ -533,12 +550,9 @@ impl Memory {
             at,
             schema: put.schema,
         });
-        let mut history = VecDeque::new();
         remember(&mut history, logged.clone(), self.inner.retention.entries_per_record());
-        let (schema, due) = (put.schema, put.due);
-        self.retime(&logged.machine, &id, None, due);
         ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, schema, due, history });
-        logged
+        Some(logged)
     }
 }
 
@@ -1021,6 +1035,32 @@ mod tests {
         let kept: Vec<_> = history.iter().map(|c| (c.version, c.before.as_deref(), &*c.after)).collect();
         assert_eq!(kept, [(3, Some("1"), "2"), (4, Some("2"), "3"), (5, Some("3"), "4")]);
         assert_eq!(version(&store, "a").await, 5, "the record itself is never trimmed");
+    }
+
+    /// Keeping nothing builds no history entries, and loses nothing else:
+    /// records, versions, the due index and the feed's numbering are as
+    /// with any retention, on the single-write path and the multi-write one.
+    #[tokio::test]
+    async fn a_store_that_keeps_no_history_keeps_everything_else() {
+        use crate::store::{Feed, Query};
+        let store = Memory::with_retention(Retention::default().per_record(0).feed(0));
+        store.commit(Commit::write(Write { due: Some(50), ..write("a", 0, "1") })).await.unwrap();
+        store.commit(Commit::write(write("b", 0, "1"))).await.unwrap();
+        let both = Commit { writes: vec![write("a", 1, "2"), write("b", 1, "2")], checks: vec![], keys: vec![] };
+        store.commit(both).await.unwrap();
+        store.commit(Commit::write(Write { due: Some(20), ..write("b", 2, "3") })).await.unwrap();
+        assert_eq!((version(&store, "a").await, version(&store, "b").await), (2, 3));
+        assert_eq!(&*store.load("M", "b").await.unwrap().unwrap().state, "3");
+        assert!(store.history("M", "a").await.unwrap().is_empty());
+        let due: Vec<_> = store.due("M", 100, None, 10).await.unwrap().into_iter().map(|t| (t.id, t.due)).collect();
+        assert_eq!(due, [("b".into(), 20)], "a's due time went with the write that cleared it");
+        let at = |seq| Cursor { tx: 0, seq };
+        match store.changes(Cursor::START, 10).await {
+            Err(StoreError::FeedCompacted { oldest, .. }) => assert_eq!(oldest, at(6), "five writes numbered"),
+            other => panic!("{other:?}"),
+        }
+        assert!(store.changes(at(5), 10).await.unwrap().is_empty(), "the feed's end reads as caught up");
+        assert_eq!(store.behind(at(5)).await.unwrap(), 0);
     }
 
     #[tokio::test]
