@@ -350,10 +350,12 @@ impl machine_core::AsyncMachine for SlowAccounts {
     }
 }
 
-/// The deadline counts from the call's start, the first attempt's own
-/// planning included (the clock is read lazily, after a held attempt, so
-/// this is the case that would break): a first attempt that took longer
-/// than the deadline and lost its race is not retried.
+/// The deadline counts from the first attempt's start, its own planning
+/// included: the retry clock is started lazily, when an attempt first goes
+/// the usual way (a held in-process attempt never needs it), and an
+/// attempt that started it too late would lose this transition's 50 ms. A
+/// first attempt that took longer than the deadline and lost its race is
+/// not retried.
 #[tokio::test]
 async fn the_deadline_counts_the_first_attempts_own_time() {
     for coalesce in [false, true] {
