@@ -30,6 +30,12 @@ running() {
   kill -0 "$pid" 2>/dev/null
 }
 
+# Heartbeat and election timeouts three times etcd's defaults (100 ms and
+# 1 s): on a 2-core machine running the whole test suite, a member starved
+# of CPU for over a second made the others elect a new leader in the middle
+# of a test (seen in CI: "apply request took too long", then "leader
+# change"), and that test's next read failed as unavailable. Killing the
+# leader (tests/etcd_faults.rs) still elects another within about 3 s.
 start_member() {
   local name=$1 state=new
   running "$name" && return 0
@@ -43,6 +49,7 @@ start_member() {
     --initial-advertise-peer-urls "http://127.0.0.1:$(peer_port "$name")" \
     --initial-cluster "$CLUSTER" --initial-cluster-state "$state" \
     --initial-cluster-token machine-test --logger zap --log-outputs "$DIR/$name.log" \
+    --heartbeat-interval 300 --election-timeout 3000 \
     >>"$DIR/$name.out" 2>&1 &
   echo $! >"$DIR/$name.pid"
 }
