@@ -158,20 +158,14 @@ impl Log {
         }
     }
 
-    /// Numbers a write whose entry nothing keeps (see
-    /// [`Retention::keeps_entries`]): the feed moves on as if the entry had
-    /// been appended and dropped at once.
-    pub(super) fn skip(&mut self, seq: u64) {
-        self.last = seq;
-        self.trimmed = seq;
-    }
-
-    /// Appends the entry of the write numbered `seq`, or numbers it when
-    /// nothing keeps entries.
+    /// Appends the entry of the write numbered `seq`; without one (nothing
+    /// keeps entries, see [`Retention::keeps_entries`]) the feed moves on
+    /// as if it had been appended and dropped at once.
     pub(super) fn append(&mut self, seq: u64, logged: Option<Arc<Logged>>, keep: usize) {
-        match logged {
-            Some(logged) => self.push(logged, keep),
-            None => self.skip(seq),
+        if let Some(logged) = logged {
+            self.push(logged, keep);
+        } else {
+            (self.last, self.trimmed) = (seq, seq);
         }
     }
 

@@ -500,28 +500,28 @@ impl Memory {
         // Kinds repeat from version to version: share the stored string.
         let kind = if &*entry.kind == put.kind { entry.kind.clone() } else { Arc::from(put.kind) };
         self.retime(&machine, &entry.id, entry.due, put.due);
-        if !self.inner.retention.keeps_entries() {
-            (entry.version, entry.kind, entry.state, entry.updated_at, entry.schema, entry.due) =
-                (version, kind, put.state, at, put.schema, put.due);
-            return None;
-        }
-        let logged = Arc::new(Logged {
-            seq,
-            machine,
-            id: entry.id.clone(),
-            version,
-            command: put.command,
-            origin: put.origin,
-            before: Some((entry.kind.clone(), entry.state.clone(), entry.schema)),
-            kind: kind.clone(),
-            after: put.state.clone(),
-            at,
-            schema: put.schema,
-        });
-        remember(&mut entry.history, logged.clone(), self.inner.retention.entries_per_record());
+        let logged = if self.inner.retention.keeps_entries() {
+            let logged = Arc::new(Logged {
+                seq,
+                machine,
+                id: entry.id.clone(),
+                version,
+                command: put.command,
+                origin: put.origin,
+                before: Some((entry.kind.clone(), entry.state.clone(), entry.schema)),
+                kind: kind.clone(),
+                after: put.state.clone(),
+                at,
+                schema: put.schema,
+            });
+            remember(&mut entry.history, logged.clone(), self.inner.retention.entries_per_record());
+            Some(logged)
+        } else {
+            None
+        };
         (entry.version, entry.kind, entry.state, entry.updated_at, entry.schema, entry.due) =
             (version, kind, put.state, at, put.schema, put.due);
-        Some(logged)
+        logged
     }
 
     /// [`apply`](Self::apply) creating the record.
@@ -530,29 +530,27 @@ impl Memory {
         let (schema, due) = (put.schema, put.due);
         self.retime(&machine, &id, None, due);
         let mut history = VecDeque::new();
-        if !self.inner.retention.keeps_entries() {
-            ids.insert(
-                id.clone(),
-                Entry { id, version: 1, kind, state: put.state, updated_at: at, schema, due, history },
-            );
-            return None;
-        }
-        let logged = Arc::new(Logged {
-            seq,
-            machine,
-            id: id.clone(),
-            version: 1,
-            command: put.command,
-            origin: put.origin,
-            before: None,
-            kind: kind.clone(),
-            after: put.state.clone(),
-            at,
-            schema: put.schema,
-        });
-        remember(&mut history, logged.clone(), self.inner.retention.entries_per_record());
+        let logged = if self.inner.retention.keeps_entries() {
+            let logged = Arc::new(Logged {
+                seq,
+                machine,
+                id: id.clone(),
+                version: 1,
+                command: put.command,
+                origin: put.origin,
+                before: None,
+                kind: kind.clone(),
+                after: put.state.clone(),
+                at,
+                schema,
+            });
+            remember(&mut history, logged.clone(), self.inner.retention.entries_per_record());
+            Some(logged)
+        } else {
+            None
+        };
         ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, schema, due, history });
-        Some(logged)
+        logged
     }
 }
 
