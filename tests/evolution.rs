@@ -198,3 +198,147 @@ async fn without_a_migration_the_error_says_what_failed_at_which_version() {
     assert!(ping.error.to_string().contains("the command of Room \"r9\" at version 2"), "{}", ping.error);
     assert_eq!(&*ping.change.command, "\"Ping\"", "the raw JSON is kept");
 }
+
+/// Release 1.0's room machine as it ran, for a store that one process
+/// shares between releases: in memory, its runner keeps states typed, as
+/// a type the next release does not know.
+mod release_one {
+    use machine_core::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub(crate) enum Room {
+        #[state(initial)]
+        Free,
+        Held {
+            guest: String,
+        },
+    }
+
+    #[derive(Command, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[command(state = Room)]
+    pub(crate) enum RoomCommand {
+        #[command(from(Free), to(Held))]
+        Hold { guest: String },
+    }
+
+    pub(crate) struct Rooms;
+
+    impl Machine for Rooms {
+        type State = Room;
+        type Command = RoomCommand;
+        type Deps = ();
+        type Error = std::convert::Infallible;
+
+        fn transition((): &(), RoomCommand::Hold { guest }: &RoomCommand, _: &Room) -> Result<Room, Self::Error> {
+            Ok(Room::Held { guest: guest.clone() })
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_state_an_older_release_kept_typed_in_memory_is_migrated_by_the_next() {
+    let store = Memory::new();
+    let old = Runner::<release_one::Rooms, _>::new(store.clone(), ());
+    old.handle("r", &release_one::RoomCommand::Hold { guest: "ada".into() }).await.unwrap();
+    // The current release finds the record at schema version 1, kept as
+    // release 1.0's type: it is migrated, not misread, then written at 3.
+    let runner = Runner::<Rooms, _>::new(store.clone(), ());
+    let out = runner.handle("r", &RoomCommand::Book { nights: 2 }).await.unwrap();
+    let booked = Room::Booked { guest: "ada".into(), nights: 2, channel: "direct".into() };
+    assert_eq!((&out.state, out.version, out.attempts), (&booked, 2, 1));
+    let history = history_of(store.clone()).await;
+    let reserved = Room::Reserved { guest: "ada".into(), channel: "direct".into() };
+    assert_eq!(history[0].command, Some(RoomCommand::Reserve { guest: "ada".into(), channel: "direct".into() }));
+    assert_eq!((history[0].schema, &history[0].state), (1, &reserved));
+    assert_eq!((history[1].schema, history[1].before.as_ref(), &history[1].state), (3, Some(&reserved), &booked));
+    // And release 1.0, still running somewhere, refuses what it cannot read.
+    let newer = old.handle("r", &release_one::RoomCommand::Hold { guest: "bo".into() }).await.unwrap_err();
+    assert!(newer.to_string().contains("schema version 3"), "{newer}");
+    assert_eq!(state_of(store).await, booked, "nothing was written over it");
+}
+
+/// One state type under two schema versions: version 2 keeps amounts in
+/// cents where version 1 kept euros, so a version 1 value means something
+/// else although it has the same shape and the same Rust type.
+mod amounts {
+    use machine_core::evolution::{Migration, MigrationError, json};
+    use machine_core::prelude::*;
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+
+    #[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub(crate) enum Account {
+        #[state(initial)]
+        New,
+        Open {
+            balance: i64,
+        },
+    }
+
+    #[derive(Command, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[command(state = Account)]
+    pub(crate) enum Pay {
+        #[command(from(New, Open), to(Open))]
+        In(i64),
+    }
+
+    fn pay_in(Pay::In(amount): &Pay, state: &Account) -> Account {
+        let balance = match state {
+            Account::New => 0,
+            Account::Open { balance } => *balance,
+        };
+        Account::Open { balance: balance + amount }
+    }
+
+    pub(crate) struct InEuros;
+
+    impl Machine for InEuros {
+        type State = Account;
+        type Command = Pay;
+        type Deps = ();
+        type Error = std::convert::Infallible;
+
+        fn transition((): &(), command: &Pay, state: &Account) -> Result<Account, Self::Error> {
+            Ok(pay_in(command, state))
+        }
+    }
+
+    pub(crate) struct InCents;
+
+    impl Machine for InCents {
+        type State = Account;
+        type Command = Pay;
+        type Deps = ();
+        type Error = std::convert::Infallible;
+
+        const SCHEMA: u32 = 2;
+        const MIGRATIONS: &'static [Migration] = &[Migration::state(1, euros_to_cents)];
+
+        fn transition((): &(), command: &Pay, state: &Account) -> Result<Account, Self::Error> {
+            Ok(pay_in(command, state))
+        }
+    }
+
+    fn euros_to_cents(mut state: Value) -> Result<Value, MigrationError> {
+        if let Some(fields) = json::fields_mut(&mut state, "Open") {
+            let euros =
+                fields.get("balance").and_then(Value::as_i64).ok_or_else(|| MigrationError::new("no balance"))?;
+            fields.insert("balance".into(), Value::from(euros * 100));
+        }
+        Ok(state)
+    }
+}
+
+#[tokio::test]
+async fn a_typed_state_of_an_older_schema_version_is_migrated_even_when_its_type_is_the_same() {
+    use amounts::{Account, InCents, InEuros, Pay};
+    let store = Memory::new();
+    let euros = Runner::<InEuros, _>::new(store.clone(), ());
+    euros.handle("acct", &Pay::In(5)).await.unwrap();
+    let cents = Runner::<InCents, _>::new(store, ());
+    let out = cents.handle("acct", &Pay::In(50)).await.unwrap();
+    assert_eq!((out.state, out.version), (Account::Open { balance: 550 }, 2), "5 euros are 500 cents");
+    let again = cents.handle("acct", &Pay::In(1)).await.unwrap();
+    assert_eq!(again.state, Account::Open { balance: 551 }, "and what version 2 wrote is not migrated again");
+}

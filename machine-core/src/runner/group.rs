@@ -226,12 +226,19 @@ where
             }
             run_key = Some((key, fingerprint));
         }
+        self.exists_as(request, version)?;
+        Ok(Admit::Run(run_key))
+    }
+
+    /// Whether the record, at `version`, is as `request` says it must be
+    /// (new, or existing).
+    pub(super) fn exists_as(&self, request: Request<'_>, version: u64) -> Result<(), Error<M::Error>> {
         match request.must() {
             Must::Create if version > 0 => {
                 Err(Error::AlreadyExists { machine: M::NAME, id: self.id.to_owned(), version })
             }
             Must::Update if version == 0 => Err(Error::NotFound { machine: M::NAME, id: self.id.to_owned() }),
-            _ => Ok(Admit::Run(run_key)),
+            _ => Ok(()),
         }
     }
 
@@ -276,6 +283,36 @@ where
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// What `intent` writes on `state`, the record being at version
+    /// `expected`: the write, and the member's result once it commits.
+    pub(crate) async fn write(
+        &self,
+        intent: &Intent<'a, M>,
+        state: &M::State,
+        expected: u64,
+        typed: bool,
+    ) -> Result<(Planned<'a>, Saved<M>), Error<M::Error>> {
+        let Some(written) = expected.checked_add(1) else {
+            let overflow =
+                StoreError::VersionOverflow { machine: M::NAME.to_owned(), id: self.id.to_owned(), version: expected };
+            return Err(Error::Store(overflow));
+        };
+        let next = self.next(intent, state, typed).await?;
+        let stored = self.store_state(&next.state, typed)?;
+        let write = Planned {
+            machine: M::NAME,
+            id: self.id,
+            expected,
+            kind: next.state.kind().as_str(),
+            state: stored,
+            command: next.command,
+            origin: next.origin,
+            schema: M::SCHEMA,
+            due: next.state.due().map(Deadline::as_millis),
+        };
+        Ok((write, Saved { state: next.state, failed: next.failed, version: written, replayed: false }))
     }
 
     async fn next(
@@ -348,13 +385,6 @@ where
     type Value = Vec<Applied<M>>;
     type Error = Infallible;
 
-    /// A single intent of a synchronous machine: its one write can be
-    /// committed under the record's lock (a coalesced group's several
-    /// versions are committed the usual way).
-    fn at_once(&self) -> bool {
-        M::SYNCHRONOUS && self.intents.len() == 1
-    }
-
     async fn plan(
         &mut self,
         loaded: Loads,
@@ -417,47 +447,20 @@ where
                     }
                 }
             }
-            let Some(written) = expected.checked_add(1) else {
-                let overflow = StoreError::VersionOverflow {
-                    machine: M::NAME.to_owned(),
-                    id: self.id.to_owned(),
-                    version: expected,
-                };
-                results.push(Err(Error::Store(overflow)));
-                continue;
-            };
-            let next = match self.next(intent, state, typed).await {
-                Ok(next) => next,
+            let (write, saved) = match self.write(intent, state, expected, typed).await {
+                Ok(written) => written,
                 Err(error) => {
                     results.push(Err(error));
                     continue;
                 }
             };
-            let stored = match self.store_state(&next.state, typed) {
-                Ok(stored) => stored,
-                Err(error) => {
-                    results.push(Err(error));
-                    continue;
-                }
-            };
-            let kind = next.state.kind().as_str();
             if let Some((key, fingerprint)) = keyed {
                 planted.push(Planted { key, fingerprint, result: results.len() });
-                keys.push(self.keyed(key, fingerprint, written, kind, &stored, now));
+                keys.push(self.keyed(key, fingerprint, saved.version, write.kind, &write.state, now));
             }
-            writes.push(Planned {
-                machine: M::NAME,
-                id: self.id,
-                expected,
-                kind,
-                state: stored,
-                command: next.command,
-                origin: next.origin,
-                schema: M::SCHEMA,
-                due: next.state.due().map(Deadline::as_millis),
-            });
+            writes.push(write);
             last = Some(results.len());
-            results.push(Ok(Saved { state: next.state, failed: next.failed, version: written, replayed: false }));
+            results.push(Ok(saved));
         }
         let to = last.and_then(|at| results[at].as_ref().ok()).map(|saved| saved.state.kind().as_str());
         observe::planned(base.kind().as_str(), to);

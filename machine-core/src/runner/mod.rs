@@ -334,6 +334,18 @@ where
         intent: &Intent<'_, M>,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
         let mut group = self.group(id, std::slice::from_ref(intent));
+        // A synchronous transition on the in-process store: planned and
+        // committed under the record's lock when it can be (`held.rs`).
+        if M::SYNCHRONOUS
+            && let Some(memory) = session.memory()
+        {
+            match memory.with_held(M::NAME, id, |slot| group.held(slot)) {
+                Ok(held::Planned::Committed(saved)) => return outcome::<M>(id, Ok(saved), 1),
+                Ok(held::Planned::Failed(error)) => return Err(error),
+                Ok(held::Planned::Later) => {}
+                Err(error) => return Err(Error::Store(error)),
+            }
+        }
         let key = intent.key();
         let keys = key.as_slice();
         let read = Read { keys, ..Read::plain(M::NAME, id) };

@@ -2,9 +2,12 @@
 //! → policy. A driver (a command, a coalesced group, a decision, a recovery,
 //! a joined transaction) only says what to read and how to plan; retries,
 //! read checks, the policy's hooks, the error mapping and the observability
-//! hooks (spans, metrics: `crate::observe`) live here once.
+//! hooks (spans, metrics: `crate::observe`) live here once. One attempt
+//! is made before the loop: a single command whose transition never waits,
+//! on the in-process store, is planned and committed under its record's
+//! lock (`held.rs`, within the call this pipeline admitted); what it cannot
+//! take it leaves to the loop.
 
-use super::held;
 use super::tries::Tries;
 use crate::error::{Error, StoreError};
 use crate::observe::{Ended, Op, Watch};
@@ -182,39 +185,8 @@ pub(crate) struct Plan<'a, T> {
 }
 
 /// The records an attempt loaded, one per read in order (`None`: never
-/// written). A held attempt reads one record and hands it over without
-/// allocating a list for it.
-pub(crate) enum Loads {
-    One(std::option::IntoIter<Option<Loaded>>),
-    Many(std::vec::IntoIter<Option<Loaded>>),
-}
-
-impl Loads {
-    /// The one record a held attempt read.
-    pub(crate) fn one(record: Option<Loaded>) -> Self {
-        Self::One(Some(record).into_iter())
-    }
-}
-
-impl Iterator for Loads {
-    type Item = Option<Loaded>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Self::One(one) => one.next(),
-            Self::Many(many) => many.next(),
-        }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        match self {
-            Self::One(one) => one.size_hint(),
-            Self::Many(many) => many.size_hint(),
-        }
-    }
-}
-
-impl ExactSizeIterator for Loads {}
+/// written).
+pub(crate) type Loads = std::vec::IntoIter<Option<Loaded>>;
 
 /// A driver's planning of one attempt, from the records it named. The plan
 /// borrows from the step (no lifetime parameter on the trait: with one, the
@@ -230,13 +202,6 @@ pub(crate) trait Step {
     fn settled(value: &Self::Value) -> &'static str {
         let _ = value;
         "committed"
-    }
-
-    /// Whether planning never waits (the transitions it runs are
-    /// synchronous), so an in-process store may hold the record locked from
-    /// its load to its commit while this plans.
-    fn at_once(&self) -> bool {
-        false
     }
 
     /// Plans attempt `attempt` (the first is 1) on `loaded`, one entry per
@@ -365,20 +330,9 @@ impl Pipeline<'_> {
         let mut tries = Tries::new(self.sensitive);
         loop {
             let attempt = tries.start();
-            if let (Some(memory), [read]) = (session.memory(), reads)
-                && step.at_once()
-                && read.keys.is_empty()
-                && !read.validated
-            {
-                match memory.with_held(read.machine, read.id, |slot| held::plan(step, attempt, slot))? {
-                    held::Planned::Committed(value) => return Ok((value, attempt)),
-                    held::Planned::Failed(error) => return Err(error),
-                    // Not ready at once after all: planned again below.
-                    held::Planned::Later => {}
-                }
-            }
-            // The call's time starts here: a held attempt that committed
-            // never needed it, and the one that did not took microseconds.
+            // The call's time starts here: a held attempt (`held.rs`) that
+            // committed never needed it, and one that did not took
+            // microseconds.
             tries.clock_from(self.clock);
             let mut loaded = Vec::with_capacity(reads.len());
             let mut recalled = Vec::new();
@@ -396,7 +350,7 @@ impl Pipeline<'_> {
                 }
                 loaded.push(record);
             }
-            let mut plan = step.plan(Loads::Many(loaded.into_iter()), recalled, attempt, session.typed()).await?;
+            let mut plan = step.plan(loaded.into_iter(), recalled, attempt, session.typed()).await?;
             // A record the plan writes is checked by its compare-and-set.
             checks.retain(|check| !plan.writes.iter().any(|w| w.machine == check.machine && w.id == check.id));
             let committed = match &plan.remove {

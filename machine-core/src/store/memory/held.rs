@@ -6,7 +6,6 @@
 
 use super::{Entry, Ids, Memory, conflict, next_version, now_millis};
 use crate::error::StoreError;
-use crate::store::body::Loaded;
 use crate::store::key::{validate_id, validate_machine};
 use crate::store::memory::Put;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use std::sync::Arc;
 /// when it does not exist yet.
 pub(crate) struct Slot<'h> {
     store: &'h Memory,
-    machine: Arc<str>,
+    machine: &'h Arc<str>,
     at: At<'h>,
 }
 
@@ -46,11 +45,22 @@ impl Memory {
 }
 
 impl Slot<'_> {
-    /// The held record as stored (`None`: never written).
-    pub(crate) fn loaded(&self) -> Option<Loaded> {
+    /// The held record's version (0: never written).
+    pub(crate) fn version(&self) -> u64 {
         match &self.at {
-            At::Existing(entry) => Some(entry.loaded()),
-            At::Absent(_) => None,
+            At::Existing(entry) => entry.version,
+            At::Absent(_) => 0,
+        }
+    }
+
+    /// The held record's state, borrowed, when the runner wrote it typed
+    /// as a `T` at schema version `schema` (`None` when it was never
+    /// written, was written as JSON, or at another schema version: the
+    /// caller then decodes it the usual way).
+    pub(crate) fn typed<T: 'static>(&self, schema: u32) -> Option<&T> {
+        match &self.at {
+            At::Existing(entry) if entry.schema == schema => entry.state.get::<T>(),
+            At::Existing(_) | At::Absent(_) => None,
         }
     }
 

@@ -188,13 +188,13 @@ impl Shard {
     }
 
     /// The machine's name as stored and its records, created if new.
-    fn ids_mut(&mut self, machine: &str) -> (Arc<str>, &mut Ids) {
+    fn ids_mut(&mut self, machine: &str) -> (&Arc<str>, &mut Ids) {
         let at = self.machines.iter().position(|(name, _)| **name == *machine).unwrap_or_else(|| {
             self.machines.push((Arc::from(machine), HashMap::new()));
             self.machines.len() - 1
         });
         let (name, ids) = &mut self.machines[at];
-        (name.clone(), ids)
+        (&*name, ids)
     }
 
     fn entry(&self, machine: &str, id: &str) -> Option<&Entry> {
@@ -495,15 +495,15 @@ impl Memory {
     }
 
     /// [`apply`](Self::apply) to an existing record.
-    fn update(&self, entry: &mut Entry, machine: Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Option<Arc<Logged>> {
+    fn update(&self, entry: &mut Entry, machine: &Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Option<Arc<Logged>> {
         let version = put.expected.saturating_add(1);
         // Kinds repeat from version to version: share the stored string.
         let kind = if &*entry.kind == put.kind { entry.kind.clone() } else { Arc::from(put.kind) };
-        self.retime(&machine, &entry.id, entry.due, put.due);
+        self.retime(machine, &entry.id, entry.due, put.due);
         let logged = if self.inner.retention.keeps_entries() {
             let logged = Arc::new(Logged {
                 seq,
-                machine,
+                machine: machine.clone(),
                 id: entry.id.clone(),
                 version,
                 command: put.command,
@@ -525,15 +525,15 @@ impl Memory {
     }
 
     /// [`apply`](Self::apply) creating the record.
-    fn create(&self, ids: &mut Ids, machine: Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Option<Arc<Logged>> {
+    fn create(&self, ids: &mut Ids, machine: &Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Option<Arc<Logged>> {
         let (id, kind): (Arc<str>, Arc<str>) = (Arc::from(put.id), Arc::from(put.kind));
         let (schema, due) = (put.schema, put.due);
-        self.retime(&machine, &id, None, due);
+        self.retime(machine, &id, None, due);
         let mut history = VecDeque::new();
         let logged = if self.inner.retention.keeps_entries() {
             let logged = Arc::new(Logged {
                 seq,
-                machine,
+                machine: machine.clone(),
                 id: id.clone(),
                 version: 1,
                 command: put.command,
