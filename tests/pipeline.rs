@@ -638,3 +638,60 @@ async fn typed_values_in_memory_read_as_json_and_json_writes_read_typed() {
     store.commit(Commit::write(lie)).await.unwrap();
     assert!(matches!(runner.get("mixed").await, Err(Error::Store(StoreError::Corrupt { .. }))));
 }
+
+/// A command that counts its copies: the memory store is lent the caller's
+/// command and copies it only into a history entry it keeps.
+#[derive(Command, Debug, Serialize, Deserialize)]
+#[command(state = Account)]
+enum Counted {
+    #[command(from(Open), to(Open))]
+    Add(i64),
+}
+
+static COPIES: AtomicU32 = AtomicU32::new(0);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        COPIES.fetch_add(1, Ordering::SeqCst);
+        let Self::Add(n) = self;
+        Self::Add(*n)
+    }
+}
+
+struct CountedAccounts;
+
+impl Machine for CountedAccounts {
+    type State = Account;
+    type Command = Counted;
+    type Deps = ();
+    type Error = std::convert::Infallible;
+
+    fn transition(
+        (): &(),
+        Counted::Add(n): &Counted,
+        Account::Open { balance }: &Account,
+    ) -> Result<Account, Self::Error> {
+        Ok(Account::Open { balance: balance + n })
+    }
+}
+
+#[tokio::test]
+async fn the_memory_store_copies_a_command_only_into_history_it_keeps() {
+    use machine_core::store::Retention;
+    // The one test of this binary that sends `Counted`: the count is its own.
+    let keeping = Runner::<CountedAccounts, _>::new(Memory::new(), ());
+    let forgetting =
+        Runner::<CountedAccounts, _>::new(Memory::with_retention(Retention::default().per_record(0).feed(0)), ());
+    for n in 1..=3 {
+        forgetting.handle("quiet", &Counted::Add(n)).await.unwrap();
+    }
+    assert_eq!(COPIES.load(Ordering::SeqCst), 0, "nothing kept, nothing copied");
+    assert_eq!(forgetting.get("quiet").await.unwrap().unwrap().state, Account::Open { balance: 6 });
+    for n in 1..=3 {
+        keeping.handle("kept", &Counted::Add(n)).await.unwrap();
+    }
+    assert_eq!(COPIES.load(Ordering::SeqCst), 3, "one copy per kept entry");
+    let commands: Vec<_> =
+        keeping.store().history(CountedAccounts::NAME, "kept").await.unwrap().into_iter().map(|c| c.command).collect();
+    assert_eq!(commands.iter().map(|c| &**c).collect::<Vec<_>>(), [r#"{"Add":1}"#, r#"{"Add":2}"#, r#"{"Add":3}"#]);
+}

@@ -156,6 +156,15 @@ where
         Ok(Staged::Json(encode::<M, _, _>(self.id, "command", &command)?.into()))
     }
 
+    /// The caller's `command` as the session keeps it: lent (copied only
+    /// where it is kept), or JSON.
+    fn lend(&self, command: &'a M::Command, typed: bool) -> Result<Staged<'a>, Error<M::Error>> {
+        if typed {
+            return Ok(Staged::Lent(command));
+        }
+        Ok(Staged::Json(encode::<M, _, _>(self.id, "command", command)?.into()))
+    }
+
     /// The new state as the session keeps it. Typed values are encoded here
     /// only in debug builds, so that a state a durable store would refuse
     /// fails the same way in tests on the memory store.
@@ -323,7 +332,7 @@ where
     ) -> Result<Next<'a, M>, Error<M::Error>> {
         match intent {
             Intent::Apply(command, _) => {
-                let staged = self.stage((*command).clone(), typed)?;
+                let staged = self.lend(command, typed)?;
                 let (state, failed) = self.run(command, state, 1).await?;
                 Ok(Next { state, failed, command: staged, origin: Origin::Command })
             }

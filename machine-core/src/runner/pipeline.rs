@@ -13,6 +13,7 @@ use crate::error::{Error, StoreError};
 use crate::observe::{Ended, Op, Watch};
 use crate::retry::{Call, Clock, Finish, Policy};
 use crate::store::body::{Body, Loaded};
+use crate::store::memory::{Lend, Said};
 use crate::store::{Check, Origin, Remove, Write};
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -103,14 +104,27 @@ impl Keyed<'_> {
 pub(crate) enum Staged<'a> {
     Json(Cow<'a, str>),
     Typed(Body),
+    /// The caller's own command, lent to a session that keeps values
+    /// typed: the in-process store copies it only into a history entry it
+    /// keeps.
+    Lent(&'a dyn Lend),
 }
 
-impl Staged<'_> {
+impl<'a> Staged<'a> {
     /// The value as the in-process store keeps it.
     pub(crate) fn into_body(self) -> Body {
         match self {
             Self::Json(json) => Body::Json(json.into()),
             Self::Typed(body) => body,
+            Self::Lent(command) => command.body(),
+        }
+    }
+
+    /// The command as the in-process store takes it.
+    pub(crate) fn said(self) -> Said<'a> {
+        match self {
+            Self::Lent(command) => Said::Lent(command),
+            owned @ (Self::Json(_) | Self::Typed(_)) => Said::Owned(owned.into_body()),
         }
     }
 
@@ -120,6 +134,9 @@ impl Staged<'_> {
             // Only a session that keeps typed values is handed any, so this
             // is a fallback that keeps other sessions correct regardless.
             Self::Typed(body) => body.json_of(machine, id, 0, what).map(|json| Cow::Owned(json.to_string())),
+            Self::Lent(command) => {
+                command.body().json_of(machine, id, 0, what).map(|json| Cow::Owned(json.to_string()))
+            }
         }
     }
 }
@@ -146,11 +163,11 @@ impl Planned<'_> {
     pub(crate) fn take_write(&mut self) -> Result<Write<'_>, StoreError> {
         let state = match std::mem::replace(&mut self.state, Staged::Json(Cow::Borrowed(""))) {
             Staged::Json(json) => json.into_owned(),
-            typed @ Staged::Typed(_) => typed.json(self.machine, self.id, "state")?.into_owned(),
+            typed @ (Staged::Typed(_) | Staged::Lent(_)) => typed.json(self.machine, self.id, "state")?.into_owned(),
         };
         let command = match &self.command {
             Staged::Json(json) => json,
-            Staged::Typed(_) => {
+            Staged::Typed(_) | Staged::Lent(_) => {
                 return Err(StoreError::Corrupt {
                     machine: self.machine.to_owned(),
                     id: self.id.to_owned(),

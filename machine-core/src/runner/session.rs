@@ -217,11 +217,11 @@ pub(crate) fn put<'w>(planned: &'w mut Planned<'_>) -> Put<'w> {
     let state = std::mem::replace(&mut planned.state, super::pipeline::Staged::Json("".into()));
     let command = std::mem::replace(&mut planned.command, super::pipeline::Staged::Json("".into()));
     let Planned { machine, id, expected, kind, origin, schema, due, .. } = *planned;
-    Put { machine, id, expected, kind, state: state.into_body(), command: command.into_body(), origin, schema, due }
+    Put { machine, id, expected, kind, state: state.into_body(), command: command.said(), origin, schema, due }
 }
 
 /// [`put`] for a write the caller has no further use of.
 pub(crate) fn into_put(planned: Planned<'_>) -> Put<'_> {
     let Planned { machine, id, expected, kind, state, command, origin, schema, due } = planned;
-    Put { machine, id, expected, kind, state: state.into_body(), command: command.into_body(), origin, schema, due }
+    Put { machine, id, expected, kind, state: state.into_body(), command: command.said(), origin, schema, due }
 }

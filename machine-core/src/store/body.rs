@@ -14,9 +14,16 @@ pub(crate) trait Payload: Any + Send + Sync {
 }
 
 /// A typed value and, once asked for, its JSON.
-struct Typed<T> {
+pub(crate) struct Typed<T> {
     value: T,
     json: OnceLock<Result<Arc<str>, Arc<serde_json::Error>>>,
+}
+
+impl<T> Typed<T> {
+    /// `value`, not yet encoded.
+    pub(crate) const fn new(value: T) -> Self {
+        Self { value, json: OnceLock::new() }
+    }
 }
 
 impl<T: serde::Serialize + Send + Sync + 'static> Payload for Typed<T> {
@@ -37,7 +44,7 @@ pub(crate) enum Body {
 impl Body {
     /// `value`, kept typed.
     pub(crate) fn typed<T: serde::Serialize + Send + Sync + 'static>(value: T) -> Self {
-        Self::Typed(Arc::new(Typed { value, json: OnceLock::new() }))
+        Self::Typed(Arc::new(Typed::new(value)))
     }
 
     /// The value as JSON (encoded on first use for a typed value).
@@ -51,11 +58,7 @@ impl Body {
     /// The value as JSON, or [`StoreError::Corrupt`] naming the record when
     /// a typed value cannot be encoded (`what`: "state", "command").
     pub(crate) fn json_of(&self, machine: &str, id: &str, version: u64, what: &str) -> Result<Arc<str>, StoreError> {
-        self.json().map_err(|error| StoreError::Corrupt {
-            machine: machine.to_owned(),
-            id: id.to_owned(),
-            reason: format!("the {what} kept in memory at version {version} is not JSON: {error}"),
-        })
+        json_of(self, machine, id, version, what)
     }
 
     /// The typed value, when it was written typed as a `T`.
@@ -67,6 +70,30 @@ impl Body {
                 any.downcast_ref::<Typed<T>>().map(|typed| &typed.value)
             }
         }
+    }
+}
+
+/// `payload` as JSON, or [`StoreError::Corrupt`] naming the record when a
+/// typed value cannot be encoded (`what`: "state", "command").
+pub(crate) fn json_of<P: Payload + ?Sized>(
+    payload: &P,
+    machine: &str,
+    id: &str,
+    version: u64,
+    what: &str,
+) -> Result<Arc<str>, StoreError> {
+    payload.json().map_err(|error| StoreError::Corrupt {
+        machine: machine.to_owned(),
+        id: id.to_owned(),
+        reason: format!("the {what} kept in memory at version {version} is not JSON: {error}"),
+    })
+}
+
+/// A body is a payload too, so that a history entry can hold one inline
+/// (see `memory::log::Logged`).
+impl Payload for Body {
+    fn json(&self) -> Result<Arc<str>, Arc<serde_json::Error>> {
+        Self::json(self)
     }
 }
 

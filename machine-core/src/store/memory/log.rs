@@ -2,7 +2,7 @@
 //! entries shared between a record's history and the store-wide feed, each
 //! trimmed to its [`Retention`].
 
-use super::super::body::Body;
+use super::super::body::{Body, Payload, Typed, json_of};
 use super::super::record::{Change, Cursor, Origin};
 use crate::error::StoreError;
 use std::collections::VecDeque;
@@ -84,13 +84,14 @@ impl Retention {
     }
 }
 
-/// One write, as both its record's history and the feed hold it.
-pub(super) struct Logged {
+/// One write, as both its record's history and the feed hold it, with its
+/// command inline: one allocation per entry, whether the command came as
+/// JSON (`C` is a [`Body`]) or lent typed by the runner ([`Lend`]).
+pub(crate) struct Logged<C: ?Sized = dyn Payload> {
     pub(super) seq: u64,
     pub(super) machine: Arc<str>,
     pub(super) id: Arc<str>,
     pub(super) version: u64,
-    pub(super) command: Body,
     pub(super) origin: Origin,
     /// The previous state's kind, state and schema version (`None` for a
     /// creation).
@@ -100,6 +101,67 @@ pub(super) struct Logged {
     pub(super) at: u64,
     /// The schema version of `command` and `after`.
     pub(super) schema: u32,
+    pub(super) command: C,
+}
+
+/// Everything of a history entry but its command.
+pub(crate) struct Head {
+    pub(super) seq: u64,
+    pub(super) machine: Arc<str>,
+    pub(super) id: Arc<str>,
+    pub(super) version: u64,
+    pub(super) origin: Origin,
+    pub(super) before: Option<(Arc<str>, Body, u32)>,
+    pub(super) kind: Arc<str>,
+    pub(super) after: Body,
+    pub(super) at: u64,
+    pub(super) schema: u32,
+}
+
+impl Head {
+    /// The entry of `command`.
+    pub(super) fn with<C: Payload>(self, command: C) -> Arc<Logged> {
+        let Self { seq, machine, id, version, origin, before, kind, after, at, schema } = self;
+        Arc::new(Logged { seq, machine, id, version, origin, before, kind, after, at, schema, command })
+    }
+}
+
+/// A write's command as the memory store takes it.
+pub(crate) enum Said<'a> {
+    /// Owned: JSON, or a typed value the runner computed.
+    Owned(Body),
+    /// The caller's own command, lent: copied into the history entry only
+    /// if one is kept.
+    Lent(&'a dyn Lend),
+}
+
+/// A command the runner lends the memory store (see [`Said::Lent`]).
+pub(crate) trait Lend: Send + Sync {
+    /// The history entry `head` with a copy of this command inline.
+    fn entry(&self, head: Head) -> Arc<Logged>;
+
+    /// A copy of this command, kept typed.
+    fn body(&self) -> Body;
+}
+
+impl<C: Clone + serde::Serialize + Send + Sync + 'static> Lend for C {
+    fn entry(&self, head: Head) -> Arc<Logged> {
+        head.with(Typed::new(self.clone()))
+    }
+
+    fn body(&self) -> Body {
+        Body::typed(self.clone())
+    }
+}
+
+impl Said<'_> {
+    /// The history entry `head` with this command.
+    pub(super) fn entry(self, head: Head) -> Arc<Logged> {
+        match self {
+            Self::Owned(body) => head.with(body),
+            Self::Lent(command) => command.entry(head),
+        }
+    }
 }
 
 impl Logged {
@@ -107,6 +169,7 @@ impl Logged {
     /// every value as JSON.
     pub(super) fn change(&self) -> Result<Change, StoreError> {
         let json = |body: &Body, what: &str| body.json_of(&self.machine, &self.id, self.version, what);
+        let command = json_of(&self.command, &self.machine, &self.id, self.version, "command")?;
         let before = self
             .before
             .as_ref()
@@ -117,7 +180,7 @@ impl Logged {
             machine: self.machine.clone(),
             id: self.id.clone(),
             version: self.version,
-            command: json(&self.command, "command")?,
+            command,
             origin: self.origin,
             kind_before: before.as_ref().map(|(kind, _, _)| Arc::clone(kind)),
             schema_before: before.as_ref().map(|(_, _, schema)| *schema),

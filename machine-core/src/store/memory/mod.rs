@@ -16,7 +16,8 @@ use super::key::{validate_id, validate_machine};
 use super::record::{Change, Check, Commit, Cursor, Listed, Origin, Record, Remove, Timer};
 use super::{Feed, Query, Remember, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
-use log::{Log, Logged, remember};
+use log::{Head, Log, Logged, remember};
+pub(crate) use log::{Lend, Said};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -238,7 +239,7 @@ pub(crate) struct Put<'a> {
     pub(crate) expected: u64,
     pub(crate) kind: &'a str,
     pub(crate) state: Body,
-    pub(crate) command: Body,
+    pub(crate) command: Said<'a>,
     pub(crate) origin: Origin,
     pub(crate) schema: u32,
     pub(crate) due: Option<u64>,
@@ -501,12 +502,11 @@ impl Memory {
         let kind = if &*entry.kind == put.kind { entry.kind.clone() } else { Arc::from(put.kind) };
         self.retime(machine, &entry.id, entry.due, put.due);
         let logged = if self.inner.retention.keeps_entries() {
-            let logged = Arc::new(Logged {
+            let logged = put.command.entry(Head {
                 seq,
                 machine: machine.clone(),
                 id: entry.id.clone(),
                 version,
-                command: put.command,
                 origin: put.origin,
                 before: Some((entry.kind.clone(), entry.state.clone(), entry.schema)),
                 kind: kind.clone(),
@@ -531,12 +531,11 @@ impl Memory {
         self.retime(machine, &id, None, due);
         let mut history = VecDeque::new();
         let logged = if self.inner.retention.keeps_entries() {
-            let logged = Arc::new(Logged {
+            let logged = put.command.entry(Head {
                 seq,
                 machine: machine.clone(),
                 id: id.clone(),
                 version: 1,
-                command: put.command,
                 origin: put.origin,
                 before: None,
                 kind: kind.clone(),
@@ -586,19 +585,20 @@ impl Memory {
         let mut log = self.log();
         // The record's own history goes with it; the feed keeps its
         // entries (shared with that history) until retention drops them.
-        let logged = Arc::new(Logged {
+        let logged = Head {
             seq: log.next_seq(),
             machine,
             id: entry.id,
             version: entry.version,
-            command: Body::Json(Arc::from("null")),
             origin: Origin::Removal,
             before: None,
             kind: entry.kind,
             after: entry.state,
             at: now_millis(),
             schema: entry.schema,
-        });
+        }
+        // A removal's command is JSON `null` on every store.
+        .with(Body::Json(Arc::from("null")));
         log.push(logged, self.inner.retention.feed_changes());
         Ok(())
     }
@@ -663,7 +663,7 @@ impl Store for Memory {
             expected: write.expected,
             kind: write.kind,
             state: Body::Json(Arc::from(write.state)),
-            command: Body::Json(Arc::from(write.command)),
+            command: Said::Owned(Body::Json(Arc::from(write.command))),
             origin: write.origin,
             schema: write.schema,
             due: write.due,
