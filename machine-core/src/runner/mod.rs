@@ -321,12 +321,30 @@ where
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
         let pipeline = self.pipeline();
         let admitted = pipeline.admit(intent.op(joined), M::NAME, id)?;
-        let result = admitted.run(self.alone(session, id, intent)).await;
+        let result = match admitted.now(|| self.held(&session, id, intent)) {
+            Some(result) => result,
+            None => admitted.run(self.alone(session, id, intent)).await,
+        };
         pipeline.finish(admitted, &result, settled::<M>);
         result
     }
 
-    /// The attempts of a group of one (the caller admits and finishes).
+    /// A synchronous transition on the in-process store, planned and
+    /// committed under the record's lock when it can be (`held.rs`);
+    /// `None` leaves the call to the pipeline's loop.
+    pub(crate) fn held<S: Session>(&self, session: &S, id: &str, intent: &Intent<'_, M>) -> Option<Handled<M>> {
+        let memory = session.memory().filter(|_| M::SYNCHRONOUS)?;
+        let group = self.group(id, std::slice::from_ref(intent));
+        match memory.with_held(M::NAME, id, |slot| group.held(slot)) {
+            Ok(held::Planned::Committed(saved)) => Some(outcome::<M>(id, Ok(saved), 1)),
+            Ok(held::Planned::Failed(error)) => Some(Err(error)),
+            Ok(held::Planned::Later) => None,
+            Err(error) => Some(Err(Error::Store(error))),
+        }
+    }
+
+    /// The attempts of a group of one in the pipeline's loop (the caller
+    /// admits and finishes, and tries [`held`](Self::held) first).
     async fn alone<S: Session>(
         &self,
         session: S,
@@ -334,18 +352,6 @@ where
         intent: &Intent<'_, M>,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
         let mut group = self.group(id, std::slice::from_ref(intent));
-        // A synchronous transition on the in-process store: planned and
-        // committed under the record's lock when it can be (`held.rs`).
-        if M::SYNCHRONOUS
-            && let Some(memory) = session.memory()
-        {
-            match memory.with_held(M::NAME, id, |slot| group.held(slot)) {
-                Ok(held::Planned::Committed(saved)) => return outcome::<M>(id, Ok(saved), 1),
-                Ok(held::Planned::Failed(error)) => return Err(error),
-                Ok(held::Planned::Later) => {}
-                Err(error) => return Err(Error::Store(error)),
-            }
-        }
         let key = intent.key();
         let keys = key.as_slice();
         let read = Read { keys, ..Read::plain(M::NAME, id) };
@@ -371,6 +377,9 @@ where
         }
     }
 }
+
+/// What a call on one record hands its caller.
+type Handled<M> = Result<Outcome<<M as AsyncMachine>::State>, Error<<M as AsyncMachine>::Error>>;
 
 /// How a committed call is counted (see `crate::observe`).
 fn settled<M: AsyncMachine>(out: &Outcome<M::State>) -> Ended {

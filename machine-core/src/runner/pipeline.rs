@@ -255,6 +255,11 @@ impl Admitted<'_> {
     pub(crate) fn run<F: Future>(&self, work: F) -> impl Future<Output = F::Output> {
         self.watch.run(work)
     }
+
+    /// A synchronous part of the call's work, run inside its span.
+    pub(crate) fn now<T>(&self, work: impl FnOnce() -> T) -> T {
+        self.watch.now(work)
+    }
 }
 
 impl Pipeline<'_> {
