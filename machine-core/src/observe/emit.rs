@@ -79,10 +79,6 @@ impl Watch {
         work.instrument(self.span.clone())
     }
 
-    pub(super) fn now<T>(&self, work: impl FnOnce() -> T) -> T {
-        self.span.in_scope(work)
-    }
-
     pub(super) fn finish<T, E: Display>(self, id: &str, result: &Result<T, Error<E>>, ok: impl FnOnce(&T) -> Ended) {
         match result {
             Ok(value) => self.end(id, ok(value), None::<&Error<E>>),

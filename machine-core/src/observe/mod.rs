@@ -124,15 +124,6 @@ impl Watch {
         work
     }
 
-    /// `work`, a synchronous part of the call, run inside its span.
-    #[inline]
-    pub(crate) fn now<T>(&self, work: impl FnOnce() -> T) -> T {
-        #[cfg(feature = "observe")]
-        return self.inner.now(work);
-        #[cfg(not(feature = "observe"))]
-        work()
-    }
-
     /// Counts the call: `ok` describes an `Ok`, errors describe themselves.
     #[inline]
     pub(crate) fn finish<T, E: Display>(self, id: &str, result: &Result<T, Error<E>>, ok: impl FnOnce(&T) -> Ended) {

@@ -219,13 +219,7 @@ where
         let (reply, outcome) = oneshot::channel();
         let waited = async {
             match coalescer.enqueue(id, Job { intent, reply }) {
-                Err(job) => {
-                    let (session, intent) = (Direct::new(self.store(), M::QUICK), job.intent.intent());
-                    match self.held(&session, id, &intent) {
-                        Some(result) => result,
-                        None => self.alone(session, id, &intent).await,
-                    }
-                }
+                Err(job) => self.alone(Direct::new(self.store(), M::QUICK), id, &job.intent.intent()).await,
                 Ok(start) => {
                     if start {
                         (coalescer.spawn_worker)(self.clone(), id.to_owned());

@@ -321,10 +321,7 @@ where
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
         let pipeline = self.pipeline();
         let admitted = pipeline.admit(intent.op(joined), M::NAME, id)?;
-        let result = match admitted.now(|| self.held(&session, id, intent)) {
-            Some(result) => result,
-            None => admitted.run(self.alone(session, id, intent)).await,
-        };
+        let result = admitted.run(self.alone(session, id, intent)).await;
         pipeline.finish(admitted, &result, settled::<M>);
         result
     }
@@ -332,7 +329,7 @@ where
     /// A synchronous transition on the in-process store, planned and
     /// committed under the record's lock when it can be (`held.rs`);
     /// `None` leaves the call to the pipeline's loop.
-    pub(crate) fn held<S: Session>(&self, session: &S, id: &str, intent: &Intent<'_, M>) -> Option<Handled<M>> {
+    fn held<S: Session>(&self, session: &S, id: &str, intent: &Intent<'_, M>) -> Option<Handled<M>> {
         let memory = session.memory().filter(|_| M::SYNCHRONOUS)?;
         let group = self.group(id, std::slice::from_ref(intent));
         match memory.with_held(M::NAME, id, |slot| group.held(slot)) {
@@ -343,14 +340,17 @@ where
         }
     }
 
-    /// The attempts of a group of one in the pipeline's loop (the caller
-    /// admits and finishes, and tries [`held`](Self::held) first).
+    /// The attempts of a group of one: [`held`](Self::held) first, then
+    /// the pipeline's loop (the caller admits and finishes).
     async fn alone<S: Session>(
         &self,
         session: S,
         id: &str,
         intent: &Intent<'_, M>,
     ) -> Result<Outcome<M::State>, Error<M::Error>> {
+        if let Some(result) = self.held(&session, id, intent) {
+            return result;
+        }
         let mut group = self.group(id, std::slice::from_ref(intent));
         let key = intent.key();
         let keys = key.as_slice();

@@ -5,8 +5,8 @@
 //! hooks (spans, metrics: `crate::observe`) live here once. One attempt
 //! is made before the loop: a single command whose transition never waits,
 //! on the in-process store, is planned and committed under its record's
-//! lock (`held.rs`, within the call this pipeline admitted); what it cannot
-//! take it leaves to the loop.
+//! lock (`held.rs`, within the call this pipeline admitted, as the group
+//! of one's first attempt); what it cannot take it leaves to the loop.
 
 use super::tries::Tries;
 use crate::error::{Error, StoreError};
@@ -135,7 +135,7 @@ impl<'a> Staged<'a> {
             // is a fallback that keeps other sessions correct regardless.
             Self::Typed(body) => body.json_of(machine, id, 0, what).map(|json| Cow::Owned(json.to_string())),
             Self::Lent(command) => {
-                command.body().json_of(machine, id, 0, what).map(|json| Cow::Owned(json.to_string()))
+                Self::Typed(command.body()).json(machine, id, what).map(|json| json.into_owned().into())
             }
         }
     }
@@ -254,11 +254,6 @@ impl Admitted<'_> {
     /// The call's work, run inside its span.
     pub(crate) fn run<F: Future>(&self, work: F) -> impl Future<Output = F::Output> {
         self.watch.run(work)
-    }
-
-    /// A synchronous part of the call's work, run inside its span.
-    pub(crate) fn now<T>(&self, work: impl FnOnce() -> T) -> T {
-        self.watch.now(work)
     }
 }
 

@@ -68,10 +68,7 @@ impl Slot<'_> {
     /// load took: the [`Store::commit`](crate::store::Store::commit) rules
     /// for one write, without a second lookup.
     pub(crate) fn put(self, put: Put<'_>) -> Result<(), StoreError> {
-        let current = match &self.at {
-            At::Existing(entry) => entry.version,
-            At::Absent(_) => 0,
-        };
+        let current = self.version();
         if current != put.expected {
             return Err(conflict(put.machine, put.id, put.expected, current));
         }

@@ -88,6 +88,12 @@ impl Retention {
 /// command inline: one allocation per entry, whether the command came as
 /// JSON (`C` is a [`Body`]) or lent typed by the runner ([`Lend`]).
 pub(crate) struct Logged<C: ?Sized = dyn Payload> {
+    pub(super) head: Head,
+    pub(super) command: C,
+}
+
+/// Everything of a history entry but its command.
+pub(crate) struct Head {
     pub(super) seq: u64,
     pub(super) machine: Arc<str>,
     pub(super) id: Arc<str>,
@@ -101,28 +107,12 @@ pub(crate) struct Logged<C: ?Sized = dyn Payload> {
     pub(super) at: u64,
     /// The schema version of `command` and `after`.
     pub(super) schema: u32,
-    pub(super) command: C,
-}
-
-/// Everything of a history entry but its command.
-pub(crate) struct Head {
-    pub(super) seq: u64,
-    pub(super) machine: Arc<str>,
-    pub(super) id: Arc<str>,
-    pub(super) version: u64,
-    pub(super) origin: Origin,
-    pub(super) before: Option<(Arc<str>, Body, u32)>,
-    pub(super) kind: Arc<str>,
-    pub(super) after: Body,
-    pub(super) at: u64,
-    pub(super) schema: u32,
 }
 
 impl Head {
     /// The entry of `command`.
     pub(super) fn with<C: Payload>(self, command: C) -> Arc<Logged> {
-        let Self { seq, machine, id, version, origin, before, kind, after, at, schema } = self;
-        Arc::new(Logged { seq, machine, id, version, origin, before, kind, after, at, schema, command })
+        Arc::new(Logged { head: self, command })
     }
 }
 
@@ -168,27 +158,28 @@ impl Logged {
     /// The entry as the [`Store`](super::super::Store) traits hand it out,
     /// every value as JSON.
     pub(super) fn change(&self) -> Result<Change, StoreError> {
-        let json = |body: &Body, what: &str| body.json_of(&self.machine, &self.id, self.version, what);
-        let command = json_of(&self.command, &self.machine, &self.id, self.version, "command")?;
-        let before = self
+        let head = &self.head;
+        let json = |body: &Body, what: &str| body.json_of(&head.machine, &head.id, head.version, what);
+        let command = json_of(&self.command, &head.machine, &head.id, head.version, "command")?;
+        let before = head
             .before
             .as_ref()
             .map(|(kind, body, schema)| Ok::<_, StoreError>((kind, json(body, "state before")?, *schema)));
         let before = before.transpose()?;
         Ok(Change {
-            cursor: Cursor { tx: 0, seq: self.seq },
-            machine: self.machine.clone(),
-            id: self.id.clone(),
-            version: self.version,
+            cursor: Cursor { tx: 0, seq: head.seq },
+            machine: head.machine.clone(),
+            id: head.id.clone(),
+            version: head.version,
             command,
-            origin: self.origin,
+            origin: head.origin,
             kind_before: before.as_ref().map(|(kind, _, _)| Arc::clone(kind)),
             schema_before: before.as_ref().map(|(_, _, schema)| *schema),
             before: before.map(|(_, state, _)| state),
-            kind: self.kind.clone(),
-            after: json(&self.after, "state")?,
-            at: self.at,
-            schema: self.schema,
+            kind: head.kind.clone(),
+            after: json(&head.after, "state")?,
+            at: head.at,
+            schema: head.schema,
         })
     }
 }
@@ -212,11 +203,11 @@ impl Log {
     /// Appends `logged` (numbered by [`next_seq`](Self::next_seq)), dropping
     /// the oldest change beyond `keep`.
     pub(super) fn push(&mut self, logged: Arc<Logged>, keep: usize) {
-        self.last = logged.seq;
+        self.last = logged.head.seq;
         self.changes.push_back(logged);
         while self.changes.len() > keep {
             if let Some(dropped) = self.changes.pop_front() {
-                self.trimmed = dropped.seq;
+                self.trimmed = dropped.head.seq;
             }
         }
     }
@@ -237,9 +228,9 @@ impl Log {
     /// [`Store::prune_history`](super::super::Store::prune_history) takes.
     pub(super) fn prune(&mut self, before: u64, limit: usize) -> Vec<Arc<Logged>> {
         let mut pruned = Vec::new();
-        while pruned.len() < limit && self.changes.front().is_some_and(|change| change.at < before) {
+        while pruned.len() < limit && self.changes.front().is_some_and(|change| change.head.at < before) {
             if let Some(dropped) = self.changes.pop_front() {
-                self.trimmed = dropped.seq;
+                self.trimmed = dropped.head.seq;
                 pruned.push(dropped);
             }
         }
@@ -254,7 +245,7 @@ impl Log {
         }
         // Sequence numbers are dense, so the first change after `after` sits
         // at a computed position.
-        let first = self.changes.front().map_or(self.last + 1, |change| change.seq);
+        let first = self.changes.front().map_or(self.last + 1, |change| change.head.seq);
         let skip = usize::try_from(after.seq.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
         Ok(self.changes.range(skip.min(self.changes.len())..).take(limit).cloned().collect())
     }

@@ -612,13 +612,14 @@ impl Memory {
         // order, so a pruned entry is at its front if it is still there; a
         // record created again under the same id has only later entries.
         for logged in &pruned {
-            let mut shard = self.lock(self.shard_of(&logged.machine, &logged.id));
-            let Some(ids) = shard.machines.iter_mut().find(|(name, _)| *name == logged.machine).map(|(_, ids)| ids)
+            let head = &logged.head;
+            let mut shard = self.lock(self.shard_of(&head.machine, &head.id));
+            let Some(ids) = shard.machines.iter_mut().find(|(name, _)| *name == head.machine).map(|(_, ids)| ids)
             else {
                 continue;
             };
-            if let Some(entry) = ids.get_mut(&*logged.id) {
-                while entry.history.front().is_some_and(|kept| kept.seq <= logged.seq) {
+            if let Some(entry) = ids.get_mut(&*head.id) {
+                while entry.history.front().is_some_and(|kept| kept.head.seq <= head.seq) {
                     entry.history.pop_front();
                 }
             }
@@ -707,7 +708,7 @@ impl Store for Memory {
                 .entry(machine, id)
                 .map(|entry| {
                     // Versions are consecutive within what is kept.
-                    let skip = entry.history.partition_point(|logged| logged.version <= after);
+                    let skip = entry.history.partition_point(|logged| logged.head.version <= after);
                     entry.history.iter().skip(skip).take(limit).cloned().collect()
                 })
                 .unwrap_or_default()
