@@ -1,9 +1,10 @@
-//! The etcd store while the cluster loses its leader: 8 writers and 4
-//! transferrers (atomic decisions) run while the leader is killed with
-//! SIGKILL and restarted, twice. Afterwards every write that returned `Ok`
-//! is on every member, no transfer is half-applied, the bank total holds,
-//! and the same runner keeps working. The gap (longest time without a
-//! successful write) and the error counts are printed, not asserted:
+//! The etcd store while the cluster loses its leader: 8 writers, 4
+//! transferrers (atomic decisions) and 2 readers run while the leader is
+//! killed with SIGKILL and restarted, twice. No read fails (a read is tried
+//! again until a new leader answers). Afterwards every write that returned
+//! `Ok` is on every member, no transfer is half-applied, the bank total
+//! holds, and the same runner keeps working. The gap (longest time without
+//! a successful write) and the error counts are printed, not asserted:
 //! timings belong in benchmarks.
 //!
 //! Needs the cluster of `scripts/etcd-cluster.sh` (it kills and restarts
@@ -57,6 +58,7 @@ impl Machine for Accounts {
 
 const WRITERS: usize = 8;
 const TRANSFERRERS: usize = 4;
+const READERS: usize = 2;
 const ACCOUNTS: usize = 6;
 const OPENING: i64 = 1_000;
 
@@ -201,6 +203,34 @@ async fn every_acknowledged_write_survives_two_leader_kills() {
         }));
     }
 
+    // Readers on a store whose read budget outlasts this cluster's
+    // elections (its election timeout is 3 s, so a new leader can take
+    // 6 s): while a quorum stands, no read fails.
+    let reading = Etcd::options().prefix(store.prefix()).read_retry(Duration::from_secs(20)).connect(&endpoints);
+    let reading = reading.await.unwrap();
+    let reads = Arc::new(Counts::default());
+    for reader in 0..READERS {
+        let (store, stop, counts, accounts) = (reading.clone(), stop.clone(), reads.clone(), accounts.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = reader;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = &accounts[n % ACCOUNTS];
+                match store.load(Accounts::NAME, key.id()).await {
+                    Ok(Some(_)) => {
+                        counts.ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(None) => panic!("{} vanished", key.id()),
+                    Err(error) => {
+                        counts.failed(&Error::<std::convert::Infallible>::Store(error));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+
     let started = Instant::now();
     let mut killed = Vec::new();
     for _ in 0..2 {
@@ -232,7 +262,19 @@ async fn every_acknowledged_write_survives_two_leader_kills() {
         count(&transfers.unavailable),
         count(&transfers.other),
     );
+    eprintln!(
+        "reads: {} ok, {} unavailable, {} other",
+        count(&reads.ok),
+        count(&reads.unavailable),
+        count(&reads.other)
+    );
     assert!(count(&writes.ok) > 0 && count(&transfers.ok) > 0, "work got done");
+    assert!(count(&reads.ok) > 0, "reads got done");
+    assert_eq!(
+        count(&reads.unavailable) + count(&reads.ambiguous) + count(&reads.other),
+        0,
+        "a read is tried again until a new leader answers"
+    );
     assert_eq!(count(&writes.other) + count(&transfers.other), 0, "only outages, typed as such");
 
     // The same runner goes on working.

@@ -8,6 +8,7 @@
 mod checkpoint;
 mod error;
 mod layout;
+mod read;
 
 pub use error::EtcdError;
 
@@ -45,7 +46,9 @@ const STALE_TRIES: u32 = 3;
 ///   it is sent; the server's own refusals read the same.
 /// - **Outages**: a commit that was sent but not answered (a member or the
 ///   leader was lost) is [`EtcdError::Ambiguous`], retryable: it may have
-///   been applied, so load again before deciding what to do.
+///   been applied, so load again before deciding what to do. A read that
+///   finds the cluster unavailable (an election, a member lost) is sent
+///   again for up to [`read_retry`](EtcdOptions::read_retry) (3 s).
 ///
 /// ## Key layout
 ///
@@ -167,6 +170,7 @@ pub struct EtcdOptions {
     connect_timeout: Duration,
     max_txn_ops: usize,
     max_request_bytes: usize,
+    read_retry: Duration,
 }
 
 impl Default for EtcdOptions {
@@ -177,6 +181,7 @@ impl Default for EtcdOptions {
             connect_timeout: Duration::from_secs(3),
             max_txn_ops: 128,
             max_request_bytes: 1_572_864,
+            read_retry: Duration::from_secs(3),
         }
     }
 }
@@ -195,6 +200,18 @@ impl EtcdOptions {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long a read that finds the cluster unavailable (no leader
+    /// during an election, a member lost) is tried again, waiting 25 ms,
+    /// then twice as long each time up to 400 ms: 3 s by default, enough
+    /// for an election with etcd's default timings. [`Duration::ZERO`]
+    /// never tries again. Commits are never sent twice: one not answered
+    /// is [`EtcdError::Ambiguous`], for the caller to load again.
+    #[must_use]
+    pub fn read_retry(mut self, budget: Duration) -> Self {
+        self.read_retry = budget;
         self
     }
 
@@ -339,7 +356,7 @@ impl Etcd {
         }
         for chunk in missing.chunks(self.inner.options.max_txn_ops) {
             let gets: Vec<TxnOp> = chunk.iter().map(|&n| TxnOp::get(targets[n].key.clone(), None)).collect();
-            let response = self.kv().txn(Txn::new().and_then(gets)).await.map_err(|e| store_error(e, Sent::Read))?;
+            let response = self.get_all(gets).await?;
             for (&n, op) in chunk.iter().zip(response.op_responses()) {
                 let TxnOpResponse::Get(get) = op else { continue };
                 let seen = self.sighting(&targets[n], get.kvs().first())?;
@@ -623,7 +640,7 @@ impl Etcd {
         let mut stored = Vec::with_capacity(commit.keys.len());
         for key in &commit.keys {
             let name = self.keys().idempotency(key.machine, key.id, key.key);
-            let response = self.kv().get(name, None).await.map_err(|e| store_error(e, Sent::Read))?;
+            let response = self.get(name, None).await?;
             let Some(kv) = response.kvs().first() else {
                 stored.push(None);
                 continue;
@@ -647,7 +664,7 @@ impl Store for Etcd {
         let mut forgotten = 0;
         while forgotten < u64::from(limit) {
             let options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
-            let page = self.kv().get(start.clone(), Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+            let page = self.get(start.clone(), Some(options)).await?;
             for kv in page.kvs() {
                 if forgotten >= u64::from(limit) {
                     break;
@@ -682,7 +699,7 @@ impl Store for Etcd {
         let mut stale = 0;
         loop {
             // Read, not remembered: the removal entry carries the state.
-            let response = self.kv().get(key.clone(), None).await.map_err(|e| store_error(e, Sent::Read))?;
+            let response = self.get(key.clone(), None).await?;
             let Some(kv) = response.kvs().first() else {
                 self.note(&key, Seen::absent());
                 return Err(conflict(machine, id, remove.expected, 0));
@@ -716,7 +733,7 @@ impl Store for Etcd {
         let mut pruned = 0_u64;
         while pruned < u64::from(limit) {
             let options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
-            let page = self.kv().get(start.clone(), Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+            let page = self.get(start.clone(), Some(options)).await?;
             let mut doomed: Vec<(Vec<u8>, i64)> = Vec::new();
             for kv in page.kvs() {
                 if pruned + doomed.len() as u64 >= u64::from(limit) {
@@ -743,7 +760,7 @@ impl Store for Etcd {
         validate_id(id)?;
         validate_idempotency_key(key)?;
         let name = self.keys().idempotency(machine, id, key);
-        let response = self.kv().get(name, None).await.map_err(|e| store_error(e, Sent::Read))?;
+        let response = self.get(name, None).await?;
         response.kvs().first().map(|kv| layout::remembered(machine, id, kv.value())).transpose()
     }
 
@@ -751,7 +768,7 @@ impl Store for Etcd {
         validate_machine(machine)?;
         validate_id(id)?;
         let key = self.keys().record(machine, id);
-        let response = self.kv().get(key.clone(), None).await.map_err(|e| store_error(e, Sent::Read))?;
+        let response = self.get(key.clone(), None).await?;
         let Some(kv) = response.kvs().first() else {
             self.note(&key, Seen::absent());
             return Ok(None);
@@ -841,11 +858,7 @@ impl Store for Etcd {
         validate_id(id)?;
         let start = self.keys().history_of(machine, id);
         let end = prefix_end(&start);
-        let response = self
-            .kv()
-            .get(start, Some(GetOptions::new().with_range(end)))
-            .await
-            .map_err(|e| store_error(e, Sent::Read))?;
+        let response = self.get(start, Some(GetOptions::new().with_range(end))).await?;
         self.entries(response.kvs())
     }
 
@@ -860,7 +873,7 @@ impl Store for Etcd {
         let start = self.keys().history(machine, id, after.max(1));
         let end = prefix_end(&self.keys().history_of(machine, id));
         let options = GetOptions::new().with_range(end).with_limit(i64::from(limit) + 1);
-        let response = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let response = self.get(start, Some(options)).await?;
         let mut changes = self.entries(response.kvs())?;
         changes.retain(|change| change.version > after);
         changes.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -928,7 +941,7 @@ impl Etcd {
 
     /// Whether `key` is still stored as written at `revision`.
     async fn still_stored(&self, key: &[u8], revision: i64) -> Result<bool, StoreError> {
-        let response = self.kv().get(key, None).await.map_err(|e| store_error(e, Sent::Read))?;
+        let response = self.get(key, None).await?;
         Ok(response.kvs().first().is_some_and(|kv| kv.mod_revision() == revision))
     }
 
@@ -968,7 +981,7 @@ impl Etcd {
                     TxnOp::get(key, Some(GetOptions::new().with_revision(revision)))
                 })
                 .collect();
-            let response = self.kv().txn(Txn::new().and_then(gets)).await.map_err(|e| store_error(e, Sent::Read))?;
+            let response = self.get_all(gets).await?;
             for (&n, op) in chunk.iter().zip(response.op_responses()) {
                 let TxnOpResponse::Get(get) = op else { continue };
                 let Some(kv) = get.kvs().first() else { continue };
@@ -983,7 +996,7 @@ impl Etcd {
     }
 
     async fn page(&self, after: Cursor, limit: u32) -> Result<Vec<Change>, StoreError> {
-        let head = self.kv().get(self.keys().head(), None).await.map_err(|e| store_error(e, Sent::Read))?;
+        let head = self.get(self.keys().head(), None).await?;
         let Some(head) = head.kvs().first().map(KeyValue::mod_revision) else { return Ok(Vec::new()) };
         let mut from = after;
         loop {
@@ -1009,10 +1022,15 @@ impl Feed for Etcd {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        match tokio::time::timeout(self.inner.options.timeout, self.page(after, limit)).await {
-            Ok(result) => result,
-            Err(_) => Err(EtcdError::Unavailable { reason: "reading the feed timed out" }.into()),
-        }
+        // The whole page again, watch included, when the cluster is
+        // unavailable: a watch cut by an election is opened afresh.
+        self.again(|| async {
+            match tokio::time::timeout(self.inner.options.timeout, self.page(after, limit)).await {
+                Ok(result) => result,
+                Err(_) => Err(EtcdError::Unavailable { reason: "reading the feed timed out" }.into()),
+            }
+        })
+        .await
     }
 }
 
@@ -1037,7 +1055,7 @@ impl Query for Etcd {
             start.push(0);
         }
         let options = GetOptions::new().with_range(end).with_limit(i64::from(limit)).with_keys_only();
-        let index = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let index = self.get(start, Some(options)).await?;
         let revision = index.header().map_or(0, etcd_client::ResponseHeader::revision);
         let mut ids = Vec::with_capacity(index.kvs().len());
         for kv in index.kvs() {
@@ -1059,7 +1077,7 @@ impl Query for Etcd {
                 .iter()
                 .map(|id| TxnOp::get(self.keys().record(machine, id), Some(GetOptions::new().with_revision(revision))))
                 .collect();
-            let response = self.kv().txn(Txn::new().and_then(gets)).await.map_err(|e| store_error(e, Sent::Read))?;
+            let response = self.get_all(gets).await?;
             for (id, op) in chunk.iter().zip(response.op_responses()) {
                 let TxnOpResponse::Get(get) = op else { continue };
                 let corrupt =
@@ -1083,7 +1101,7 @@ impl Query for Etcd {
         }
         let base = self.keys().kind_of(machine, kind);
         let options = GetOptions::new().with_range(prefix_end(&base)).with_count_only();
-        let counted = self.kv().get(base, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let counted = self.get(base, Some(options)).await?;
         Ok(u64::try_from(counted.count()).unwrap_or(0))
     }
 
@@ -1101,7 +1119,7 @@ impl Query for Etcd {
             start.push(0);
         }
         let options = GetOptions::new().with_range(end).with_limit(i64::from(limit));
-        let page = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let page = self.get(start, Some(options)).await?;
         let mut listed = Vec::with_capacity(page.kvs().len());
         for kv in page.kvs() {
             let id = kv.key().strip_prefix(base.as_slice()).and_then(|id| std::str::from_utf8(id).ok());
@@ -1146,7 +1164,7 @@ impl Query for Etcd {
             return Ok(Vec::new());
         }
         let options = GetOptions::new().with_range(end).with_limit(i64::from(limit));
-        let page = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let page = self.get(start, Some(options)).await?;
         let mut timers = Vec::with_capacity(page.kvs().len());
         for kv in page.kvs() {
             let corrupt =
@@ -1169,7 +1187,7 @@ impl Query for Etcd {
         validate_machine(machine)?;
         validate_id(id)?;
         let key = self.keys().record(machine, id);
-        let response = self.kv().get(key.clone(), None).await.map_err(|e| store_error(e, Sent::Read))?;
+        let response = self.get(key.clone(), None).await?;
         let Some(kv) = response.kvs().first() else { return Ok(false) };
         let (record, due) = layout::stored(machine, id, kv.value())?;
         let Some(due) = due.filter(|_| record.version == version) else {

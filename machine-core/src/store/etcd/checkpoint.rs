@@ -61,8 +61,7 @@ fn letter_of(processor: &str, kv: &KeyValue) -> Result<DeadLetter, StoreError> {
 impl Checkpoints for Etcd {
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
         validate_processor(name)?;
-        let response =
-            self.kv().get(self.keys().checkpoint(name), None).await.map_err(|e| store_error(e, Sent::Read))?;
+        let response = self.get(self.keys().checkpoint(name), None).await?;
         response.kvs().first().map(|kv| checkpoint_of(name, kv)).transpose()
     }
 
@@ -126,7 +125,7 @@ impl Checkpoints for Etcd {
             None => base.clone(),
         };
         let options = GetOptions::new().with_range(prefix_end(&base)).with_limit(i64::from(limit));
-        let page = self.kv().get(start, Some(options)).await.map_err(|e| store_error(e, Sent::Read))?;
+        let page = self.get(start, Some(options)).await?;
         page.kvs().iter().map(|kv| letter_of(processor, kv)).collect()
     }
 

@@ -55,7 +55,10 @@ pub enum EtcdError {
         /// What happened after the request was sent.
         reason: &'static str,
     },
-    /// No member could serve a read, or the cluster has no leader. Retryable.
+    /// No member could serve a read, or the cluster has no leader. A read
+    /// has already been tried again for the store's
+    /// [`read_retry`](super::EtcdOptions::read_retry) budget when this is
+    /// returned. Retryable.
     #[error("etcd is unavailable: {reason}")]
     Unavailable {
         /// What failed.
