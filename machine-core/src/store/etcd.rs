@@ -16,6 +16,7 @@ use super::key::{validate_id, validate_idempotency_key, validate_machine};
 use super::record::{Change, Commit, Cursor, Listed, Origin, Record, Remove, Timer};
 use super::{Feed, Query, Remembered, Store};
 use crate::error::{StoreError, VersionConflict};
+use crate::retry::Rng;
 use error::{Sent, store_error};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp,
@@ -47,8 +48,9 @@ const STALE_TRIES: u32 = 3;
 /// - **Outages**: a commit that was sent but not answered (a member or the
 ///   leader was lost) is [`EtcdError::Ambiguous`], retryable: it may have
 ///   been applied, so load again before deciding what to do. A read that
-///   finds the cluster unavailable (an election, a member lost) is sent
-///   again for up to [`read_retry`](EtcdOptions::read_retry) (3 s).
+///   fails because no member can serve it (an election, a member's
+///   connection refused) is sent again for up to
+///   [`read_retry`](EtcdOptions::read_retry) (3 s) after its first try.
 ///
 /// ## Key layout
 ///
@@ -131,6 +133,8 @@ struct Inner {
     options: EtcdOptions,
     /// What the store last saw of a record, by record key.
     seen: Mutex<HashMap<Vec<u8>, Seen>>,
+    /// Spreads the waits of reads tried again (`read.rs`).
+    jitter: Rng,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -203,10 +207,13 @@ impl EtcdOptions {
         self
     }
 
-    /// How long a read that finds the cluster unavailable (no leader
-    /// during an election, a member lost) is tried again, waiting 25 ms,
-    /// then twice as long each time up to 400 ms: 3 s by default, enough
-    /// for an election with etcd's default timings. [`Duration::ZERO`]
+    /// How long after its first try a read that failed because no member
+    /// could serve it (no leader during an election, a member's connection
+    /// refused or reset) is tried again, waiting 25 ms, then twice as long
+    /// each time up to 400 ms (each wait ±10 %): 3 s by default, enough for
+    /// an election with etcd's default timings. A try that waited out the
+    /// [`timeout`](Self::timeout) is past that budget and not repeated, so
+    /// a read takes at most the budget plus one timeout. [`Duration::ZERO`]
     /// never tries again. Commits are never sent twice: one not answered
     /// is [`EtcdError::Ambiguous`], for the caller to load again.
     #[must_use]
@@ -295,6 +302,7 @@ impl Etcd {
             prefix: options.prefix.clone(),
             options,
             seen: Mutex::new(HashMap::new()),
+            jitter: Rng::from_entropy(),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -355,7 +363,7 @@ impl Etcd {
             return Ok(());
         }
         for chunk in missing.chunks(self.inner.options.max_txn_ops) {
-            let gets: Vec<TxnOp> = chunk.iter().map(|&n| TxnOp::get(targets[n].key.clone(), None)).collect();
+            let gets = chunk.iter().map(|&n| (targets[n].key.clone(), None));
             let response = self.get_all(gets).await?;
             for (&n, op) in chunk.iter().zip(response.op_responses()) {
                 let TxnOpResponse::Get(get) = op else { continue };
@@ -972,13 +980,13 @@ impl Etcd {
             }
         }
         for chunk in unread.chunks(self.inner.options.max_txn_ops) {
-            let gets: Vec<TxnOp> = chunk
+            let gets: Vec<_> = chunk
                 .iter()
                 .map(|&n| {
                     let change = &changes[n];
                     let key = self.keys().history(&change.machine, &change.id, change.version - 1);
                     let revision = i64::try_from(change.cursor.tx).unwrap_or(i64::MAX);
-                    TxnOp::get(key, Some(GetOptions::new().with_revision(revision)))
+                    (key, Some(GetOptions::new().with_revision(revision)))
                 })
                 .collect();
             let response = self.get_all(gets).await?;
@@ -1073,9 +1081,9 @@ impl Query for Etcd {
         let mut listed = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(self.inner.options.max_txn_ops) {
             // The records as of the index read: one consistent page.
-            let gets: Vec<TxnOp> = chunk
+            let gets: Vec<_> = chunk
                 .iter()
-                .map(|id| TxnOp::get(self.keys().record(machine, id), Some(GetOptions::new().with_revision(revision))))
+                .map(|id| (self.keys().record(machine, id), Some(GetOptions::new().with_revision(revision))))
                 .collect();
             let response = self.get_all(gets).await?;
             for (id, op) in chunk.iter().zip(response.op_responses()) {

@@ -56,9 +56,10 @@ pub enum EtcdError {
         reason: &'static str,
     },
     /// No member could serve a read, or the cluster has no leader. A read
-    /// has already been tried again for the store's
-    /// [`read_retry`](super::EtcdOptions::read_retry) budget when this is
-    /// returned. Retryable.
+    /// that failed this way at once has been tried again within the
+    /// store's [`read_retry`](super::EtcdOptions::read_retry) budget
+    /// before this is returned (not a read that waited out the timeout,
+    /// nor connecting). Retryable.
     #[error("etcd is unavailable: {reason}")]
     Unavailable {
         /// What failed.
