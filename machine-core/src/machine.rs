@@ -16,7 +16,11 @@ use std::future::Future;
 ///
 /// When the dependencies are async (a payment client, an HTTP call, another
 /// database), implement [`AsyncMachine`] instead. Every `Machine` is an
-/// `AsyncMachine`, so everything that runs machines takes either.
+/// `AsyncMachine`, so everything that runs machines takes either. A
+/// `Machine`'s transition is taken to be quick: the stores run it while
+/// they hold the record (the memory store's lock on the record's shard,
+/// SQLite's write lock), so one that blocks on something slow holds up
+/// every writer of that shard or file meanwhile.
 pub trait Machine {
     /// The state enum (`#[derive(State)]`).
     type State: State + Send + Sync;
