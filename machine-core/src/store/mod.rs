@@ -143,7 +143,11 @@ pub trait Store: Send + Sync + 'static {
     /// the first entry committed at or after `before`: never a hole in the
     /// middle. A [`Feed`] cursor behind what was deleted then gets
     /// [`StoreError::FeedCompacted`], never a silent gap; one at or after it
-    /// reads on. Records themselves are never deleted, only their past. The
+    /// reads on. The memory store, whose records may keep more history than
+    /// its bounded feed ([`Retention`]), first drops the
+    /// entries only records still hold, lowest sequence number first, each
+    /// from the front of its record's history.
+    /// Records themselves are never deleted, only their past. The
     /// SQL stores and etcd read an entry's state before from the entry
     /// before it, so a record's oldest kept entry then has none
     /// ([`Change::before`] is `None`); the memory store keeps it.

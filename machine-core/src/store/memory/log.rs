@@ -259,6 +259,12 @@ impl Log {
         Ok(self.last.saturating_sub(after.seq))
     }
 
+    /// The highest sequence number the feed no longer holds (0: it holds
+    /// every write so far).
+    pub(super) fn trimmed(&self) -> u64 {
+        self.trimmed
+    }
+
     pub(super) fn len(&self) -> usize {
         self.changes.len()
     }

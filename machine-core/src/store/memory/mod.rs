@@ -603,10 +603,14 @@ impl Memory {
         Ok(())
     }
 
-    /// Prunes as [`Store::prune_history`] says: the feed's oldest entries
-    /// first, then the same entries from their records' histories.
+    /// Prunes as [`Store::prune_history`] says, oldest first: first the
+    /// entries only records' histories still hold (a record may keep more
+    /// than the whole feed does), then the feed's oldest entries and the
+    /// same entries from their records' histories.
     fn prune(&self, before: u64, limit: u32) -> u64 {
-        let pruned = self.log().prune(before, usize::try_from(limit).unwrap_or(usize::MAX));
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let swept = self.sweep(before, limit);
+        let pruned = self.log().prune(before, limit - swept);
         // Outside the feed's lock (shards are locked before it everywhere
         // else). A record's history is in version order, which is feed
         // order, so a pruned entry is at its front if it is still there; a
@@ -624,7 +628,52 @@ impl Memory {
                 }
             }
         }
-        pruned.len() as u64
+        (swept + pruned.len()) as u64
+    }
+
+    /// Drops up to `limit` history entries written before `before` that
+    /// the feed no longer holds, lowest sequence numbers first, each from
+    /// the front of its record's history (so no record is left with a
+    /// hole), and returns how many went. Two passes over the shards, one
+    /// locked at a time: the first finds the `limit`-th lowest such entry,
+    /// the second drops up to it. Writers only add entries the feed holds,
+    /// so nothing the first pass saw changes meaning before the second.
+    fn sweep(&self, before: u64, limit: usize) -> usize {
+        let out_of_feed = self.log().trimmed();
+        if out_of_feed == 0 || limit == 0 || self.inner.retention.entries_per_record() == 0 {
+            return 0;
+        }
+        let prunable = |logged: &Arc<Logged>| logged.head.seq <= out_of_feed && logged.head.at < before;
+        // The `limit` lowest sequence numbers seen, the highest on top.
+        let mut lowest = std::collections::BinaryHeap::new();
+        for shard in 0..SHARDS {
+            let shard = self.lock(shard);
+            for entry in shard.machines.iter().flat_map(|(_, ids)| ids.values()) {
+                for logged in entry.history.iter().take_while(|logged| prunable(logged)) {
+                    if lowest.len() == limit && lowest.peek().is_some_and(|&top| top < logged.head.seq) {
+                        break;
+                    }
+                    lowest.push(logged.head.seq);
+                    if lowest.len() > limit {
+                        lowest.pop();
+                    }
+                }
+            }
+        }
+        let Some(&last) = lowest.peek() else { return 0 };
+        let mut swept = 0;
+        for shard in 0..SHARDS {
+            let mut shard = self.lock(shard);
+            for entry in shard.machines.iter_mut().flat_map(|(_, ids)| ids.values_mut()) {
+                while swept < limit
+                    && entry.history.front().is_some_and(|logged| prunable(logged) && logged.head.seq <= last)
+                {
+                    entry.history.pop_front();
+                    swept += 1;
+                }
+            }
+        }
+        swept
     }
 }
 
@@ -1060,6 +1109,36 @@ mod tests {
         }
         assert!(store.changes(at(5), 10).await.unwrap().is_empty(), "the feed's end reads as caught up");
         assert_eq!(store.behind(at(5)).await.unwrap(), 0);
+    }
+
+    /// A record's history can outlive the feed (it keeps more entries per
+    /// record than the feed keeps in all): pruning by age still reaches
+    /// those entries, oldest first, within the limit, and leaves no hole.
+    #[tokio::test]
+    async fn pruning_reaches_history_the_feed_no_longer_holds() {
+        let store = Memory::with_retention(Retention::default().per_record(100).feed(10));
+        for n in 0..30 {
+            store.commit(Commit::write(write("old", n, &n.to_string()))).await.unwrap();
+        }
+        for n in 0..20 {
+            store.commit(Commit::write(write("new", n, &n.to_string()))).await.unwrap();
+        }
+        // `old`'s 30 entries and `new`'s first 10 are out of the feed.
+        let versions = |history: Vec<Change>| history.iter().map(|c| c.version).collect::<Vec<_>>();
+        assert_eq!(store.history("M", "old").await.unwrap().len(), 30);
+        let everything = u64::MAX;
+        assert_eq!(store.prune_history(everything, 25).await.unwrap(), 25, "the limit holds");
+        assert_eq!(versions(store.history("M", "old").await.unwrap()), (26..=30).collect::<Vec<_>>());
+        assert_eq!(store.history("M", "new").await.unwrap().len(), 20, "the oldest go first");
+        assert_eq!(store.prune_history(everything, 100).await.unwrap(), 25);
+        assert!(store.history("M", "old").await.unwrap().is_empty());
+        assert!(store.history("M", "new").await.unwrap().is_empty());
+        assert_eq!(store.prune_history(everything, 100).await.unwrap(), 0, "nothing left to prune");
+        assert_eq!((version(&store, "old").await, version(&store, "new").await), (30, 20), "records stay");
+        // Nothing younger than `before` goes.
+        store.commit(Commit::write(write("old", 30, "30"))).await.unwrap();
+        assert_eq!(store.prune_history(1, 100).await.unwrap(), 0);
+        assert_eq!(versions(store.history("M", "old").await.unwrap()), [31]);
     }
 
     #[tokio::test]
