@@ -1141,6 +1141,60 @@ mod tests {
         assert_eq!(versions(store.history("M", "old").await.unwrap()), [31]);
     }
 
+    /// Pruning everything while writers go on, with a feed far shorter
+    /// than the records' histories: every history stays a run of
+    /// consecutive versions ending at the record's own, and what is pruned
+    /// is counted once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pruning_beside_writers_leaves_no_hole_in_any_history() {
+        const IDS: [&str; 4] = ["a", "b", "c", "d"];
+        const WRITES: u64 = 2_000;
+        let store = Memory::with_retention(Retention::default().per_record(5_000).feed(8));
+        let writers: Vec<_> = IDS
+            .iter()
+            .map(|&id| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for expected in 0..WRITES {
+                        store.commit(Commit::write(write(id, expected, "s"))).await.unwrap();
+                        if expected % 16 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut pruned = 0;
+        while writers.iter().any(|writer| !writer.is_finished()) {
+            pruned += store.prune_history(u64::MAX, 13).await.unwrap();
+            for id in IDS {
+                let versions: Vec<u64> = store.history("M", id).await.unwrap().iter().map(|c| c.version).collect();
+                assert!(versions.windows(2).all(|pair| pair[1] == pair[0] + 1), "{id}: a hole in {versions:?}");
+            }
+            tokio::task::yield_now().await;
+        }
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        for id in IDS {
+            let versions: Vec<u64> = store.history("M", id).await.unwrap().iter().map(|c| c.version).collect();
+            assert_eq!(versions.last().copied().unwrap_or(WRITES), WRITES, "{id} ends at its version");
+            assert!(versions.windows(2).all(|pair| pair[1] == pair[0] + 1), "{id}: a hole in {versions:?}");
+        }
+        loop {
+            let more = store.prune_history(u64::MAX, 50).await.unwrap();
+            if more == 0 {
+                break;
+            }
+            pruned += more;
+        }
+        for id in IDS {
+            assert!(store.history("M", id).await.unwrap().is_empty(), "{id} fully pruned");
+            assert_eq!(version(&store, id).await, WRITES);
+        }
+        assert!(pruned <= WRITES * IDS.len() as u64, "each entry counted at most once: {pruned}");
+    }
+
     #[tokio::test]
     async fn a_cursor_older_than_the_kept_feed_is_an_error_never_a_gap() {
         use crate::store::Feed;
