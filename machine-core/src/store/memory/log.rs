@@ -145,6 +145,13 @@ impl<C: Clone + serde::Serialize + Send + Sync + 'static> Lend for C {
 }
 
 impl Said<'_> {
+    /// Takes a copy of a lent command now (see [`Lend::body`]).
+    pub(super) fn own(&mut self) {
+        if let Self::Lent(command) = self {
+            *self = Self::Owned(command.body());
+        }
+    }
+
     /// The history entry `head` with this command.
     pub(super) fn entry(self, head: Head) -> Arc<Logged> {
         match self {

@@ -403,7 +403,7 @@ impl Memory {
 
     fn put_many(
         &self,
-        puts: Vec<Put<'_>>,
+        mut puts: Vec<Put<'_>>,
         checks: &[Check<'_>],
         idempotency: Vec<KeyPut<'_>>,
     ) -> Result<(), StoreError> {
@@ -466,6 +466,14 @@ impl Memory {
             }
         }
 
+        // A lent command is copied into its history entry as its write is
+        // applied: with several writes, copy them all first, so that a
+        // `Clone` that panics leaves the commit unapplied, never half.
+        if puts.len() > 1 && self.inner.retention.keeps_entries() {
+            for put in &mut puts {
+                put.command.own();
+            }
+        }
         let now = now_millis();
         let mut log = self.log();
         for (put, at) in puts.into_iter().zip(put_at) {
@@ -500,9 +508,10 @@ impl Memory {
         let version = put.expected.saturating_add(1);
         // Kinds repeat from version to version: share the stored string.
         let kind = if &*entry.kind == put.kind { entry.kind.clone() } else { Arc::from(put.kind) };
-        self.retime(machine, &entry.id, entry.due, put.due);
-        let logged = if self.inner.retention.keeps_entries() {
-            let logged = put.command.entry(Head {
+        // The entry first: building it copies a lent command (the caller's
+        // `Clone`), and a panic there must find the record untouched.
+        let logged = self.inner.retention.keeps_entries().then(|| {
+            put.command.entry(Head {
                 seq,
                 machine: machine.clone(),
                 id: entry.id.clone(),
@@ -513,12 +522,12 @@ impl Memory {
                 after: put.state.clone(),
                 at,
                 schema: put.schema,
-            });
+            })
+        });
+        self.retime(machine, &entry.id, entry.due, put.due);
+        if let Some(logged) = &logged {
             remember(&mut entry.history, logged.clone(), self.inner.retention.entries_per_record());
-            Some(logged)
-        } else {
-            None
-        };
+        }
         (entry.version, entry.kind, entry.state, entry.updated_at, entry.schema, entry.due) =
             (version, kind, put.state, at, put.schema, put.due);
         logged
@@ -528,10 +537,9 @@ impl Memory {
     fn create(&self, ids: &mut Ids, machine: &Arc<str>, put: Put<'_>, seq: u64, at: u64) -> Option<Arc<Logged>> {
         let (id, kind): (Arc<str>, Arc<str>) = (Arc::from(put.id), Arc::from(put.kind));
         let (schema, due) = (put.schema, put.due);
-        self.retime(machine, &id, None, due);
-        let mut history = VecDeque::new();
-        let logged = if self.inner.retention.keeps_entries() {
-            let logged = put.command.entry(Head {
+        // The entry first, as in `update`.
+        let logged = self.inner.retention.keeps_entries().then(|| {
+            put.command.entry(Head {
                 seq,
                 machine: machine.clone(),
                 id: id.clone(),
@@ -542,12 +550,13 @@ impl Memory {
                 after: put.state.clone(),
                 at,
                 schema,
-            });
+            })
+        });
+        self.retime(machine, &id, None, due);
+        let mut history = VecDeque::new();
+        if let Some(logged) = &logged {
             remember(&mut history, logged.clone(), self.inner.retention.entries_per_record());
-            Some(logged)
-        } else {
-            None
-        };
+        }
         ids.insert(id.clone(), Entry { id, version: 1, kind, state: put.state, updated_at: at, schema, due, history });
         logged
     }
@@ -1109,6 +1118,60 @@ mod tests {
         }
         assert!(store.changes(at(5), 10).await.unwrap().is_empty(), "the feed's end reads as caught up");
         assert_eq!(store.behind(at(5)).await.unwrap(), 0);
+    }
+
+    /// A command whose `Clone` panics: the store copies a lent command into
+    /// the history entry it builds, while it holds the records locked.
+    #[derive(serde::Serialize)]
+    struct Fragile(bool);
+
+    impl Clone for Fragile {
+        fn clone(&self) -> Self {
+            assert!(!self.0, "a Clone that panics");
+            Self(false)
+        }
+    }
+
+    fn lent<'a>(id: &'a str, expected: u64, command: &'a Fragile, due: Option<u64>) -> Put<'a> {
+        Put {
+            machine: "M",
+            id,
+            expected,
+            kind: "K",
+            state: Body::Json(Arc::from("\"after\"")),
+            command: Said::Lent(command),
+            origin: Origin::Command,
+            schema: 1,
+            due,
+        }
+    }
+
+    /// The caller's code running inside a commit (a lent command's
+    /// `Clone`) panics: the commit is applied wholly or not at all, and
+    /// the timer index still agrees with the record.
+    #[tokio::test]
+    async fn a_command_whose_copy_panics_leaves_every_record_as_it_was() {
+        use crate::store::Query;
+        let store = Memory::new();
+        store.commit(Commit::write(Write { due: Some(100), ..write("timed", 0, "1") })).await.unwrap();
+        store.commit(Commit::write(write("other", 0, "1"))).await.unwrap();
+        let (fine, fragile) = (Fragile(false), Fragile(true));
+        let attempt = |puts: Vec<Put<'_>>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.put(puts, &[], Vec::new()))).is_err()
+        };
+        // One write: the due time it would have moved stays with the record.
+        assert!(attempt(vec![lent("timed", 1, &fragile, Some(500))]), "the Clone panicked");
+        let due: Vec<_> = store.due("M", 200, None, 10).await.unwrap().into_iter().map(|t| (t.id, t.due)).collect();
+        assert_eq!(due, [("timed".into(), 100)], "the index agrees with the record");
+        // Two writes, the second one's copy panicking: neither is applied.
+        assert!(attempt(vec![lent("other", 1, &fine, None), lent("timed", 1, &fragile, Some(500))]));
+        assert_eq!((version(&store, "other").await, version(&store, "timed").await), (1, 1), "all or nothing");
+        assert_eq!(store.history("M", "other").await.unwrap().len(), 1);
+        // And the store goes on: the same two writes with copies that work.
+        store.put(vec![lent("other", 1, &fine, None), lent("timed", 1, &fine, Some(500))], &[], Vec::new()).unwrap();
+        assert_eq!((version(&store, "other").await, version(&store, "timed").await), (2, 2));
+        let due: Vec<_> = store.due("M", 600, None, 10).await.unwrap().into_iter().map(|t| (t.id, t.due)).collect();
+        assert_eq!(due, [("timed".into(), 500)]);
     }
 
     /// A record's history can outlive the feed (it keeps more entries per
