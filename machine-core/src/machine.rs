@@ -20,7 +20,9 @@ use std::future::Future;
 /// `Machine`'s transition is taken to be quick: the stores run it while
 /// they hold the record (the memory store's lock on the record's shard,
 /// SQLite's write lock), so one that blocks on something slow holds up
-/// every writer of that shard or file meanwhile.
+/// every writer of that shard or file meanwhile, and one that blocks on a
+/// read of the same store (through a runtime handle, say) may wait on
+/// itself.
 pub trait Machine {
     /// The state enum (`#[derive(State)]`).
     type State: State + Send + Sync;

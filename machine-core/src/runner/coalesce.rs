@@ -248,7 +248,19 @@ where
     }
 
     /// One group through the pipeline; every caller gets its own result.
-    async fn commit_group(&self, id: &str, batch: Vec<Job<M>>) {
+    /// A group of one is a single command, with its held attempt
+    /// (`Runner::alone`), as when it is not coalesced.
+    async fn commit_group(&self, id: &str, mut batch: Vec<Job<M>>) {
+        if batch.len() == 1 {
+            let result = {
+                let intent = batch[0].intent.intent();
+                self.alone(Direct::new(self.store(), M::QUICK), id, &intent).await
+            };
+            if let Some(job) = batch.pop() {
+                let _ = job.reply.send(result);
+            }
+            return;
+        }
         let result = {
             let intents: Vec<Intent<'_, M>> = batch.iter().map(|job| job.intent.intent()).collect();
             let mut group = self.group(id, &intents);
