@@ -82,7 +82,7 @@ pub struct Sqlite {
 ///
 /// | wait | default | bounds |
 /// |---|---|---|
-/// | [`busy_timeout`](Self::busy_timeout) | 5 s | a writer's wait for the write lock: its turn among this process's writers, then SQLite's lock against other processes |
+/// | [`busy_timeout`](Self::busy_timeout) | 5 s | a writer's wait for the write lock: its turn among this process's writers, then SQLite's lock against other processes (each bounded, so up to twice in all) |
 /// | [`acquire_timeout`](Self::acquire_timeout) | 2 s | an operation's wait for a pooled connection |
 ///
 /// docs/stores.md ("Timeouts") says why. A wait that runs out is a
@@ -121,8 +121,9 @@ impl Default for SqliteOptions {
 impl SqliteOptions {
     /// How long a writer waits for the write lock (5 s by default): first
     /// for its turn among this process's writers, then inside SQLite for
-    /// another process's (SQLite's busy timeout). Past it: a retryable
-    /// [`Timeout`] of [`Wait::Lock`].
+    /// another process's (SQLite's busy timeout). Each wait has this bound,
+    /// so a writer behind both may wait up to twice as long. Past it: a
+    /// retryable [`Timeout`] of [`Wait::Lock`].
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
@@ -306,8 +307,16 @@ impl Held {
         self.set_open(true);
         let begun = sqlx::query("BEGIN IMMEDIATE").execute(self.conn()?).await;
         if let Err(error) = begun {
-            // Nothing was begun: the connection stays with the writers.
+            // Nothing was begun. A connection that answered (busy, say)
+            // stays with the writers; one that did not (its thread gone, an
+            // I/O error) is dropped, so the next writer opens another
+            // instead of being handed the same dead one.
             self.set_open(false);
+            if !matches!(error, sqlx::Error::Database(_))
+                && let Some(turn) = self.turn.as_mut()
+            {
+                forget(turn);
+            }
             return Err(sqlite_error(error));
         }
         Ok(())
@@ -373,18 +382,25 @@ impl Held {
     /// Commits the held transaction.
     async fn finish(mut self) -> Result<(), StoreError> {
         let committed = sqlx::query("COMMIT").execute(self.conn()?).await;
-        let Some(turn) = self.turn.as_mut() else { return Ok(()) };
-        match committed {
-            Ok(_) => {
-                turn.open = false;
-                Ok(())
+        if let Err(error) = committed {
+            if !self.keep {
+                // The pool's one connection holds an in-memory database,
+                // which closing it would destroy: roll back what is left
+                // open and keep it (a `Held` still marked open rolls back
+                // on drop if this cannot).
+                if rolled_back(sqlx::query("ROLLBACK").execute(self.conn()?).await) {
+                    self.set_open(false);
+                }
+                return Err(sqlite_error(error));
             }
             // The outcome is unknown: never reuse that connection.
-            Err(error) => {
+            if let Some(turn) = self.turn.as_mut() {
                 forget(turn);
-                Err(sqlite_error(error))
             }
+            return Err(sqlite_error(error));
         }
+        self.set_open(false);
+        Ok(())
     }
 }
 
