@@ -557,7 +557,10 @@ impl Sqlite {
     }
 
     /// This process's turn to write, with the writers' connection; no
-    /// transaction yet.
+    /// transaction yet. Writes outside the pipeline (a checkpoint, a dead
+    /// letter, a disarmed timer, expired keys) run their one statement in
+    /// it too, so they queue with the commands instead of racing them in
+    /// SQLite's busy handler (a processor's lease renewal among them).
     async fn turn(&self) -> Result<Held, StoreError> {
         // Uncontended, the turn is free at once: no timer to set up. The
         // mutex is fair, so this never overtakes a waiting writer.
@@ -985,7 +988,7 @@ impl Store for Sqlite {
         )
         .bind(millis_to_db(now))
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(self.turn().await?.conn()?)
         .await
         .map_err(sqlite_error)?;
         Ok(deleted.rows_affected())
@@ -1111,7 +1114,7 @@ impl Checkpoints for Sqlite {
             .bind(owner)
             .bind(millis_to_db(lease_until))
             .bind(next)
-            .execute(&self.pool)
+            .execute(self.turn().await?.conn()?)
             .await
         } else {
             sqlx::query(
@@ -1125,7 +1128,7 @@ impl Checkpoints for Sqlite {
             .bind(next)
             .bind(name)
             .bind(version_to_db(super::sql::PROCESSORS, name, expected_version)?)
-            .execute(&self.pool)
+            .execute(self.turn().await?.conn()?)
             .await
         }
         .map_err(sqlite_error)?;
@@ -1152,7 +1155,7 @@ impl Checkpoints for Sqlite {
         .bind(&letter.error)
         .bind(i64::from(letter.attempts))
         .bind(millis_to_db(letter.parked_at))
-        .execute(&self.pool)
+        .execute(self.turn().await?.conn()?)
         .await
         .map_err(sqlite_error)?;
         Ok(())
@@ -1189,7 +1192,7 @@ impl Checkpoints for Sqlite {
                 .bind(processor)
                 .bind(tx)
                 .bind(seq)
-                .execute(&self.pool)
+                .execute(self.turn().await?.conn()?)
                 .await
                 .map_err(sqlite_error)?;
         Ok(removed.rows_affected() > 0)
@@ -1281,7 +1284,7 @@ impl Query for Sqlite {
         .bind(machine)
         .bind(id)
         .bind(version_to_db(machine, id, version)?)
-        .execute(&self.pool)
+        .execute(self.turn().await?.conn()?)
         .await
         .map_err(sqlite_error)?;
         Ok(disarmed.rows_affected() > 0)
