@@ -230,7 +230,10 @@ pub fn check(schema: u32, migrations: &[Migration]) -> Result<(), InvalidMigrati
 }
 
 /// Runs the steps for `payload` from version `stored` up to `schema`, in
-/// order. On a refusal: the version whose step refused, and why.
+/// order. On a refusal: the version whose step refused, and why. A step
+/// that panics refuses with the panic's message: steps run wherever a
+/// record is read, processors and sweepers included, and one old record
+/// must not stop them.
 pub(crate) fn upcast(
     migrations: &[Migration],
     payload: Payload,
@@ -241,7 +244,11 @@ pub(crate) fn upcast(
     let payload = payload.steps();
     for from in stored..schema {
         if let Some(migration) = migrations.iter().find(|m| m.payload == payload && m.from == from) {
-            json = (migration.step)(json).map_err(|error| (from, error))?;
+            let step = migration.step;
+            json = match crate::panic::catch_sync(move || step(json)) {
+                Ok(stepped) => stepped.map_err(|error| (from, error))?,
+                Err(panic) => return Err((from, MigrationError::new(format!("the step panicked: {panic}")))),
+            };
         }
     }
     Ok(json)
