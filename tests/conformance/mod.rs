@@ -37,9 +37,10 @@ pub(crate) use outbox::{
 };
 #[allow(unused_imports)]
 pub(crate) use processors::{
-    a_failing_handler_backs_off_then_parks_and_is_redriven, a_processor_resumes_from_its_checkpoint_after_a_crash,
-    an_undecodable_entry_is_parked_not_fatal, batches_are_configurable, checkpoints_are_compared_and_set,
-    lag_counts_the_changes_behind_the_head, one_instance_per_name_delivers_while_its_lease_stands,
+    a_failing_handler_backs_off_then_parks_and_is_redriven, a_lease_given_up_is_free_at_once_early_on_the_clock,
+    a_processor_resumes_from_its_checkpoint_after_a_crash, an_undecodable_entry_is_parked_not_fatal,
+    batches_are_configurable, checkpoints_are_compared_and_set, lag_counts_the_changes_behind_the_head,
+    one_instance_per_name_delivers_while_its_lease_stands,
 };
 #[allow(unused_imports)]
 pub(crate) use recovery::{

@@ -396,6 +396,27 @@ pub(crate) async fn one_instance_per_name_delivers_while_its_lease_stands(store:
     assert_eq!(store.checkpoint("leased").await.unwrap().unwrap().owner, "a");
 }
 
+/// A processor that stops gives its lease up at once, whatever the clock
+/// reads: even less than one lease term after its epoch, as a test's
+/// manual clock does.
+pub(crate) async fn a_lease_given_up_is_free_at_once_early_on_the_clock(store: impl Harness + Checkpoints) {
+    let (now, waits) = (Arc::new(AtomicU64::new(5_000)), ManualClock::new());
+    let runner = runner(store.clone(), &now, &waits);
+    write_tallies(&runner, 1, 1).await;
+    visible(&store, 1).await;
+    let (seen_a, seen_b) = (Seen::default(), Seen::default());
+    let a = Processor::new("early", runner.clone(), seen_a.handler()).owner("a").lease(LEASE);
+    let b = Processor::new("early", runner.clone(), seen_b.handler()).owner("b").lease(LEASE);
+    assert_eq!(processed(&a.step().await.unwrap()).delivered, 1);
+    assert!(matches!(b.step().await.unwrap(), Stepped::Standby { .. }), "a holds the lease");
+    a.run(std::future::ready(())).await;
+    assert!(seen_b.log().is_empty());
+    let held = store.checkpoint("early").await.unwrap().unwrap();
+    assert!(held.lease_until <= 5_000, "given up now, not at {}", held.lease_until);
+    assert!(matches!(b.step().await.unwrap(), Stepped::Idle), "b takes over without waiting");
+    assert_eq!(store.checkpoint("early").await.unwrap().unwrap().owner, "b");
+}
+
 pub(crate) async fn a_failing_handler_backs_off_then_parks_and_is_redriven(store: impl Harness + Checkpoints) {
     let (now, waits) = (Arc::new(AtomicU64::new(1_000)), ManualClock::new());
     let runner = runner(store.clone(), &now, &waits);

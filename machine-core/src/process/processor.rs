@@ -451,7 +451,11 @@ where
     /// Saves `cursor` with a lease from `now`, if `held` is still the
     /// stored checkpoint; on success `held` is the saved one.
     async fn save(&self, held: &mut Checkpoint, cursor: Cursor, now: u64) -> Result<bool, StoreError> {
-        let lease_until = now.saturating_add(millis(self.lease));
+        self.save_until(held, cursor, now.saturating_add(millis(self.lease))).await
+    }
+
+    /// [`save`](Self::save) with the lease ending at `lease_until`.
+    async fn save_until(&self, held: &mut Checkpoint, cursor: Cursor, lease_until: u64) -> Result<bool, StoreError> {
         let saved =
             self.runner.store().save_checkpoint(&self.name, held.version, cursor, &self.owner, lease_until).await?;
         if saved {
@@ -467,7 +471,7 @@ where
         let now = self.runner.now();
         if held.owner == self.owner && held.lease_until > now {
             let cursor = held.cursor;
-            let _ = self.save(&mut held, cursor, now.saturating_sub(millis(self.lease))).await;
+            let _ = self.save_until(&mut held, cursor, now).await;
         }
     }
 }

@@ -57,8 +57,8 @@ pub struct DeadLetter {
 /// needs from its store.
 ///
 /// Every method has a default that fails with [`StoreError::Unsupported`],
-/// so a store of your own still compiles; this crate's memory, SQLite and
-/// PostgreSQL stores implement them all (etcd keeps the defaults for now).
+/// so a store of your own still compiles; this crate's memory, SQLite,
+/// PostgreSQL and etcd stores implement them all.
 pub trait Checkpoints: Feed {
     /// The checkpoint of processor `name`, or `None` if it never saved one.
     fn checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send {
