@@ -44,7 +44,8 @@ pub(crate) use processors::{
 };
 #[allow(unused_imports)]
 pub(crate) use recovery::{
-    concurrent_recoveries_replay_each_failure_once, failures_are_replayed_after_their_backoff_then_left,
+    an_unreadable_failed_record_does_not_stop_recovery, concurrent_recoveries_replay_each_failure_once,
+    failures_are_replayed_after_their_backoff_then_left,
 };
 #[allow(unused_imports)]
 pub(crate) use retention::{TicketCommand, Tickets};

@@ -122,6 +122,32 @@ pub(crate) async fn failures_are_replayed_after_their_backoff_then_left(store: i
     assert_eq!(stubborn.deps().calls.load(Ordering::SeqCst), 4);
 }
 
+/// A record in the failure state that does not decode (written behind the
+/// store's back) is counted as an error and skipped: the failures listed
+/// after it are still replayed.
+pub(crate) async fn an_unreadable_failed_record_does_not_stop_recovery(store: impl Harness) {
+    use machine_core::store::{Commit, Write};
+    let now = Arc::new(AtomicU64::new(0));
+    let runner = runner(store.clone(), 1, &now);
+    assert!(runner.handle("b-real", &ChargeCommand::Pay).await.is_err(), "a recorded failure");
+    let odd = Write {
+        machine: Charges::NAME,
+        id: "a-odd",
+        expected: 0,
+        kind: "Failed",
+        state: r#"{"Failed": 7}"#.to_owned(),
+        command: r#""Pay""#,
+        origin: Origin::Command,
+        schema: 1,
+        due: None,
+    };
+    store.commit(Commit::write(odd)).await.unwrap();
+    now.store(60_000, Ordering::SeqCst);
+    let swept = recovery_of(&runner).page(1).sweep().await.unwrap();
+    assert_eq!((swept.recovered, swept.errors), (1, 1), "{swept:?}");
+    assert_eq!(runner.get("b-real").await.unwrap().unwrap().state, Charge::Paid);
+}
+
 pub(crate) async fn concurrent_recoveries_replay_each_failure_once(store: impl Harness) {
     const RECORDS: usize = 20;
     let now = Arc::new(AtomicU64::new(0));

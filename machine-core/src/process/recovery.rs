@@ -1,12 +1,15 @@
 //! Background recovery: recorded failures replayed with backoff up to a
 //! limit, then left for a person.
 
+use crate::Kind;
 use crate::error::Error;
 use crate::machine::AsyncMachine;
 use crate::retry::Backoff;
+use crate::runner::codec::decode_record;
 use crate::runner::{Ready, Runner};
 use crate::state::{FailureState, State};
 use crate::store::Query;
+use crate::store::body::Loaded;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -65,7 +68,10 @@ pub struct Recovered {
     pub waiting: u64,
     /// Failures at the limit, left for a person.
     pub left: u64,
-    /// Replays refused or stopped by an error (the failure stays as it was).
+    /// Replays refused or stopped by an error (the failure stays as it
+    /// was), and records in the failure state that do not decode (a corrupt
+    /// row, a newer schema): each is counted and skipped, never the end of
+    /// the sweep.
     pub errors: u64,
 }
 
@@ -146,15 +152,27 @@ where
     }
 
     /// One sweep over every record in the failure state, by the runner's
-    /// clock now. Fails only if the store cannot list them.
+    /// clock now. Fails only if the store cannot list them: a record that
+    /// does not decode is counted in [`Recovered::errors`] and the sweep
+    /// goes on.
     pub async fn sweep(&self) -> Result<Recovered, Error<M::Error>> {
         let mut swept = Recovered::default();
         let Some(failure) = <M::State as State>::FAILURE else { return Ok(swept) };
         let ready = self.ready();
         let mut after: Option<String> = None;
         loop {
-            let page = self.runner.list(failure, after.as_deref(), self.page).await?;
-            for (id, record) in &page.records {
+            // Listed as stored and decoded one by one (not `Runner::list`,
+            // which fails the page): one unreadable record must not hide
+            // the failures after it.
+            let listed = self.runner.store().by_kind(M::NAME, failure.as_str(), after.as_deref(), self.page).await?;
+            let full = self.page > 0 && listed.len() >= usize::try_from(self.page).unwrap_or(usize::MAX);
+            let next = if full { listed.last().map(|listed| listed.id.clone()) } else { None };
+            for listed in listed {
+                let id = &listed.id;
+                let Ok(record) = decode_record::<M, M::Error>(id, &Loaded::from(listed.record)) else {
+                    swept.errors += 1;
+                    continue;
+                };
                 let Some(failed) = record.state.failure() else { continue };
                 match ready.at(failed.attempts, failed.failed_at) {
                     None => swept.left += 1,
@@ -167,7 +185,7 @@ where
                     },
                 }
             }
-            match page.next {
+            match next {
                 Some(next) => after = Some(next),
                 None => return Ok(swept),
             }
