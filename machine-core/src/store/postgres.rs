@@ -334,11 +334,15 @@ impl Postgres {
 
     /// Applies `commit` through `conn`: inside your own transaction, the
     /// machine's writes commit or roll back with your other statements. A
-    /// multi-record commit runs in a savepoint, so a conflict undoes only its
-    /// own writes and leaves your transaction usable.
+    /// commit runs in a savepoint, so a conflict (a deadlock or a
+    /// serialization failure among them) undoes only its own writes and
+    /// leaves your transaction usable for the retry. Outside a transaction
+    /// a single write is one statement.
     pub async fn commit_in(&self, conn: &mut PgConnection, commit: Commit<'_>) -> Result<(), StoreError> {
         validate(&commit)?;
-        if let ([write], [], []) = (commit.writes.as_slice(), commit.checks.as_slice(), commit.keys.as_slice()) {
+        if let ([write], [], []) = (commit.writes.as_slice(), commit.checks.as_slice(), commit.keys.as_slice())
+            && !conn.is_in_transaction()
+        {
             return self.write(conn, write).await;
         }
         // `begin` opens a transaction, or a savepoint inside the caller's;
