@@ -122,61 +122,12 @@ async fn a_step_that_refuses_is_named_with_its_version() {
 /// A migration step that panics on a shape it did not expect: the read
 /// fails with a typed error naming the record and the step, as a refusal
 /// does, instead of unwinding into the caller (a processor, a sweeper).
-mod brittle {
-    use machine_core::evolution::{Migration, MigrationError};
-    use machine_core::prelude::*;
-    use serde::{Deserialize, Serialize};
-    use serde_json::Value;
-
-    #[derive(State, Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub(crate) enum Account {
-        #[state(initial)]
-        Open { balance: i64 },
-    }
-
-    #[derive(Command, Clone, Debug, Serialize, Deserialize)]
-    #[command(state = Account)]
-    pub(crate) enum Pay {
-        #[command(from(Open), to(Open))]
-        In(i64),
-    }
-
-    pub(crate) struct Brittle;
-
-    impl Machine for Brittle {
-        type State = Account;
-        type Command = Pay;
-        type Deps = ();
-        type Error = std::convert::Infallible;
-
-        const SCHEMA: u32 = 2;
-        const MIGRATIONS: &'static [Migration] = &[Migration::state(1, unwrapping)];
-
-        fn transition(
-            (): &(),
-            Pay::In(amount): &Pay,
-            Account::Open { balance }: &Account,
-        ) -> Result<Account, Self::Error> {
-            Ok(Account::Open { balance: balance + amount })
-        }
-    }
-
-    // A step's signature is fixed: this one never refuses, it panics.
-    #[allow(clippy::unnecessary_wraps)]
-    fn unwrapping(mut state: Value) -> Result<Value, MigrationError> {
-        let fields = state["Open"].as_object_mut().expect("an object under Open");
-        let euros = fields["balance"].as_i64().expect("a balance");
-        fields.insert("balance".into(), Value::from(euros * 100));
-        Ok(state)
-    }
-}
-
 #[tokio::test]
 async fn a_step_that_panics_is_a_typed_error_naming_the_record() {
     use machine_core::store::{Commit, Origin, Write};
     let store = Memory::new();
     let write = |id, state| Write {
-        machine: brittle::Account::NAME,
+        machine: amounts::Account::NAME,
         id,
         expected: 0,
         kind: "Open",
@@ -188,17 +139,17 @@ async fn a_step_that_panics_is_a_typed_error_naming_the_record() {
     };
     store.commit(Commit::write(write("good", r#"{"Open":{"balance":5}}"#.into()))).await.unwrap();
     store.commit(Commit::write(write("odd", r#"{"Open":"no fields"}"#.into()))).await.unwrap();
-    let runner = Runner::<brittle::Brittle, _>::new(store, ());
+    let runner = Runner::<amounts::Brittle, _>::new(store, ());
     let error = runner.get("odd").await.unwrap_err();
     let Error::Decode(DecodeError { cause: DecodeCause::Migration { from: 1, .. }, .. }) = &error else {
         panic!("{error:?}")
     };
     assert!(error.to_string().contains("\"odd\""), "{error}");
     assert!(error.to_string().contains("the step panicked: an object under Open"), "{error}");
-    let error = runner.handle("odd", &brittle::Pay::In(1)).await.unwrap_err();
+    let error = runner.handle("odd", &amounts::Pay::In(1)).await.unwrap_err();
     assert!(matches!(error, Error::Decode(_)), "{error:?}");
     // The other records read on.
-    assert_eq!(runner.get("good").await.unwrap().unwrap().state, brittle::Account::Open { balance: 500 });
+    assert_eq!(runner.get("good").await.unwrap().unwrap().state, amounts::Account::Open { balance: 500 });
 }
 
 /// The machine of issue 14: version 2 added a field and removed a command,
@@ -400,6 +351,33 @@ mod amounts {
         fn transition((): &(), command: &Pay, state: &Account) -> Result<Account, Self::Error> {
             Ok(pay_in(command, state))
         }
+    }
+
+    /// Version 2 again, with its step written carelessly: it panics on a
+    /// shape it did not expect.
+    pub(crate) struct Brittle;
+
+    impl Machine for Brittle {
+        type State = Account;
+        type Command = Pay;
+        type Deps = ();
+        type Error = std::convert::Infallible;
+
+        const SCHEMA: u32 = 2;
+        const MIGRATIONS: &'static [Migration] = &[Migration::state(1, unwrapping)];
+
+        fn transition((): &(), command: &Pay, state: &Account) -> Result<Account, Self::Error> {
+            Ok(pay_in(command, state))
+        }
+    }
+
+    // A step's signature is fixed: this one never refuses, it panics.
+    #[allow(clippy::unnecessary_wraps)]
+    fn unwrapping(mut state: Value) -> Result<Value, MigrationError> {
+        let fields = state["Open"].as_object_mut().expect("an object under Open");
+        let euros = fields["balance"].as_i64().expect("a balance");
+        fields.insert("balance".into(), Value::from(euros * 100));
+        Ok(state)
     }
 
     fn euros_to_cents(mut state: Value) -> Result<Value, MigrationError> {

@@ -1,15 +1,12 @@
 //! Background recovery: recorded failures replayed with backoff up to a
 //! limit, then left for a person.
 
-use crate::Kind;
 use crate::error::Error;
 use crate::machine::AsyncMachine;
 use crate::retry::Backoff;
-use crate::runner::codec::decode_record;
 use crate::runner::{Ready, Runner};
 use crate::state::{FailureState, State};
 use crate::store::Query;
-use crate::store::body::Loaded;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -161,15 +158,12 @@ where
         let ready = self.ready();
         let mut after: Option<String> = None;
         loop {
-            // Listed as stored and decoded one by one (not `Runner::list`,
-            // which fails the page): one unreadable record must not hide
-            // the failures after it.
-            let listed = self.runner.store().by_kind(M::NAME, failure.as_str(), after.as_deref(), self.page).await?;
-            let full = self.page > 0 && listed.len() >= usize::try_from(self.page).unwrap_or(usize::MAX);
-            let next = if full { listed.last().map(|listed| listed.id.clone()) } else { None };
-            for listed in listed {
-                let id = &listed.id;
-                let Ok(record) = decode_record::<M, M::Error>(id, &Loaded::from(listed.record)) else {
+            // Each record decoded on its own (not `Runner::list`, which
+            // fails the page): one unreadable record must not hide the
+            // failures after it.
+            let (each, next) = self.runner.list_each(failure, after.as_deref(), self.page).await?;
+            for (id, decoded) in &each {
+                let Ok(record) = decoded else {
                     swept.errors += 1;
                     continue;
                 };

@@ -15,6 +15,9 @@ use serde::de::DeserializeOwned;
 /// The kind enum of a machine's state (`OrderKind` for `Order`).
 pub type KindOf<M> = <<M as AsyncMachine>::State as State>::Kind;
 
+/// A listed record, decoded, or why it could not be.
+pub(crate) type Decoded<M> = Result<Versioned<<M as AsyncMachine>::State>, Error<<M as AsyncMachine>::Error>>;
+
 /// One page of [`Runner::list`]: records ordered by id, and where the next
 /// page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,15 +74,32 @@ where
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<M::State>, Error<M::Error>> {
+        let (each, next) = self.list_each(kind, after, limit).await?;
+        let records = each.into_iter().map(|(id, decoded)| decoded.map(|decoded| (id, decoded)));
+        Ok(Page { records: records.collect::<Result<_, _>>()?, next })
+    }
+
+    /// [`list`](Self::list) with each record decoded on its own: one that
+    /// does not decode is its own error, not the page's, for drivers that
+    /// go on past it (background recovery). The next page's start comes
+    /// with it.
+    pub(crate) async fn list_each(
+        &self,
+        kind: KindOf<M>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<(String, Decoded<M>)>, Option<String>), Error<M::Error>> {
         let listed = self.store().by_kind(M::NAME, kind.as_str(), after, limit).await?;
         let full = listed.len() >= usize::try_from(limit).unwrap_or(usize::MAX) && limit > 0;
-        let mut records = Vec::with_capacity(listed.len());
-        for listed in listed {
-            let decoded = decode_record::<M, M::Error>(&listed.id, &Loaded::from(listed.record))?;
-            records.push((listed.id, decoded));
-        }
-        let next = if full { records.last().map(|(id, _)| id.clone()) } else { None };
-        Ok(Page { records, next })
+        let next = if full { listed.last().map(|listed| listed.id.clone()) } else { None };
+        let each = listed
+            .into_iter()
+            .map(|listed| {
+                let decoded = decode_record::<M, M::Error>(&listed.id, &Loaded::from(listed.record));
+                (listed.id, decoded)
+            })
+            .collect();
+        Ok((each, next))
     }
 
     /// How many records are in state `kind`.

@@ -213,11 +213,10 @@ fn key_put<'k>(keyed: &'k Keyed<'_>) -> KeyPut<'k> {
 }
 
 /// A planned write in the memory store's terms, its values moved out.
-pub(crate) fn put<'w>(planned: &'w mut Planned<'_>) -> Put<'w> {
+pub(crate) fn put<'a>(planned: &mut Planned<'a>) -> Put<'a> {
     let state = std::mem::replace(&mut planned.state, super::pipeline::Staged::Json("".into()));
     let command = std::mem::replace(&mut planned.command, super::pipeline::Staged::Json("".into()));
-    let Planned { machine, id, expected, kind, origin, schema, due, .. } = *planned;
-    Put { machine, id, expected, kind, state: state.into_body(), command: command.said(), origin, schema, due }
+    into_put(Planned { state, command, ..*planned })
 }
 
 /// [`put`] for a write the caller has no further use of.
